@@ -1,0 +1,3 @@
+//! Types shared by every Lamina service.
+pub mod function;
+pub use function::FunctionSnapshot;
