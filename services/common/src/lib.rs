@@ -1,3 +1,8 @@
-//! Types shared by every Lamina service.
+//! Types shared by every Lamina service: errors in AWS shape, names and ARNs, timestamps.
+pub mod error;
 pub mod function;
+pub mod names;
+pub mod time;
+
+pub use error::{ApiError, ApiResult};
 pub use function::FunctionSnapshot;

@@ -1,1 +1,82 @@
-//! placeholder
+//! The public HTTP API: Lambda REST paths with SigV4, the admin API, health and metrics.
+
+mod admin;
+mod api;
+pub mod auth;
+mod body;
+mod code_url;
+mod request_id;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::routing::get;
+use lamina_code_storage::CodeStorage;
+use lamina_metadata::Metadata;
+
+pub use auth::Principal;
+pub use request_id::RequestId;
+
+/// Frontend settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The one region served; ARNs use it and signatures must be scoped to it.
+    pub region: String,
+    /// Bearer token of the admin API.
+    pub admin_token: String,
+    /// Largest request body read (CreateFunction carries a base64 zip of up to 50 MB).
+    pub max_request_bytes: usize,
+    /// Upper bound of MemorySize (the guide: 1536; today's AWS: 10240).
+    pub max_memory_mb: i64,
+    /// Upper bound of Timeout in seconds (the guide: 300).
+    pub max_timeout_s: i64,
+    /// Runtime identifiers CreateFunction accepts.
+    pub runtimes: Vec<String>,
+    /// Key that signs code download URLs.
+    pub url_key: [u8; 32],
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            region: "us-east-1".into(),
+            admin_token: String::new(),
+            max_request_bytes: 75 * 1024 * 1024,
+            max_memory_mb: 1536,
+            max_timeout_s: 300,
+            runtimes: Vec::new(),
+            url_key: [0; 32],
+        }
+    }
+}
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub metadata: Metadata,
+    pub code: CodeStorage,
+    pub secrets: Arc<auth::SecretCache>,
+}
+
+impl AppState {
+    /// Builds the state from its parts.
+    pub fn new(config: Config, metadata: Metadata, code: CodeStorage) -> Self {
+        Self { config: Arc::new(config), metadata, code, secrets: Arc::default() }
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let lambda = api::routes().layer(from_fn_with_state(state.clone(), auth::require_sigv4));
+    let admin = admin::routes().layer(from_fn_with_state(state.clone(), auth::require_admin));
+    Router::new()
+        .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/_lamina/code/{account}/{sha}", get(code_url::download))
+        .nest("/_lamina/admin", admin)
+        .merge(lambda)
+        .fallback(api::unknown_operation)
+        .layer(axum::middleware::from_fn(request_id::assign))
+        .with_state(state)
+}

@@ -1,1 +1,41 @@
-//! placeholder
+//! Accounts, access keys and functions: the metadata service, on SQLite or Postgres.
+
+pub mod accounts;
+pub mod crypto;
+pub mod functions;
+pub mod store;
+
+use std::sync::Arc;
+
+pub use accounts::{Account, AccountLimits, NewAccount};
+pub use crypto::SecretCipher;
+pub use functions::{FunctionRow, NewFunction};
+pub use store::Store;
+
+/// Handle to the metadata service (in-process implementation). Cheap to clone.
+#[derive(Clone)]
+pub struct Metadata {
+    pub(crate) store: Store,
+    pub(crate) cipher: Arc<SecretCipher>,
+}
+
+impl Metadata {
+    /// Connects to `database_url` (`sqlite://…` or `postgres://…`) and applies migrations.
+    pub async fn connect(database_url: &str, cipher: SecretCipher) -> anyhow::Result<Self> {
+        let store = Store::connect(database_url).await?;
+        Ok(Self { store, cipher: Arc::new(cipher) })
+    }
+
+    /// The storage engine in use (`sqlite` or `postgres`).
+    pub fn engine(&self) -> &'static str {
+        match self.store {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Direct store access, for tests that check what the API cannot show.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}

@@ -1,0 +1,394 @@
+//! CreateFunction, GetFunction(Configuration), ListFunctions, Update*, DeleteFunction.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use lamina_code_storage::StoredCode;
+use lamina_common::names::{FunctionRef, Violations};
+use lamina_common::{ApiError, ApiResult};
+use lamina_metadata::{FunctionRow, NewFunction};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::model::configuration;
+use super::validate::{CodeIn, ConfigIn, check_config, check_service_rules, environment_json, vpc_json};
+use super::{Target, parse_body, resolve};
+use crate::{AppState, Principal, code_url};
+
+type Params = Query<HashMap<String, String>>;
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateRequest {
+    function_name: Option<String>,
+    code: Option<CodeIn>,
+    publish: Option<bool>,
+    #[serde(flatten)]
+    config: ConfigIn,
+}
+
+/// Decodes and stores the package named by a `Code`-shaped member.
+async fn store_code(state: &AppState, code: &CodeIn) -> ApiResult<(StoredCode, Bytes)> {
+    let zip = match (&code.zip_file, &code.s3_bucket, &code.s3_key) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(ApiError::InvalidParameterValue(
+                "Please provide a source for function code: either ZipFile or S3Bucket and S3Key, not both.".into(),
+            ));
+        }
+        (Some(zip), None, None) => zip,
+        (None, Some(_), _) | (None, _, Some(_)) => {
+            return Err(ApiError::InvalidParameterValue(
+                "Code from S3 is not supported by this Lamina server yet; upload the package as ZipFile.".into(),
+            ));
+        }
+        (None, None, None) => {
+            return Err(ApiError::InvalidParameterValue("Please provide a source for function code.".into()));
+        }
+    };
+    let bytes = Bytes::from(STANDARD.decode(zip.as_bytes()).map_err(|_| {
+        ApiError::InvalidParameterValue(
+            "Could not unzip uploaded file. Please check your file, then try to upload again.".into(),
+        )
+    })?);
+    Ok((state.code.put_zip(bytes.clone()).await?, bytes))
+}
+
+/// `POST /2015-03-31/functions`
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let req: CreateRequest = parse_body(&body)?;
+    let mut v = Violations::default();
+    let name = match &req.function_name {
+        None => {
+            v.missing("functionName");
+            None
+        }
+        Some(raw) => match FunctionRef::parse(raw, "functionName") {
+            Ok(r) if r.qualifier.is_some() => {
+                v.push(raw, "functionName", "Member must not include a qualifier");
+                None
+            }
+            Ok(r) => Some(r),
+            Err(ApiError::Validation(errs)) => {
+                errs.iter().for_each(|e| v.push_raw(e));
+                None
+            }
+            Err(other) => return Err(other),
+        },
+    };
+    let cfg = &req.config;
+    for (member, present) in [("runtime", cfg.runtime.is_some()), ("role", cfg.role.is_some()), ("handler", cfg.handler.is_some())] {
+        if !present {
+            v.missing(member);
+        }
+    }
+    if req.code.is_none() {
+        v.missing("code");
+    }
+    check_config(cfg, &state.config, &mut v);
+    v.finish()?;
+    check_service_rules(cfg)?;
+    let name = name.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("name validated above")))?;
+    let target = resolve(&state, &principal, req.function_name.as_deref().unwrap_or_default(), None, "CreateFunction")?;
+    let (stored, zip) = store_code(&state, req.code.as_ref().unwrap_or(&CodeIn::default())).await?;
+    let new = NewFunction {
+        function_name: name.name,
+        description: cfg.description.clone().unwrap_or_default(),
+        runtime: cfg.runtime.clone().unwrap_or_default(),
+        role: cfg.role.clone().unwrap_or_default(),
+        handler: cfg.handler.clone().unwrap_or_default(),
+        memory_size: cfg.memory_size.unwrap_or(128),
+        timeout: cfg.timeout.unwrap_or(3),
+        environment: cfg.environment.as_ref().and_then(environment_json),
+        vpc_config: cfg.vpc_config.as_ref().and_then(vpc_json),
+        code_sha256: stored.sha256_hex.clone(),
+        code_size: stored.size,
+    };
+    let created = state.metadata.create_function(&target.account_id, new, req.publish.unwrap_or(false)).await;
+    let row = match created {
+        Ok(row) => row,
+        Err(err) => {
+            release_code(&state, &[stored.sha256_hex]).await;
+            return Err(err);
+        }
+    };
+    state.code.ensure(&stored.sha256_hex, &zip).await?;
+    Ok((StatusCode::CREATED, Json(configuration(&state.config.region, &row, false))))
+}
+
+/// Deletes blobs that no stored version refers to any more.
+async fn release_code(state: &AppState, shas: &[String]) {
+    for sha in shas {
+        match state.metadata.code_referenced(sha).await {
+            Ok(false) => {
+                if let Err(err) = state.code.delete(sha).await {
+                    tracing::warn!(sha, error = %err, "delete unreferenced blob");
+                }
+            }
+            Ok(true) => {}
+            Err(err) => tracing::warn!(sha, error = %err, "check blob references"),
+        }
+    }
+}
+
+/// Loads the version a target names; aliases arrive with the versions work.
+pub async fn load_version(state: &AppState, target: &Target) -> ApiResult<FunctionRow> {
+    let version = target.qualifier.as_deref().unwrap_or("$LATEST");
+    let not_found = || ApiError::function_not_found(&target.addressed_arn(&state.config.region));
+    if version != "$LATEST" && !version.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(not_found());
+    }
+    state.metadata.get_version(&target.account_id, &target.name, version).await?.ok_or_else(not_found)
+}
+
+fn max_items(params: &HashMap<String, String>) -> ApiResult<i64> {
+    match params.get("MaxItems") {
+        None => Ok(50),
+        Some(raw) => {
+            let n: i64 = raw
+                .parse()
+                .map_err(|_| ApiError::invalid(raw, "maxItems", "Member must be a number"))?;
+            let mut v = Violations::default();
+            v.range(n, "maxItems", 1, 10_000);
+            v.finish()?;
+            Ok(n.min(50))
+        }
+    }
+}
+
+/// `GET /2015-03-31/functions`
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(params): Params,
+) -> ApiResult<impl IntoResponse> {
+    let limit = max_items(&params)?;
+    let after = match params.get("Marker") {
+        None => None,
+        Some(m) => Some(
+            URL_SAFE_NO_PAD
+                .decode(m)
+                .ok()
+                .and_then(|raw| String::from_utf8(raw).ok())
+                .ok_or_else(|| ApiError::InvalidParameterValue(format!("Invalid marker: {m}")))?,
+        ),
+    };
+    let mut rows = state.metadata.list_latest(&principal.account_id, after.as_deref(), limit + 1).await?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| URL_SAFE_NO_PAD.encode(r.function_name.as_bytes()))
+    } else {
+        None
+    };
+    let functions: Vec<_> = rows.iter().map(|r| configuration(&state.config.region, r, false)).collect();
+    Ok(Json(json!({ "Functions": functions, "NextMarker": next })))
+}
+
+/// `GET /2015-03-31/functions/{name}`
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    Query(params): Params,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let target = resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "GetFunction")?;
+    let row = load_version(&state, &target).await?;
+    let location = code_url::location(&state, &headers, &row.account_id, &row.code_sha256);
+    Ok(Json(json!({
+        "Configuration": configuration(&state.config.region, &row, target.qualifier.is_some()),
+        "Code": { "RepositoryType": "S3", "Location": location },
+    })))
+}
+
+/// `GET /2015-03-31/functions/{name}/configuration`
+pub async fn get_configuration(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    Query(params): Params,
+) -> ApiResult<impl IntoResponse> {
+    let target =
+        resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "GetFunctionConfiguration")?;
+    let row = load_version(&state, &target).await?;
+    Ok(Json(configuration(&state.config.region, &row, target.qualifier.is_some())))
+}
+
+fn only_latest(target: &Target) -> ApiResult<()> {
+    match target.qualifier.as_deref() {
+        None | Some("$LATEST") => Ok(()),
+        Some(_) => Err(ApiError::InvalidParameterValue(
+            "Cannot modify a published version or alias: only $LATEST can be updated.".into(),
+        )),
+    }
+}
+
+fn check_revision(row: &FunctionRow, expected: Option<&str>) -> ApiResult<()> {
+    match expected {
+        Some(rev) if rev != row.revision_id => Err(ApiError::PreconditionFailed(
+            "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to \
+             retrieve the latest Revision Id"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateConfigRequest {
+    revision_id: Option<String>,
+    #[serde(flatten)]
+    config: ConfigIn,
+}
+
+/// `PUT /2015-03-31/functions/{name}/configuration`
+pub async fn update_configuration(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let target = resolve(&state, &principal, &name, None, "UpdateFunctionConfiguration")?;
+    let req: UpdateConfigRequest = parse_body(&body)?;
+    let mut v = Violations::default();
+    check_config(&req.config, &state.config, &mut v);
+    v.finish()?;
+    check_service_rules(&req.config)?;
+    only_latest(&target)?;
+    let cfg = req.config;
+    let row = state
+        .metadata
+        .update_latest(&target.account_id, &target.name, |row| {
+            check_revision(row, req.revision_id.as_deref())?;
+            if let Some(x) = cfg.runtime {
+                row.runtime = x;
+            }
+            if let Some(x) = cfg.role {
+                row.role = x;
+            }
+            if let Some(x) = cfg.handler {
+                row.handler = x;
+            }
+            if let Some(x) = cfg.description {
+                row.description = x;
+            }
+            if let Some(x) = cfg.timeout {
+                row.timeout = x;
+            }
+            if let Some(x) = cfg.memory_size {
+                row.memory_size = x;
+            }
+            if let Some(env) = &cfg.environment {
+                row.environment = environment_json(env);
+            }
+            if let Some(vpc) = &cfg.vpc_config {
+                row.vpc_config = vpc_json(vpc);
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| not_found_as_arn(e, &state, &target))?;
+    Ok(Json(configuration(&state.config.region, &row, false)))
+}
+
+fn not_found_as_arn(err: ApiError, state: &AppState, target: &Target) -> ApiError {
+    match err {
+        ApiError::ResourceNotFound(_) => ApiError::function_not_found(&target.arn(&state.config.region)),
+        other => other,
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateCodeRequest {
+    revision_id: Option<String>,
+    #[serde(default)]
+    publish: bool,
+    #[serde(flatten)]
+    code: CodeIn,
+}
+
+/// `PUT /2015-03-31/functions/{name}/code`
+pub async fn update_code(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let target = resolve(&state, &principal, &name, None, "UpdateFunctionCode")?;
+    let req: UpdateCodeRequest = parse_body(&body)?;
+    only_latest(&target)?;
+    if req.publish {
+        return Err(ApiError::InvalidParameterValue(
+            "Publish is not supported by this Lamina server yet; call UpdateFunctionCode without it.".into(),
+        ));
+    }
+    let current = load_version(&state, &Target { qualifier: None, ..target.clone() }).await?;
+    check_revision(&current, req.revision_id.as_deref())?;
+    let (stored, zip) = store_code(&state, &req.code).await?;
+    let old_sha = current.code_sha256.clone();
+    let result = state
+        .metadata
+        .update_latest(&target.account_id, &target.name, |row| {
+            check_revision(row, req.revision_id.as_deref())?;
+            row.code_sha256 = stored.sha256_hex.clone();
+            row.code_size = stored.size;
+            Ok(())
+        })
+        .await;
+    let row = match result {
+        Ok(row) => row,
+        Err(err) => {
+            release_code(&state, &[stored.sha256_hex]).await;
+            return Err(not_found_as_arn(err, &state, &target));
+        }
+    };
+    state.code.ensure(&stored.sha256_hex, &zip).await?;
+    if old_sha != row.code_sha256 {
+        release_code(&state, &[old_sha]).await;
+    }
+    Ok(Json(configuration(&state.config.region, &row, false)))
+}
+
+/// `DELETE /2015-03-31/functions/{name}`
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    Query(params): Params,
+) -> ApiResult<impl IntoResponse> {
+    let target = resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "DeleteFunction")?;
+    let shas = match target.qualifier.as_deref() {
+        None => state
+            .metadata
+            .delete_function(&target.account_id, &target.name)
+            .await
+            .map_err(|e| not_found_as_arn(e, &state, &target))?,
+        Some("$LATEST") => {
+            return Err(ApiError::InvalidParameterValue(
+                "$LATEST version cannot be deleted without deleting the function.".into(),
+            ));
+        }
+        Some(q) if q.bytes().all(|b| b.is_ascii_digit()) => {
+            let row = load_version(&state, &target).await?;
+            state.metadata.delete_version(&target.account_id, &target.name, &row.version).await?
+        }
+        Some(_) => {
+            return Err(ApiError::InvalidParameterValue(
+                "Deletion of aliases is not supported; use DeleteAlias.".into(),
+            ));
+        }
+    };
+    release_code(&state, &shas).await;
+    Ok(StatusCode::NO_CONTENT)
+}

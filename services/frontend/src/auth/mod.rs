@@ -1,0 +1,103 @@
+//! Authentication: SigV4 for the Lambda API, a bearer token for the admin API.
+
+pub mod sigv4;
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use lamina_common::ApiError;
+use lamina_metadata::Metadata;
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::body::read_limited;
+
+/// Who signed the request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub account_id: String,
+    pub access_key_id: String,
+}
+
+impl Principal {
+    /// The caller as an IAM ARN, for AccessDenied messages.
+    pub fn arn(&self) -> String {
+        format!("arn:aws:iam::{}:root", self.account_id)
+    }
+}
+
+/// A short-lived cache of decrypted secrets, so a hot key costs no database read.
+#[derive(Default)]
+pub struct SecretCache {
+    entries: RwLock<HashMap<String, (String, String, Instant)>>,
+}
+
+const SECRET_TTL: Duration = Duration::from_secs(30);
+
+impl SecretCache {
+    /// `(account_id, secret)` for a key, from cache or the metadata store.
+    pub async fn lookup(&self, metadata: &Metadata, access_key_id: &str) -> Result<Option<(String, String)>, ApiError> {
+        if let Ok(map) = self.entries.read()
+            && let Some((account, secret, at)) = map.get(access_key_id)
+            && at.elapsed() < SECRET_TTL
+        {
+            return Ok(Some((account.clone(), secret.clone())));
+        }
+        let found = metadata.lookup_secret(access_key_id).await?;
+        if let (Some((account, secret)), Ok(mut map)) = (&found, self.entries.write()) {
+            if map.len() > 100_000 {
+                map.clear();
+            }
+            map.insert(access_key_id.to_owned(), (account.clone(), secret.clone(), Instant::now()));
+        }
+        Ok(found)
+    }
+
+    /// Forgets a key at once (after it was deleted).
+    pub fn forget(&self, access_key_id: &str) {
+        if let Ok(mut map) = self.entries.write() {
+            map.remove(access_key_id);
+        }
+    }
+}
+
+/// Verifies SigV4 and attaches the [`Principal`]; the body is buffered for hashing.
+pub async fn require_sigv4(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match authenticate(&state, request).await {
+        Ok(request) => next.run(request).await,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn authenticate(state: &AppState, request: Request) -> Result<Request, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let claim = sigv4::parse_claim(&parts.headers, &parts.uri)?;
+    let when = sigv4::check_scope(&claim, &state.config.region, "lambda", chrono::Utc::now())?;
+    let body = read_limited(body, state.config.max_request_bytes).await?;
+    let Some((account_id, secret)) = state.secrets.lookup(&state.metadata, &claim.access_key_id).await? else {
+        return Err(ApiError::UnrecognizedClient);
+    };
+    sigv4::verify(&claim, &secret, when, &parts.method, &parts.uri, &parts.headers, &body)?;
+    parts.extensions.insert(Principal { account_id, access_key_id: claim.access_key_id });
+    Ok(Request::from_parts(parts, Body::from(body)))
+}
+
+/// Admits admin requests carrying `Authorization: Bearer <admin token>`.
+pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = state.config.admin_token.as_bytes();
+    if presented.is_empty() || !bool::from(presented.as_bytes().ct_eq(expected)) {
+        return ApiError::AccessDenied("A valid admin token is required.".into()).into_response();
+    }
+    next.run(request).await
+}

@@ -1,0 +1,179 @@
+//! Command-line interface: `serve` and the `account` admin commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+/// Lamina: a self-hosted, multi-tenant AWS Lambda.
+#[derive(Debug, Parser)]
+#[command(name = "lamina", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every service in this process (embedded SQLite unless LAMINA_DATABASE_URL says otherwise).
+    Serve(ServeArgs),
+    /// Manage tenant accounts through a running server's admin API.
+    #[command(subcommand)]
+    Account(AccountCommand),
+}
+
+/// Flags of `lamina serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data directory (SQLite, blobs, keys, code cache).
+    #[arg(long, env = "LAMINA_DATA_DIR", default_value = "./lamina-data")]
+    pub data_dir: PathBuf,
+    /// Address of the Lambda and admin API.
+    #[arg(long, env = "LAMINA_LISTEN", default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+    /// Region served.
+    #[arg(long, env = "LAMINA_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Metadata database (postgres://…); default SQLite under the data dir.
+    #[arg(long, env = "LAMINA_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Admin API bearer token; default generated into <data-dir>/admin-token.
+    #[arg(long, env = "LAMINA_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Base64 32-byte key that encrypts secrets at rest; default generated into <data-dir>/master.key.
+    #[arg(long, env = "LAMINA_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// Largest MemorySize accepted, in MB (the guide: 1536; AWS today: 10240).
+    #[arg(long, env = "LAMINA_MAX_MEMORY_MB", default_value_t = 1536)]
+    pub max_memory_mb: i64,
+    /// Largest Timeout accepted, in seconds.
+    #[arg(long, env = "LAMINA_MAX_TIMEOUT", default_value_t = 300)]
+    pub max_timeout: i64,
+}
+
+/// Where the admin commands send their requests.
+#[derive(Debug, Args)]
+pub struct AdminTarget {
+    /// URL of the running server.
+    #[arg(long, env = "LAMINA_ENDPOINT", default_value = "http://127.0.0.1:9000")]
+    pub endpoint: String,
+    /// Admin token; default read from <data-dir>/admin-token.
+    #[arg(long, env = "LAMINA_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Data directory holding admin-token.
+    #[arg(long, env = "LAMINA_DATA_DIR", default_value = "./lamina-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account and its first access key; prints them as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        concurrent_executions: Option<i64>,
+        #[arg(long)]
+        code_storage_bytes: Option<i64>,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// List accounts and their limits.
+    List {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Change an account's limits.
+    SetLimits {
+        #[arg(long)]
+        account_id: String,
+        #[arg(long)]
+        concurrent_executions: Option<i64>,
+        #[arg(long)]
+        code_storage_bytes: Option<i64>,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Mint another access key for an account (for rotation).
+    CreateKey {
+        #[arg(long)]
+        account_id: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Revoke an access key.
+    DeleteKey {
+        #[arg(long)]
+        account_id: String,
+        #[arg(long)]
+        access_key_id: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+}
+
+impl AdminTarget {
+    fn token(&self) -> anyhow::Result<String> {
+        if let Some(t) = &self.admin_token {
+            return Ok(t.clone());
+        }
+        let path = self.data_dir.join("admin-token");
+        Ok(std::fs::read_to_string(&path)
+            .with_context(|| format!("read admin token from {} (or set LAMINA_ADMIN_TOKEN)", path.display()))?
+            .trim()
+            .to_owned())
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let url = format!("{}/_lamina/admin{path}", self.endpoint.trim_end_matches('/'));
+        let mut req = reqwest::Client::new().request(method, &url).bearer_auth(self.token()?);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.with_context(|| format!("call {url}"))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            anyhow::bail!("{status}: {text}");
+        }
+        Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
+    }
+}
+
+/// Runs an `account` subcommand and prints its JSON result.
+pub async fn run_account(cmd: AccountCommand) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let out = match cmd {
+        AccountCommand::Create { name, concurrent_executions, code_storage_bytes, target } => {
+            let mut body = json!({ "Name": name });
+            if let Some(n) = concurrent_executions {
+                body["ConcurrentExecutions"] = n.into();
+            }
+            if let Some(n) = code_storage_bytes {
+                body["CodeStorageBytes"] = n.into();
+            }
+            let key = target.call(Method::POST, "/accounts", Some(body)).await?;
+            json!({
+                "AccountId": key["AccountId"],
+                "AccessKeyId": key["AccessKeyId"],
+                "SecretAccessKey": key["SecretAccessKey"],
+            })
+        }
+        AccountCommand::List { target } => target.call(Method::GET, "/accounts", None).await?,
+        AccountCommand::SetLimits { account_id, concurrent_executions, code_storage_bytes, target } => {
+            let body = json!({ "ConcurrentExecutions": concurrent_executions, "CodeStorageBytes": code_storage_bytes });
+            target.call(Method::PUT, &format!("/accounts/{account_id}/limits"), Some(body)).await?
+        }
+        AccountCommand::CreateKey { account_id, target } => {
+            target.call(Method::POST, &format!("/accounts/{account_id}/keys"), None).await?
+        }
+        AccountCommand::DeleteKey { account_id, access_key_id, target } => {
+            target.call(Method::DELETE, &format!("/accounts/{account_id}/keys/{access_key_id}"), None).await?;
+            json!({ "Deleted": access_key_id })
+        }
+    };
+    println!("{}", serde_json::to_string(&out)?);
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! The `lamina` binary's library: wiring every service into one process, and the admin CLI.
+
+pub mod cli;
+pub mod serve;
+
+pub use serve::{Running, ServeOptions};

@@ -1,0 +1,188 @@
+//! `lamina serve`: every service in one process on the embedded backends.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use lamina_code_storage::{CodeStorage, ZipLimits};
+use lamina_metadata::{Metadata, NewAccount, SecretCipher};
+use sha2::Sha256;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Options of `lamina serve` (each also has a `LAMINA_*` variable, see the CLI).
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where SQLite, blobs, keys and code caches live.
+    pub data_dir: PathBuf,
+    /// Address of the Lambda and admin API.
+    pub listen: SocketAddr,
+    /// The region served.
+    pub region: String,
+    /// `postgres://…` to keep metadata in Postgres; default: SQLite in the data dir.
+    pub database_url: Option<String>,
+    /// Admin bearer token; default: generated into `<data-dir>/admin-token`.
+    pub admin_token: Option<String>,
+    /// Base64 32-byte master key; default: generated into `<data-dir>/master.key`.
+    pub master_key: Option<String>,
+    /// Upper bound of MemorySize.
+    pub max_memory_mb: i64,
+    /// Upper bound of Timeout.
+    pub max_timeout_s: i64,
+}
+
+impl ServeOptions {
+    /// Embedded defaults rooted at `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            region: "us-east-1".into(),
+            database_url: None,
+            admin_token: None,
+            master_key: None,
+            max_memory_mb: 1536,
+            max_timeout_s: 300,
+        }
+    }
+}
+
+/// A started server.
+pub struct Running {
+    /// Where the API listens.
+    pub addr: SocketAddr,
+    /// The admin token in force.
+    pub admin_token: String,
+    /// Keys of the `default` account when this start created them.
+    pub default_credentials: Option<(String, String)>,
+    /// Cancel to stop the server.
+    pub shutdown: CancellationToken,
+    /// Metadata handle (tests use it to check what the API cannot show).
+    pub metadata: Metadata,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, drains, and waits for the server to finish.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.context("join server")?
+    }
+
+    /// Waits until the server stops by itself (signal).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("join server")?
+    }
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("write {}", path.display()))?;
+    std::io::Write::write_all(&mut f, contents)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+fn load_or_create(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(s.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let value = make();
+            write_private(path, format!("{value}\n").as_bytes())?;
+            Ok(value)
+        }
+        Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
+    }
+}
+
+fn random_token() -> String {
+    hex::encode(SecretCipher::generate_key())
+}
+
+/// Starts Lamina in this process and returns once it accepts requests.
+pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("create data dir {}", opts.data_dir.display()))?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let master_b64 = match &opts.master_key {
+        Some(k) => k.clone(),
+        None => load_or_create(&opts.data_dir.join("master.key"), || b64.encode(SecretCipher::generate_key()))?,
+    };
+    let master: [u8; 32] = b64
+        .decode(master_b64.as_bytes())
+        .ok()
+        .and_then(|raw| raw.try_into().ok())
+        .context("master key must be 32 bytes of base64")?;
+    let admin_token = match &opts.admin_token {
+        Some(t) => t.clone(),
+        None => load_or_create(&opts.data_dir.join("admin-token"), random_token)?,
+    };
+    let database_url = opts
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", opts.data_dir.join("lamina.db").display()));
+    let metadata = Metadata::connect(&database_url, SecretCipher::new(&master)).await?;
+    let code = CodeStorage::open(opts.data_dir.join("blobs"), ZipLimits::default())?;
+    let default_credentials = ensure_default_account(&metadata, &opts.data_dir).await?;
+
+    let mut url_mac = <Hmac<Sha256> as Mac>::new_from_slice(&master).context("derive url key")?;
+    url_mac.update(b"lamina code download urls");
+    let url_key: [u8; 32] = url_mac.finalize().into_bytes().into();
+
+    let config = lamina_frontend::Config {
+        region: opts.region.clone(),
+        admin_token: admin_token.clone(),
+        max_memory_mb: opts.max_memory_mb,
+        max_timeout_s: opts.max_timeout_s,
+        runtimes: default_runtimes(),
+        url_key,
+        ..lamina_frontend::Config::default()
+    };
+    let state = lamina_frontend::AppState::new(config, metadata.clone(), code);
+    let app = lamina_frontend::router(state);
+    let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("bind {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .context("serve http")
+    });
+    tracing::info!(%addr, engine = metadata.engine(), "lamina is ready");
+    Ok(Running { addr, admin_token, default_credentials, shutdown, metadata, task })
+}
+
+/// Runtime identifiers offered until the execution host reports its own.
+fn default_runtimes() -> Vec<String> {
+    ["python3.11", "nodejs20.x", "java17", "provided", "provided.al2", "provided.al2023"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Creates the `default` account and its credentials file on first start.
+async fn ensure_default_account(metadata: &Metadata, data_dir: &Path) -> anyhow::Result<Option<(String, String)>> {
+    let creds_path = data_dir.join("credentials");
+    if creds_path.exists() {
+        return Ok(None);
+    }
+    let key = match metadata.account_by_name("default").await? {
+        Some(account) => metadata.create_access_key(&account.account_id).await?,
+        None => metadata.create_account(NewAccount { name: "default".into(), ..NewAccount::default() }).await?,
+    };
+    let file = format!(
+        "[lamina]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+        key.access_key_id, key.secret_access_key
+    );
+    write_private(&creds_path, file.as_bytes())?;
+    Ok(Some((key.access_key_id, key.secret_access_key)))
+}
