@@ -1,1 +1,276 @@
-//! test harness
+//! Test harness: starts Lamina in-process on a real backend and hands out real AWS SDK clients.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use aws_sdk_lambda::config::{BehaviorVersion, Region};
+use serde_json::{Value, json};
+
+pub use lamina::serve::{Running, ServeOptions};
+
+/// Which metadata engine a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Base URL of the Postgres server tests create databases on.
+pub fn postgres_base() -> String {
+    std::env::var("LAMINA_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+}
+
+/// A running Lamina with its own data dir (and, on Postgres, its own database).
+pub struct TestEnv {
+    pub server: Running,
+    pub backend: Backend,
+    pub data_dir: tempfile::TempDir,
+    pub region: String,
+    database: Option<String>,
+}
+
+/// Keys of one tenant.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub account_id: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl TestEnv {
+    /// Starts Lamina on `backend`; `None` when Postgres is unreachable outside CI (the test is skipped).
+    pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Like [`start`](Self::start), letting the test adjust options first.
+    pub async fn start_with(
+        backend: Backend,
+        adjust: impl FnOnce(&mut ServeOptions),
+    ) -> Option<Self> {
+        init_logging();
+        let data_dir = tempfile::tempdir().expect("temp data dir");
+        let mut opts = ServeOptions::new(data_dir.path());
+        opts.listen = "127.0.0.1:0".parse().expect("addr");
+        opts.admin_token = Some("test-admin-token".into());
+        let mut database = None;
+        if backend == Backend::Postgres {
+            match create_database().await {
+                Ok((url, name)) => {
+                    opts.database_url = Some(url);
+                    database = Some(name);
+                }
+                Err(err) if !in_ci() => {
+                    eprintln!("skipping: Postgres unreachable ({err:#}); CI would fail here");
+                    return None;
+                }
+                Err(err) => panic!("Postgres is required under CI: {err:#}"),
+            }
+        }
+        adjust(&mut opts);
+        let region = opts.region.clone();
+        let server = lamina::serve::start(opts).await.expect("start lamina");
+        Some(Self {
+            server,
+            backend,
+            data_dir,
+            region,
+            database,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.server.addr)
+    }
+
+    /// Calls the admin API.
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = reqwest::Client::new()
+            .request(method, format!("{}/_lamina/admin{path}", self.endpoint()))
+            .bearer_auth(&self.server.admin_token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("admin call");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Creates a tenant with default limits.
+    pub async fn tenant(&self) -> Tenant {
+        self.tenant_with(json!({})).await
+    }
+
+    /// Creates a tenant; `extra` may set `ConcurrentExecutions` / `CodeStorageBytes`.
+    pub async fn tenant_with(&self, extra: Value) -> Tenant {
+        let mut body = json!({ "Name": format!("t-{}", uuid::Uuid::new_v4()) });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let (status, key) = self
+            .admin(reqwest::Method::POST, "/accounts", Some(body))
+            .await;
+        assert_eq!(status, 201, "create account: {key}");
+        Tenant {
+            account_id: key["AccountId"].as_str().expect("id").to_owned(),
+            access_key_id: key["AccessKeyId"].as_str().expect("key").to_owned(),
+            secret_access_key: key["SecretAccessKey"].as_str().expect("secret").to_owned(),
+        }
+    }
+
+    /// An AWS SDK Lambda client signed with the tenant's keys (no retries: tests see every answer).
+    pub fn lambda(&self, t: &Tenant) -> aws_sdk_lambda::Client {
+        self.lambda_with(t, &self.region, &t.secret_access_key)
+    }
+
+    /// A client with a chosen region and secret (for signature tests).
+    pub fn lambda_with(&self, t: &Tenant, region: &str, secret: &str) -> aws_sdk_lambda::Client {
+        let creds = aws_credential_types::Credentials::new(
+            &t.access_key_id,
+            secret,
+            None,
+            None,
+            "lamina-tests",
+        );
+        let conf = aws_sdk_lambda::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .credentials_provider(creds)
+            .endpoint_url(self.endpoint())
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_sdk_lambda::config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_secs(120))
+                    .build(),
+            )
+            .build();
+        aws_sdk_lambda::Client::from_conf(conf)
+    }
+
+    /// Where blobs are kept.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.data_dir.path().join("blobs")
+    }
+
+    /// Stops the server and drops the test database.
+    pub async fn stop(self) {
+        self.server.stop().await.expect("server stopped cleanly");
+        if let Some(db) = self.database {
+            if let Ok(mut conn) = admin_connection().await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "drop database if exists \"{db}\" with (force)"
+                )))
+                .execute(&mut conn)
+                .await;
+            }
+        }
+    }
+}
+
+async fn admin_connection() -> anyhow::Result<sqlx::PgConnection> {
+    use sqlx::Connection as _;
+    let url = format!("{}/postgres", postgres_base());
+    tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&url))
+        .await
+        .context("connect to postgres: timed out")?
+        .context("connect to postgres")
+}
+
+async fn create_database() -> anyhow::Result<(String, String)> {
+    let mut conn = admin_connection().await?;
+    let name = format!("lamina_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("create database \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .context("create test database")?;
+    Ok((format!("{}/{name}", postgres_base()), name))
+}
+
+fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("debug")
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// Builds a zip in memory from `(name, contents)` pairs (deflated).
+pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data) in entries {
+        let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+        w.start_file(*name, opts).expect("start zip entry");
+        w.write_all(data).expect("write zip entry");
+    }
+    w.finish().expect("finish zip").into_inner()
+}
+
+/// A minimal Python function package.
+pub fn python_zip(body: &str) -> Vec<u8> {
+    zip_of(&[("lambda_function.py", body.as_bytes())])
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout`.
+pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Generates one `#[tokio::test]` per backend for each listed async fn taking `&TestEnv`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let env = $crate::TestEnv::start($crate::Backend::Sqlite).await.expect("sqlite always available");
+                    super::$name(&env).await;
+                    env.stop().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(env) = $crate::TestEnv::start($crate::Backend::Postgres).await else { return };
+                    super::$name(&env).await;
+                    env.stop().await;
+                }
+            )*
+        }
+    };
+}

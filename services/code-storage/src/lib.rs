@@ -41,7 +41,8 @@ impl CodeStorage {
     /// Opens (creating if needed) the blob directory.
     pub fn open(root: impl Into<PathBuf>, limits: ZipLimits) -> anyhow::Result<Self> {
         let root = root.into();
-        std::fs::create_dir_all(&root).with_context(|| format!("create blob dir {}", root.display()))?;
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("create blob dir {}", root.display()))?;
         Ok(Self { root, limits })
     }
 
@@ -76,11 +77,16 @@ impl CodeStorage {
 
     /// Re-writes a blob that a concurrent clean-up removed after validation.
     pub async fn ensure(&self, sha256_hex: &str, zip: &Bytes) -> anyhow::Result<()> {
-        if tokio::fs::try_exists(self.path(sha256_hex)).await.unwrap_or(false) {
+        if tokio::fs::try_exists(self.path(sha256_hex))
+            .await
+            .unwrap_or(false)
+        {
             return Ok(());
         }
         let (root, name, zip) = (self.root.clone(), sha256_hex.to_owned(), zip.clone());
-        tokio::task::spawn_blocking(move || write_blob(&root, &name, &zip)).await.context("join blob write")?
+        tokio::task::spawn_blocking(move || write_blob(&root, &name, &zip))
+            .await
+            .context("join blob write")?
     }
 
     /// Reads a whole blob.

@@ -23,7 +23,8 @@ pub fn routes() -> Router<AppState> {
 
 fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
     let body: &[u8] = if body.is_empty() { b"{}" } else { body };
-    serde_json::from_slice(body).map_err(|e| ApiError::InvalidRequestContent(format!("Could not parse request body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::InvalidRequestContent(format!("Could not parse request body: {e}")))
 }
 
 #[derive(Deserialize)]
@@ -34,7 +35,10 @@ struct CreateAccount {
     code_storage_bytes: Option<i64>,
 }
 
-async fn create_account(State(state): State<AppState>, body: Bytes) -> ApiResult<impl IntoResponse> {
+async fn create_account(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
     let req: CreateAccount = parse(&body)?;
     let key = state
         .metadata
@@ -48,7 +52,9 @@ async fn create_account(State(state): State<AppState>, body: Bytes) -> ApiResult
 }
 
 async fn list_accounts(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(json!({ "Accounts": state.metadata.list_accounts().await? })))
+    Ok(Json(
+        json!({ "Accounts": state.metadata.list_accounts().await? }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -58,26 +64,50 @@ struct Limits {
     code_storage_bytes: Option<i64>,
 }
 
-async fn set_limits(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult<impl IntoResponse> {
+async fn set_limits(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
     let req: Limits = parse(&body)?;
     let account = state
         .metadata
-        .set_limits(&id, AccountLimits { concurrent_executions: req.concurrent_executions, code_storage_bytes: req.code_storage_bytes })
+        .set_limits(
+            &id,
+            AccountLimits {
+                concurrent_executions: req.concurrent_executions,
+                code_storage_bytes: req.code_storage_bytes,
+            },
+        )
         .await?;
     Ok(Json(account))
 }
 
-async fn create_key(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn create_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     state.metadata.account(&id).await?;
-    Ok((StatusCode::CREATED, Json(state.metadata.create_access_key(&id).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.metadata.create_access_key(&id).await?),
+    ))
 }
 
-async fn list_keys(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn list_keys(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     state.metadata.account(&id).await?;
-    Ok(Json(json!({ "AccessKeyIds": state.metadata.list_access_keys(&id).await? })))
+    Ok(Json(
+        json!({ "AccessKeyIds": state.metadata.list_access_keys(&id).await? }),
+    ))
 }
 
-async fn delete_key(State(state): State<AppState>, Path((id, key)): Path<(String, String)>) -> ApiResult<impl IntoResponse> {
+async fn delete_key(
+    State(state): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
     state.metadata.delete_access_key(&id, &key).await?;
     state.secrets.forget(&key);
     Ok(StatusCode::NO_CONTENT)

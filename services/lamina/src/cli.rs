@@ -121,14 +121,29 @@ impl AdminTarget {
         }
         let path = self.data_dir.join("admin-token");
         Ok(std::fs::read_to_string(&path)
-            .with_context(|| format!("read admin token from {} (or set LAMINA_ADMIN_TOKEN)", path.display()))?
+            .with_context(|| {
+                format!(
+                    "read admin token from {} (or set LAMINA_ADMIN_TOKEN)",
+                    path.display()
+                )
+            })?
             .trim()
             .to_owned())
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let url = format!("{}/_lamina/admin{path}", self.endpoint.trim_end_matches('/'));
-        let mut req = reqwest::Client::new().request(method, &url).bearer_auth(self.token()?);
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let url = format!(
+            "{}/_lamina/admin{path}",
+            self.endpoint.trim_end_matches('/')
+        );
+        let mut req = reqwest::Client::new()
+            .request(method, &url)
+            .bearer_auth(self.token()?);
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -138,7 +153,11 @@ impl AdminTarget {
         if !status.is_success() {
             anyhow::bail!("{status}: {text}");
         }
-        Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
+        Ok(if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)?
+        })
     }
 }
 
@@ -146,7 +165,12 @@ impl AdminTarget {
 pub async fn run_account(cmd: AccountCommand) -> anyhow::Result<()> {
     use reqwest::Method;
     let out = match cmd {
-        AccountCommand::Create { name, concurrent_executions, code_storage_bytes, target } => {
+        AccountCommand::Create {
+            name,
+            concurrent_executions,
+            code_storage_bytes,
+            target,
+        } => {
             let mut body = json!({ "Name": name });
             if let Some(n) = concurrent_executions {
                 body["ConcurrentExecutions"] = n.into();
@@ -162,15 +186,38 @@ pub async fn run_account(cmd: AccountCommand) -> anyhow::Result<()> {
             })
         }
         AccountCommand::List { target } => target.call(Method::GET, "/accounts", None).await?,
-        AccountCommand::SetLimits { account_id, concurrent_executions, code_storage_bytes, target } => {
+        AccountCommand::SetLimits {
+            account_id,
+            concurrent_executions,
+            code_storage_bytes,
+            target,
+        } => {
             let body = json!({ "ConcurrentExecutions": concurrent_executions, "CodeStorageBytes": code_storage_bytes });
-            target.call(Method::PUT, &format!("/accounts/{account_id}/limits"), Some(body)).await?
+            target
+                .call(
+                    Method::PUT,
+                    &format!("/accounts/{account_id}/limits"),
+                    Some(body),
+                )
+                .await?
         }
         AccountCommand::CreateKey { account_id, target } => {
-            target.call(Method::POST, &format!("/accounts/{account_id}/keys"), None).await?
+            target
+                .call(Method::POST, &format!("/accounts/{account_id}/keys"), None)
+                .await?
         }
-        AccountCommand::DeleteKey { account_id, access_key_id, target } => {
-            target.call(Method::DELETE, &format!("/accounts/{account_id}/keys/{access_key_id}"), None).await?;
+        AccountCommand::DeleteKey {
+            account_id,
+            access_key_id,
+            target,
+        } => {
+            target
+                .call(
+                    Method::DELETE,
+                    &format!("/accounts/{account_id}/keys/{access_key_id}"),
+                    None,
+                )
+                .await?;
             json!({ "Deleted": access_key_id })
         }
     };

@@ -29,7 +29,8 @@ async fn main() -> anyhow::Result<()> {
             let data_dir = opts.data_dir.clone();
             let region = opts.region.clone();
             let running = start(opts).await?;
-            let creds = std::fs::canonicalize(data_dir.join("credentials")).unwrap_or(data_dir.join("credentials"));
+            let creds = std::fs::canonicalize(data_dir.join("credentials"))
+                .unwrap_or(data_dir.join("credentials"));
             println!("Lamina is listening on http://{}", running.addr);
             println!(
                 "Try: AWS_SHARED_CREDENTIALS_FILE={} aws --profile lamina --region {region} --endpoint-url http://{} lambda list-functions",

@@ -109,11 +109,14 @@ fn random_token() -> String {
 
 /// Starts Lamina in this process and returns once it accepts requests.
 pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
-    std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("create data dir {}", opts.data_dir.display()))?;
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("create data dir {}", opts.data_dir.display()))?;
     let b64 = base64::engine::general_purpose::STANDARD;
     let master_b64 = match &opts.master_key {
         Some(k) => k.clone(),
-        None => load_or_create(&opts.data_dir.join("master.key"), || b64.encode(SecretCipher::generate_key()))?,
+        None => load_or_create(&opts.data_dir.join("master.key"), || {
+            b64.encode(SecretCipher::generate_key())
+        })?,
     };
     let master: [u8; 32] = b64
         .decode(master_b64.as_bytes())
@@ -147,7 +150,9 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
     };
     let state = lamina_frontend::AppState::new(config, metadata.clone(), code);
     let app = lamina_frontend::router(state);
-    let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("bind {}", opts.listen))?;
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("bind {}", opts.listen))?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -158,26 +163,50 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
             .context("serve http")
     });
     tracing::info!(%addr, engine = metadata.engine(), "lamina is ready");
-    Ok(Running { addr, admin_token, default_credentials, shutdown, metadata, task })
+    Ok(Running {
+        addr,
+        admin_token,
+        default_credentials,
+        shutdown,
+        metadata,
+        task,
+    })
 }
 
 /// Runtime identifiers offered until the execution host reports its own.
 fn default_runtimes() -> Vec<String> {
-    ["python3.11", "nodejs20.x", "java17", "provided", "provided.al2", "provided.al2023"]
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
+    [
+        "python3.11",
+        "nodejs20.x",
+        "java17",
+        "provided",
+        "provided.al2",
+        "provided.al2023",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
 }
 
 /// Creates the `default` account and its credentials file on first start.
-async fn ensure_default_account(metadata: &Metadata, data_dir: &Path) -> anyhow::Result<Option<(String, String)>> {
+async fn ensure_default_account(
+    metadata: &Metadata,
+    data_dir: &Path,
+) -> anyhow::Result<Option<(String, String)>> {
     let creds_path = data_dir.join("credentials");
     if creds_path.exists() {
         return Ok(None);
     }
     let key = match metadata.account_by_name("default").await? {
         Some(account) => metadata.create_access_key(&account.account_id).await?,
-        None => metadata.create_account(NewAccount { name: "default".into(), ..NewAccount::default() }).await?,
+        None => {
+            metadata
+                .create_account(NewAccount {
+                    name: "default".into(),
+                    ..NewAccount::default()
+                })
+                .await?
+        }
     };
     let file = format!(
         "[lamina]\naws_access_key_id = {}\naws_secret_access_key = {}\n",

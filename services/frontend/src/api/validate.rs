@@ -12,11 +12,14 @@ use serde::Deserialize;
 use super::model::VpcConfig;
 use crate::Config;
 
-static ROLE_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^arn:aws:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$").expect("static regex"));
+static ROLE_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^arn:aws:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$").expect("static regex")
+});
 const ROLE_PATTERN: &str = r"arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+";
-static HANDLER_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[^\s]+$").expect("static regex"));
-static ENV_KEY_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z]([a-zA-Z0-9_])+$").expect("static regex"));
+static HANDLER_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[^\s]+$").expect("static regex"));
+static ENV_KEY_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-zA-Z]([a-zA-Z0-9_])+$").expect("static regex"));
 
 /// Variables the runtime sets itself; a function may not define them.
 const RESERVED_ENV: &[&str] = &[
@@ -75,7 +78,14 @@ pub fn check_config(cfg: &ConfigIn, limits: &Config, v: &mut Violations) {
     if let Some(runtime) = &cfg.runtime
         && !limits.runtimes.iter().any(|r| r == runtime)
     {
-        v.push(runtime, "runtime", &format!("Member must satisfy enum value set: [{}]", limits.runtimes.join(", ")));
+        v.push(
+            runtime,
+            "runtime",
+            &format!(
+                "Member must satisfy enum value set: [{}]",
+                limits.runtimes.join(", ")
+            ),
+        );
     }
     if let Some(role) = &cfg.role {
         v.pattern(role, "role", &ROLE_RE, ROLE_PATTERN);
@@ -95,10 +105,18 @@ pub fn check_config(cfg: &ConfigIn, limits: &Config, v: &mut Violations) {
     }
     if let Some(vpc) = &cfg.vpc_config {
         if vpc.security_group_ids.len() > 5 {
-            v.push(&format!("{:?}", vpc.security_group_ids), "vpcConfig.securityGroupIds", "Member must have length less than or equal to 5");
+            v.push(
+                &format!("{:?}", vpc.security_group_ids),
+                "vpcConfig.securityGroupIds",
+                "Member must have length less than or equal to 5",
+            );
         }
         if vpc.subnet_ids.len() > 16 {
-            v.push(&format!("{:?}", vpc.subnet_ids), "vpcConfig.subnetIds", "Member must have length less than or equal to 16");
+            v.push(
+                &format!("{:?}", vpc.subnet_ids),
+                "vpcConfig.subnetIds",
+                "Member must have length less than or equal to 16",
+            );
         }
     }
     if let Some(vars) = cfg.environment.as_ref().and_then(|e| e.variables.as_ref())
@@ -128,7 +146,11 @@ pub fn check_service_rules(cfg: &ConfigIn) -> ApiResult<()> {
         ));
     }
     if let Some(vars) = cfg.environment.as_ref().and_then(|e| e.variables.as_ref()) {
-        let reserved: Vec<&str> = vars.keys().map(String::as_str).filter(|k| RESERVED_ENV.contains(k)).collect();
+        let reserved: Vec<&str> = vars
+            .keys()
+            .map(String::as_str)
+            .filter(|k| RESERVED_ENV.contains(k))
+            .collect();
         if !reserved.is_empty() {
             return Err(ApiError::InvalidParameterValue(format!(
                 "Lambda was unable to configure your environment variables because the environment variables you have \

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 /// A metadata database. Queries are written once in the dialect both engines accept
 /// (`$n` parameters, `on conflict`, `returning`) and run through [`on_pool!`].
