@@ -24,11 +24,7 @@ async fn lifecycle_reports_every_field(env: &TestEnv) {
     let c = env.lambda(&t);
     let zip = python_zip("def handler(event, context):\n    return 1\n");
     let created = crate::create_python(&c, "lifecycle")
-        .code(
-            FunctionCode::builder()
-                .zip_file(Blob::new(zip.clone()))
-                .build(),
-        )
+        .code(FunctionCode::builder().zip_file(Blob::new(zip.clone())).build())
         .description("first")
         .environment(Environment::builder().variables("GREETING", "hi").build())
         .send()
@@ -41,20 +37,13 @@ async fn lifecycle_reports_every_field(env: &TestEnv) {
     assert_eq!(created.timeout(), Some(3));
     assert_eq!(created.memory_size(), Some(128));
     assert_eq!(created.description(), Some("first"));
-    let arn = format!(
-        "arn:aws:lambda:us-east-1:{}:function:lifecycle",
-        t.account_id
-    );
+    let arn = format!("arn:aws:lambda:us-east-1:{}:function:lifecycle", t.account_id);
     assert_eq!(created.function_arn(), Some(arn.as_str()));
     let lm = created.last_modified().expect("last modified");
     let re = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000$").expect("re");
     assert!(re.is_match(lm), "{lm}");
     assert_eq!(
-        created
-            .environment()
-            .and_then(|e| e.variables())
-            .and_then(|v| v.get("GREETING"))
-            .map(String::as_str),
+        created.environment().and_then(|e| e.variables()).and_then(|v| v.get("GREETING")).map(String::as_str),
         Some("hi")
     );
 
@@ -64,12 +53,7 @@ async fn lifecycle_reports_every_field(env: &TestEnv) {
         &format!("{}:function:lifecycle", t.account_id),
         &format!("{}:lifecycle", t.account_id),
     ] {
-        let got = c
-            .get_function_configuration()
-            .function_name(name)
-            .send()
-            .await
-            .expect("get by any name form");
+        let got = c.get_function_configuration().function_name(name).send().await.expect("get by any name form");
         assert_eq!(got.function_name(), Some("lifecycle"), "{name}");
         assert_eq!(got.code_sha256(), Some(sha.as_str()));
     }
@@ -82,11 +66,7 @@ async fn lifecycle_reports_every_field(env: &TestEnv) {
         .expect("qualified $LATEST");
     assert_eq!(qualified.version(), Some("$LATEST"));
 
-    c.delete_function()
-        .function_name("lifecycle")
-        .send()
-        .await
-        .expect("delete");
+    c.delete_function().function_name("lifecycle").send().await.expect("delete");
     let gone = c.get_function().function_name("lifecycle").send().await;
     assert_eq!(code_of(gone), "ResourceNotFoundException");
     let again = c.delete_function().function_name("lifecycle").send().await;
@@ -98,54 +78,21 @@ async fn code_location_downloads_the_zip(env: &TestEnv) {
     let c = env.lambda(&t);
     let zip = python_zip("def handler(event, context):\n    return 'download'\n");
     create_python(&c, "dl")
-        .code(
-            FunctionCode::builder()
-                .zip_file(Blob::new(zip.clone()))
-                .build(),
-        )
+        .code(FunctionCode::builder().zip_file(Blob::new(zip.clone())).build())
         .send()
         .await
         .expect("create");
-    let got = c
-        .get_function()
-        .function_name("dl")
-        .send()
-        .await
-        .expect("get");
+    let got = c.get_function().function_name("dl").send().await.expect("get");
     let code = got.code().expect("code");
     assert_eq!(code.repository_type(), Some("S3"));
     let url = code.location().expect("location");
-    let body = reqwest::get(url)
-        .await
-        .expect("download")
-        .bytes()
-        .await
-        .expect("bytes");
-    assert_eq!(
-        body.as_ref(),
-        zip.as_slice(),
-        "the URL serves the exact zip"
-    );
+    let body = reqwest::get(url).await.expect("download").bytes().await.expect("bytes");
+    assert_eq!(body.as_ref(), zip.as_slice(), "the URL serves the exact zip");
     let tampered = url.replace("signature=", "signature=0");
-    assert_eq!(
-        reqwest::get(&tampered)
-            .await
-            .expect("download")
-            .status()
-            .as_u16(),
-        403
-    );
+    assert_eq!(reqwest::get(&tampered).await.expect("download").status().as_u16(), 403);
     let sha = hex::encode(Sha256::digest(&zip));
     let other_blob = url.replace(&sha, &"0".repeat(64));
-    assert_eq!(
-        reqwest::get(&other_blob)
-            .await
-            .expect("download")
-            .status()
-            .as_u16(),
-        403,
-        "a URL is good for one blob"
-    );
+    assert_eq!(reqwest::get(&other_blob).await.expect("download").status().as_u16(), 403, "a URL is good for one blob");
 }
 
 async fn list_paginates_over_many_functions(env: &TestEnv) {
@@ -153,27 +100,15 @@ async fn list_paginates_over_many_functions(env: &TestEnv) {
     let c = env.lambda(&t);
     let total = 105;
     for i in 0..total {
-        create_python(&c, &format!("fn-{i:03}"))
-            .send()
-            .await
-            .expect("create");
+        create_python(&c, &format!("fn-{i:03}")).send().await.expect("create");
     }
     let mut seen = Vec::new();
     let mut marker = None;
     let mut pages = 0;
     loop {
-        let page = c
-            .list_functions()
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .expect("list");
+        let page = c.list_functions().set_marker(marker.clone()).send().await.expect("list");
         assert!(page.functions().len() <= 50, "AWS caps a page at 50");
-        seen.extend(
-            page.functions()
-                .iter()
-                .filter_map(|f| f.function_name().map(str::to_owned)),
-        );
+        seen.extend(page.functions().iter().filter_map(|f| f.function_name().map(str::to_owned)));
         pages += 1;
         match page.next_marker() {
             Some(m) => marker = Some(m.to_owned()),
@@ -187,19 +122,9 @@ async fn list_paginates_over_many_functions(env: &TestEnv) {
     let mut small = Vec::new();
     let mut marker = None;
     loop {
-        let page = c
-            .list_functions()
-            .max_items(7)
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .expect("list");
+        let page = c.list_functions().max_items(7).set_marker(marker.clone()).send().await.expect("list");
         assert!(page.functions().len() <= 7);
-        small.extend(
-            page.functions()
-                .iter()
-                .filter_map(|f| f.function_name().map(str::to_owned)),
-        );
+        small.extend(page.functions().iter().filter_map(|f| f.function_name().map(str::to_owned)));
         match page.next_marker() {
             Some(m) => marker = Some(m.to_owned()),
             None => break,
@@ -216,12 +141,7 @@ async fn updates_change_only_what_they_name(env: &TestEnv) {
     let t = env.tenant().await;
     let c = env.lambda(&t);
     let created = create_python(&c, "upd")
-        .environment(
-            Environment::builder()
-                .variables("AA", "1")
-                .variables("BB", "2")
-                .build(),
-        )
+        .environment(Environment::builder().variables("AA", "1").variables("BB", "2").build())
         .send()
         .await
         .expect("create");
@@ -236,20 +156,9 @@ async fn updates_change_only_what_they_name(env: &TestEnv) {
         .expect("update config");
     assert_eq!(updated.memory_size(), Some(256));
     assert_eq!(updated.timeout(), Some(10));
-    assert_eq!(
-        updated.handler(),
-        created.handler(),
-        "untouched members keep their value"
-    );
-    let vars = updated
-        .environment()
-        .and_then(|e| e.variables())
-        .expect("vars");
-    assert_eq!(
-        vars.len(),
-        1,
-        "Environment replaces the whole map: {vars:?}"
-    );
+    assert_eq!(updated.handler(), created.handler(), "untouched members keep their value");
+    let vars = updated.environment().and_then(|e| e.variables()).expect("vars");
+    assert_eq!(vars.len(), 1, "Environment replaces the whole map: {vars:?}");
     assert_ne!(updated.revision_id(), created.revision_id());
 
     let stale = c
@@ -271,55 +180,24 @@ async fn updates_change_only_what_they_name(env: &TestEnv) {
         .expect("update code");
     let sha = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&zip));
     assert_eq!(new_code.code_sha256(), Some(sha.as_str()));
-    assert_eq!(
-        new_code.memory_size(),
-        Some(256),
-        "code update keeps configuration"
-    );
+    assert_eq!(new_code.memory_size(), Some(256), "code update keeps configuration");
 
-    let qualified = c
-        .update_function_configuration()
-        .function_name("upd:1")
-        .timeout(5)
-        .send()
-        .await;
+    let qualified = c.update_function_configuration().function_name("upd:1").timeout(5).send().await;
     assert_eq!(code_of(qualified), "InvalidParameterValueException");
-    let mismatch = c
-        .get_function()
-        .function_name("upd:1")
-        .qualifier("2")
-        .send()
-        .await;
+    let mismatch = c.get_function().function_name("upd:1").qualifier("2").send().await;
     assert_eq!(code_of(mismatch), "InvalidParameterValueException");
-    let after = c
-        .get_function_configuration()
-        .function_name("upd")
-        .send()
-        .await
-        .expect("get");
+    let after = c.get_function_configuration().function_name("upd").send().await.expect("get");
     assert_eq!(after.timeout(), Some(10), "failed updates changed nothing");
-    let missing = c
-        .update_function_configuration()
-        .function_name("nope")
-        .timeout(5)
-        .send()
-        .await;
+    let missing = c.update_function_configuration().function_name("nope").timeout(5).send().await;
     assert_eq!(code_of(missing), "ResourceNotFoundException");
 }
 
 async fn published_rows_are_immutable_in_the_database(env: &TestEnv) {
     let t = env.tenant().await;
     let c = env.lambda(&t);
-    let v1 = create_python(&c, "frozen")
-        .publish(true)
-        .send()
-        .await
-        .expect("create+publish");
+    let v1 = create_python(&c, "frozen").publish(true).send().await.expect("create+publish");
     assert_eq!(v1.version(), Some("1"));
-    let arn = format!(
-        "arn:aws:lambda:us-east-1:{}:function:frozen:1",
-        t.account_id
-    );
+    let arn = format!("arn:aws:lambda:us-east-1:{}:function:frozen:1", t.account_id);
     assert_eq!(v1.function_arn(), Some(arn.as_str()));
     let direct = env
         .server
@@ -327,24 +205,17 @@ async fn published_rows_are_immutable_in_the_database(env: &TestEnv) {
         .store()
         .execute_raw("update function_versions set timeout = 99 where function_name = 'frozen' and version = '1'")
         .await;
-    assert!(
-        direct.is_err(),
-        "the schema must refuse to change a published version"
-    );
+    assert!(direct.is_err(), "the schema must refuse to change a published version");
     let latest = env
         .server
         .metadata
         .store()
-        .execute_raw("update function_versions set description = 'x' where function_name = 'frozen' and version = '$LATEST'")
+        .execute_raw(
+            "update function_versions set description = 'x' where function_name = 'frozen' and version = '$LATEST'",
+        )
         .await;
     assert_eq!(latest.expect("$LATEST is mutable"), 1);
-    let got = c
-        .get_function_configuration()
-        .function_name("frozen")
-        .qualifier("1")
-        .send()
-        .await
-        .expect("get v1");
+    let got = c.get_function_configuration().function_name("frozen").qualifier("1").send().await.expect("get v1");
     assert_eq!(got.timeout(), Some(3));
 }
 
@@ -355,42 +226,24 @@ async fn deleting_frees_unreferenced_blobs(env: &TestEnv) {
     let hex_sha = hex::encode(Sha256::digest(&zip));
     for name in ["share-a", "share-b"] {
         create_python(&c, name)
-            .code(
-                FunctionCode::builder()
-                    .zip_file(Blob::new(zip.clone()))
-                    .build(),
-            )
+            .code(FunctionCode::builder().zip_file(Blob::new(zip.clone())).build())
             .send()
             .await
             .expect("create");
     }
     let blob = env.blob_dir().join(&hex_sha);
     assert!(blob.exists());
-    c.delete_function()
-        .function_name("share-a")
-        .send()
-        .await
-        .expect("delete a");
+    c.delete_function().function_name("share-a").send().await.expect("delete a");
     assert!(blob.exists(), "still referenced by share-b");
-    c.delete_function()
-        .function_name("share-b")
-        .send()
-        .await
-        .expect("delete b");
+    c.delete_function().function_name("share-b").send().await.expect("delete b");
     assert!(!blob.exists(), "no reference left");
 }
 
 async fn account_settings_report_usage(env: &TestEnv) {
-    let t = env
-        .tenant_with(serde_json::json!({"ConcurrentExecutions": 7}))
-        .await;
+    let t = env.tenant_with(serde_json::json!({"ConcurrentExecutions": 7})).await;
     let c = env.lambda(&t);
     let a = create_python(&c, "use-a").send().await.expect("create");
-    create_python(&c, "use-b")
-        .publish(true)
-        .send()
-        .await
-        .expect("create");
+    create_python(&c, "use-b").publish(true).send().await.expect("create");
     let s = c.get_account_settings().send().await.expect("settings");
     let limit = s.account_limit().expect("limit");
     assert_eq!(limit.concurrent_executions(), 7);
@@ -398,27 +251,17 @@ async fn account_settings_report_usage(env: &TestEnv) {
     assert_eq!(limit.code_size_unzipped(), 262_144_000);
     let usage = s.account_usage().expect("usage");
     assert_eq!(usage.function_count(), 2);
-    assert_eq!(
-        usage.total_code_size(),
-        a.code_size() * 3,
-        "$LATEST twice plus version 1"
-    );
+    assert_eq!(usage.total_code_size(), a.code_size() * 3, "$LATEST twice plus version 1");
 }
 
 async fn code_storage_quota_is_enforced(env: &TestEnv) {
     let one = python_zip("def handler(event, context):\n    return event\n").len() as i64;
-    let t = env
-        .tenant_with(serde_json::json!({"CodeStorageBytes": one * 2 + 10}))
-        .await;
+    let t = env.tenant_with(serde_json::json!({"CodeStorageBytes": one * 2 + 10})).await;
     let c = env.lambda(&t);
     create_python(&c, "q1").send().await.expect("first fits");
     create_python(&c, "q2").send().await.expect("second fits");
     let third = create_python(&c, "q3").send().await;
     assert_eq!(code_of(third), "CodeStorageExceededException");
     let listed = c.list_functions().send().await.expect("list");
-    assert_eq!(
-        listed.functions().len(),
-        2,
-        "the refused function was not created"
-    );
+    assert_eq!(listed.functions().len(), 2, "the refused function was not created");
 }

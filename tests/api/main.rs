@@ -20,11 +20,9 @@ where
 {
     match result {
         Ok(ok) => panic!("expected an error, got {ok:?}"),
-        Err(err) => err
-            .as_service_error()
-            .and_then(|e| e.code())
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("{err:?}")),
+        Err(err) => {
+            err.as_service_error().and_then(|e| e.code()).map(str::to_owned).unwrap_or_else(|| format!("{err:?}"))
+        }
     }
 }
 
@@ -51,9 +49,7 @@ pub fn create_python(
         .handler("lambda_function.handler")
         .code(
             FunctionCode::builder()
-                .zip_file(Blob::new(python_zip(
-                    "def handler(event, context):\n    return event\n",
-                )))
+                .zip_file(Blob::new(python_zip("def handler(event, context):\n    return event\n")))
                 .build(),
         )
 }

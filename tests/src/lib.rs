@@ -19,8 +19,7 @@ pub enum Backend {
 
 /// Base URL of the Postgres server tests create databases on.
 pub fn postgres_base() -> String {
-    std::env::var("LAMINA_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("LAMINA_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 fn in_ci() -> bool {
@@ -51,10 +50,7 @@ impl TestEnv {
     }
 
     /// Like [`start`](Self::start), letting the test adjust options first.
-    pub async fn start_with(
-        backend: Backend,
-        adjust: impl FnOnce(&mut ServeOptions),
-    ) -> Option<Self> {
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut ServeOptions)) -> Option<Self> {
         init_logging();
         let data_dir = tempfile::tempdir().expect("temp data dir");
         let mut opts = ServeOptions::new(data_dir.path());
@@ -77,13 +73,7 @@ impl TestEnv {
         adjust(&mut opts);
         let region = opts.region.clone();
         let server = lamina::serve::start(opts).await.expect("start lamina");
-        Some(Self {
-            server,
-            backend,
-            data_dir,
-            region,
-            database,
-        })
+        Some(Self { server, backend, data_dir, region, database })
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -92,12 +82,7 @@ impl TestEnv {
     }
 
     /// Calls the admin API.
-    pub async fn admin(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = reqwest::Client::new()
             .request(method, format!("{}/_lamina/admin{path}", self.endpoint()))
             .bearer_auth(&self.server.admin_token);
@@ -121,9 +106,7 @@ impl TestEnv {
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
             b.extend(e.clone());
         }
-        let (status, key) = self
-            .admin(reqwest::Method::POST, "/accounts", Some(body))
-            .await;
+        let (status, key) = self.admin(reqwest::Method::POST, "/accounts", Some(body)).await;
         assert_eq!(status, 201, "create account: {key}");
         Tenant {
             account_id: key["AccountId"].as_str().expect("id").to_owned(),
@@ -139,13 +122,7 @@ impl TestEnv {
 
     /// A client with a chosen region and secret (for signature tests).
     pub fn lambda_with(&self, t: &Tenant, region: &str, secret: &str) -> aws_sdk_lambda::Client {
-        let creds = aws_credential_types::Credentials::new(
-            &t.access_key_id,
-            secret,
-            None,
-            None,
-            "lamina-tests",
-        );
+        let creds = aws_credential_types::Credentials::new(&t.access_key_id, secret, None, None, "lamina-tests");
         let conf = aws_sdk_lambda::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region.to_owned()))
@@ -170,14 +147,12 @@ impl TestEnv {
     /// Stops the server and drops the test database.
     pub async fn stop(self) {
         self.server.stop().await.expect("server stopped cleanly");
-        if let Some(db) = self.database {
-            if let Ok(mut conn) = admin_connection().await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "drop database if exists \"{db}\" with (force)"
-                )))
+        if let Some(db) = self.database
+            && let Ok(mut conn) = admin_connection().await
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists \"{db}\" with (force)")))
                 .execute(&mut conn)
                 .await;
-            }
         }
     }
 }
@@ -205,10 +180,7 @@ fn init_logging() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter("debug")
-                .with_test_writer()
-                .try_init();
+            let _ = tracing_subscriber::fmt().with_env_filter("debug").with_test_writer().try_init();
         }
     });
 }
@@ -240,10 +212,7 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

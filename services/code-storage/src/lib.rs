@@ -25,9 +25,7 @@ pub struct StoredCode {
 
 /// Base64 form of a hex digest (`CodeSha256`).
 pub fn hex_to_b64(hex_digest: &str) -> String {
-    hex::decode(hex_digest)
-        .map(|raw| base64::engine::general_purpose::STANDARD.encode(raw))
-        .unwrap_or_default()
+    hex::decode(hex_digest).map(|raw| base64::engine::general_purpose::STANDARD.encode(raw)).unwrap_or_default()
 }
 
 /// Blobs under one directory, named by their SHA-256.
@@ -41,8 +39,7 @@ impl CodeStorage {
     /// Opens (creating if needed) the blob directory.
     pub fn open(root: impl Into<PathBuf>, limits: ZipLimits) -> anyhow::Result<Self> {
         let root = root.into();
-        std::fs::create_dir_all(&root)
-            .with_context(|| format!("create blob dir {}", root.display()))?;
+        std::fs::create_dir_all(&root).with_context(|| format!("create blob dir {}", root.display()))?;
         Ok(Self { root, limits })
     }
 
@@ -77,16 +74,11 @@ impl CodeStorage {
 
     /// Re-writes a blob that a concurrent clean-up removed after validation.
     pub async fn ensure(&self, sha256_hex: &str, zip: &Bytes) -> anyhow::Result<()> {
-        if tokio::fs::try_exists(self.path(sha256_hex))
-            .await
-            .unwrap_or(false)
-        {
+        if tokio::fs::try_exists(self.path(sha256_hex)).await.unwrap_or(false) {
             return Ok(());
         }
         let (root, name, zip) = (self.root.clone(), sha256_hex.to_owned(), zip.clone());
-        tokio::task::spawn_blocking(move || write_blob(&root, &name, &zip))
-            .await
-            .context("join blob write")?
+        tokio::task::spawn_blocking(move || write_blob(&root, &name, &zip)).await.context("join blob write")?
     }
 
     /// Reads a whole blob.

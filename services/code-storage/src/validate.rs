@@ -17,11 +17,7 @@ pub struct ZipLimits {
 
 impl Default for ZipLimits {
     fn default() -> Self {
-        Self {
-            max_zipped: 50 * 1024 * 1024,
-            max_unzipped: 262_144_000,
-            max_entries: 20_000,
-        }
+        Self { max_zipped: 50 * 1024 * 1024, max_unzipped: 262_144_000, max_entries: 20_000 }
     }
 }
 
@@ -35,10 +31,7 @@ fn unreadable() -> ApiError {
 /// and the real (not declared) unzipped size stays under the limit.
 pub fn validate_zip(zip: &[u8], limits: &ZipLimits) -> ApiResult<()> {
     if zip.len() as u64 > limits.max_zipped {
-        return Err(ApiError::RequestTooLarge(format!(
-            "Zipped size must be smaller than {} bytes",
-            limits.max_zipped
-        )));
+        return Err(ApiError::RequestTooLarge(format!("Zipped size must be smaller than {} bytes", limits.max_zipped)));
     }
     let mut archive = zip::ZipArchive::new(Cursor::new(zip)).map_err(|_| unreadable())?;
     if archive.len() > limits.max_entries {
@@ -48,21 +41,14 @@ pub fn validate_zip(zip: &[u8], limits: &ZipLimits) -> ApiResult<()> {
             limits.max_entries
         )));
     }
-    let too_big = || {
-        ApiError::InvalidParameterValue(format!(
-            "Unzipped size must be smaller than {} bytes",
-            limits.max_unzipped
-        ))
-    };
+    let too_big =
+        || ApiError::InvalidParameterValue(format!("Unzipped size must be smaller than {} bytes", limits.max_unzipped));
     let mut total: u64 = 0;
     let mut sink = vec![0u8; 64 * 1024];
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(|_| unreadable())?;
         if entry.enclosed_name().is_none() {
-            return Err(ApiError::InvalidParameterValue(format!(
-                "Zip entry has an unsafe path: {}",
-                entry.name()
-            )));
+            return Err(ApiError::InvalidParameterValue(format!("Zip entry has an unsafe path: {}", entry.name())));
         }
         total = total.saturating_add(entry.size());
         if total > limits.max_unzipped {
@@ -93,8 +79,7 @@ mod tests {
     fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
         for (name, data) in entries {
-            w.start_file(*name, zip::write::SimpleFileOptions::default())
-                .expect("start");
+            w.start_file(*name, zip::write::SimpleFileOptions::default()).expect("start");
             w.write_all(data).expect("write");
         }
         w.finish().expect("finish").into_inner()
@@ -102,19 +87,12 @@ mod tests {
 
     #[test]
     fn accepts_a_plain_zip() {
-        validate_zip(
-            &zip_of(&[("index.py", b"def h(e, c): return 1\n")]),
-            &ZipLimits::default(),
-        )
-        .expect("valid");
+        validate_zip(&zip_of(&[("index.py", b"def h(e, c): return 1\n")]), &ZipLimits::default()).expect("valid");
     }
 
     #[test]
     fn rejects_garbage_slip_and_bombs() {
-        let limits = ZipLimits {
-            max_unzipped: 1000,
-            ..ZipLimits::default()
-        };
+        let limits = ZipLimits { max_unzipped: 1000, ..ZipLimits::default() };
         let err = validate_zip(b"not a zip", &limits).expect_err("garbage");
         assert_eq!(err.error_type(), "InvalidParameterValueException");
         let err = validate_zip(&zip_of(&[("../evil", b"x")]), &limits).expect_err("slip");

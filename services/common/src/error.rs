@@ -28,10 +28,7 @@ pub enum ApiError {
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{message}")]
-    TooManyRequests {
-        message: String,
-        reason: &'static str,
-    },
+    TooManyRequests { message: String, reason: &'static str },
     #[error("{0}")]
     AccessDenied(String),
     #[error("{0}")]
@@ -133,20 +130,13 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let kind = if status.is_server_error() {
-            "Service"
-        } else {
-            "User"
-        };
+        let kind = if status.is_server_error() { "Service" } else { "User" };
         let mut body = serde_json::json!({ "Type": kind, "Message": message });
         if let Self::TooManyRequests { reason, .. } = &self {
             body["Reason"] = serde_json::Value::from(*reason);
         }
         let mut response = (status, axum::Json(body)).into_response();
-        response.headers_mut().insert(
-            "x-amzn-ErrorType",
-            HeaderValue::from_static(self.error_type()),
-        );
+        response.headers_mut().insert("x-amzn-ErrorType", HeaderValue::from_static(self.error_type()));
         response
     }
 }

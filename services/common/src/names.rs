@@ -17,10 +17,8 @@ static FUNCTION_NAME_RE: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("static regex")
 });
-static QUALIFIER_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9$_-]+$").expect("static regex"));
-static ACCOUNT_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\d{12}$").expect("static regex"));
+static QUALIFIER_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9$_-]+$").expect("static regex"));
+static ACCOUNT_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\d{12}$").expect("static regex"));
 
 /// A FunctionName as a request gives it: name, partial ARN or ARN, maybe qualified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,18 +37,10 @@ impl FunctionRef {
     /// Parses and validates a FunctionName request member.
     pub fn parse(raw: &str, member: &str) -> Result<Self, ApiError> {
         if raw.is_empty() {
-            return Err(ApiError::invalid(
-                raw,
-                member,
-                "Member must have length greater than or equal to 1",
-            ));
+            return Err(ApiError::invalid(raw, member, "Member must have length greater than or equal to 1"));
         }
         if raw.chars().count() > 140 {
-            return Err(ApiError::invalid(
-                raw,
-                member,
-                "Member must have length less than or equal to 140",
-            ));
+            return Err(ApiError::invalid(raw, member, "Member must have length less than or equal to 140"));
         }
         let Some(caps) = FUNCTION_NAME_RE.captures(raw) else {
             return Err(ApiError::invalid(
@@ -61,11 +51,7 @@ impl FunctionRef {
         };
         let name = caps["name"].to_owned();
         if name.len() > 64 {
-            return Err(ApiError::invalid(
-                raw,
-                member,
-                "Member must have length less than or equal to 64",
-            ));
+            return Err(ApiError::invalid(raw, member, "Member must have length less than or equal to 64"));
         }
         Ok(Self {
             account_id: caps.name("account").map(|m| m.as_str().to_owned()),
@@ -93,11 +79,7 @@ impl FunctionRef {
 /// Validates a `Qualifier` query parameter.
 pub fn validate_qualifier(q: &str) -> Result<(), ApiError> {
     if q.is_empty() || q.len() > 128 {
-        return Err(ApiError::invalid(
-            q,
-            "qualifier",
-            "Member must have length between 1 and 128",
-        ));
+        return Err(ApiError::invalid(q, "qualifier", "Member must have length between 1 and 128"));
     }
     if !QUALIFIER_RE.is_match(q) {
         return Err(ApiError::invalid(
@@ -141,64 +123,38 @@ impl Violations {
 
     /// Required member missing.
     pub fn missing(&mut self, member: &str) {
-        self.0.push(format!(
-            "Value null at '{member}' failed to satisfy constraint: Member must not be null"
-        ));
+        self.0.push(format!("Value null at '{member}' failed to satisfy constraint: Member must not be null"));
     }
 
     /// Checks a string's length in characters.
     pub fn length(&mut self, value: &str, member: &str, min: usize, max: usize) {
         let n = value.chars().count();
         if n < min {
-            self.push(
-                value,
-                member,
-                &format!("Member must have length greater than or equal to {min}"),
-            );
+            self.push(value, member, &format!("Member must have length greater than or equal to {min}"));
         } else if n > max {
-            self.push(
-                value,
-                member,
-                &format!("Member must have length less than or equal to {max}"),
-            );
+            self.push(value, member, &format!("Member must have length less than or equal to {max}"));
         }
     }
 
     /// Checks a regex (anchored by the caller) and prints AWS's pattern.
     pub fn pattern(&mut self, value: &str, member: &str, re: &Regex, printed: &str) {
         if !re.is_match(value) {
-            self.push(
-                value,
-                member,
-                &format!("Member must satisfy regular expression pattern: {printed}"),
-            );
+            self.push(value, member, &format!("Member must satisfy regular expression pattern: {printed}"));
         }
     }
 
     /// Checks an integer range.
     pub fn range(&mut self, value: i64, member: &str, min: i64, max: i64) {
         if value < min {
-            self.push(
-                &value.to_string(),
-                member,
-                &format!("Member must have value greater than or equal to {min}"),
-            );
+            self.push(&value.to_string(), member, &format!("Member must have value greater than or equal to {min}"));
         } else if value > max {
-            self.push(
-                &value.to_string(),
-                member,
-                &format!("Member must have value less than or equal to {max}"),
-            );
+            self.push(&value.to_string(), member, &format!("Member must have value less than or equal to {max}"));
         }
     }
 
     /// Ends validation: `Err(ValidationException)` if anything was recorded.
     pub fn finish(self) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self.0))
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.0)) }
     }
 }
 
@@ -209,23 +165,13 @@ mod tests {
     #[test]
     fn parses_every_name_form() {
         let r = FunctionRef::parse("Thumbnail", "functionName").expect("bare");
-        assert_eq!(
-            (r.account_id, r.name.as_str(), r.qualifier),
-            (None, "Thumbnail", None)
-        );
+        assert_eq!((r.account_id, r.name.as_str(), r.qualifier), (None, "Thumbnail", None));
         let r = FunctionRef::parse("123456789012:function:Thumbnail:PROD", "f").expect("partial");
         assert_eq!(r.account_id.as_deref(), Some("123456789012"));
         assert_eq!(r.qualifier.as_deref(), Some("PROD"));
         let r = FunctionRef::parse("123456789012:Thumbnail", "f").expect("guide partial");
-        assert_eq!(
-            (r.account_id.as_deref(), r.name.as_str()),
-            (Some("123456789012"), "Thumbnail")
-        );
-        let r = FunctionRef::parse(
-            "arn:aws:lambda:us-west-2:123456789012:function:T:$LATEST",
-            "f",
-        )
-        .expect("arn");
+        assert_eq!((r.account_id.as_deref(), r.name.as_str()), (Some("123456789012"), "Thumbnail"));
+        let r = FunctionRef::parse("arn:aws:lambda:us-west-2:123456789012:function:T:$LATEST", "f").expect("arn");
         assert_eq!(r.region.as_deref(), Some("us-west-2"));
         assert_eq!(r.qualifier.as_deref(), Some("$LATEST"));
     }

@@ -35,10 +35,7 @@ struct CreateAccount {
     code_storage_bytes: Option<i64>,
 }
 
-async fn create_account(
-    State(state): State<AppState>,
-    body: Bytes,
-) -> ApiResult<impl IntoResponse> {
+async fn create_account(State(state): State<AppState>, body: Bytes) -> ApiResult<impl IntoResponse> {
     let req: CreateAccount = parse(&body)?;
     let key = state
         .metadata
@@ -52,9 +49,7 @@ async fn create_account(
 }
 
 async fn list_accounts(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(
-        json!({ "Accounts": state.metadata.list_accounts().await? }),
-    ))
+    Ok(Json(json!({ "Accounts": state.metadata.list_accounts().await? })))
 }
 
 #[derive(Deserialize)]
@@ -83,25 +78,14 @@ async fn set_limits(
     Ok(Json(account))
 }
 
-async fn create_key(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<impl IntoResponse> {
+async fn create_key(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
     state.metadata.account(&id).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(state.metadata.create_access_key(&id).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(state.metadata.create_access_key(&id).await?)))
 }
 
-async fn list_keys(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<impl IntoResponse> {
+async fn list_keys(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
     state.metadata.account(&id).await?;
-    Ok(Json(
-        json!({ "AccessKeyIds": state.metadata.list_access_keys(&id).await? }),
-    ))
+    Ok(Json(json!({ "AccessKeyIds": state.metadata.list_access_keys(&id).await? })))
 }
 
 async fn delete_key(

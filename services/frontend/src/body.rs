@@ -15,9 +15,7 @@ pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let mut buf = BytesMut::new();
     let mut seen: usize = 0;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            ApiError::InvalidRequestContent(format!("Could not read request body: {e}"))
-        })?;
+        let frame = frame.map_err(|e| ApiError::InvalidRequestContent(format!("Could not read request body: {e}")))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
@@ -29,9 +27,7 @@ pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         }
     }
     if seen > limit {
-        return Err(ApiError::RequestTooLarge(format!(
-            "Request must be smaller than {limit} bytes for the operation"
-        )));
+        return Err(ApiError::RequestTooLarge(format!("Request must be smaller than {limit} bytes for the operation")));
     }
     Ok(buf.freeze())
 }

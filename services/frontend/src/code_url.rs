@@ -22,10 +22,7 @@ fn signature(key: &[u8; 32], account: &str, sha: &str, expires: i64) -> String {
 
 /// An absolute URL on the host the caller used to reach us.
 pub fn location(state: &AppState, headers: &HeaderMap, account: &str, sha: &str) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1");
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
     let expires = chrono::Utc::now().timestamp() + VALIDITY_SECS;
     let sig = signature(&state.config.url_key, account, sha, expires);
     format!("http://{host}/_lamina/code/{account}/{sha}?expires={expires}&signature={sig}")
@@ -46,18 +43,10 @@ pub async fn download(
     let expected = signature(&state.config.url_key, &account, &sha, params.expires);
     let valid = bool::from(expected.as_bytes().ct_eq(params.signature.as_bytes()));
     if !valid || chrono::Utc::now().timestamp() > params.expires {
-        return (
-            StatusCode::FORBIDDEN,
-            "Request has expired or the signature does not match",
-        )
-            .into_response();
+        return (StatusCode::FORBIDDEN, "Request has expired or the signature does not match").into_response();
     }
     match state.code.read(&sha).await {
-        Ok(bytes) => (
-            [(header::CONTENT_TYPE, "application/zip")],
-            Body::from(bytes),
-        )
-            .into_response(),
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/zip")], Body::from(bytes)).into_response(),
         Err(_) => (StatusCode::NOT_FOUND, "NoSuchKey").into_response(),
     }
 }

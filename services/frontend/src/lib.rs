@@ -14,6 +14,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use lamina_code_storage::CodeStorage;
+use lamina_invoke_router::InvokeRouter;
 use lamina_metadata::Metadata;
 
 pub use auth::Principal;
@@ -59,34 +60,26 @@ pub struct AppState {
     pub metadata: Metadata,
     pub code: CodeStorage,
     pub secrets: Arc<auth::SecretCache>,
+    pub invoker: InvokeRouter,
 }
 
 impl AppState {
     /// Builds the state from its parts.
-    pub fn new(config: Config, metadata: Metadata, code: CodeStorage) -> Self {
-        Self {
-            config: Arc::new(config),
-            metadata,
-            code,
-            secrets: Arc::default(),
-        }
+    pub fn new(config: Config, metadata: Metadata, code: CodeStorage, invoker: InvokeRouter) -> Self {
+        Self { config: Arc::new(config), metadata, code, secrets: Arc::default(), invoker }
     }
 }
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     // The SigV4 layer reads the body under its own ceiling; the extractor's default 2 MB must not apply.
-    let lambda = api::routes()
-        .layer(DefaultBodyLimit::disable())
-        .layer(from_fn_with_state(state.clone(), auth::require_sigv4));
+    let lambda =
+        api::routes().layer(DefaultBodyLimit::disable()).layer(from_fn_with_state(state.clone(), auth::require_sigv4));
     let admin = admin::routes()
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .layer(from_fn_with_state(state.clone(), auth::require_admin));
     Router::new()
-        .route(
-            "/health",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/_lamina/code/{account}/{sha}", get(code_url::download))
         .nest("/_lamina/admin", admin)
         .merge(lambda)

@@ -13,7 +13,8 @@ pub struct RequestId(pub String);
 pub async fn assign(mut request: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4().to_string();
     request.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::debug_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let span =
+        tracing::debug_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
     let _guard = span.enter();
     drop(_guard);
     let mut response = next.run(request).await;

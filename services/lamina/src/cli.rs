@@ -51,6 +51,12 @@ pub struct ServeArgs {
     /// Largest Timeout accepted, in seconds.
     #[arg(long, env = "LAMINA_MAX_TIMEOUT", default_value_t = 300)]
     pub max_timeout: i64,
+    /// Hard-cap each sandbox's CPU in proportion to its memory (1769 MB = one vCPU), as Lambda does.
+    #[arg(long, env = "LAMINA_CPU_QUOTA", default_value_t = false)]
+    pub cpu_quota: bool,
+    /// Seconds an idle warm sandbox is kept.
+    #[arg(long, env = "LAMINA_IDLE_TIMEOUT", default_value_t = 600)]
+    pub idle_timeout_secs: u64,
 }
 
 /// Where the admin commands send their requests.
@@ -121,29 +127,14 @@ impl AdminTarget {
         }
         let path = self.data_dir.join("admin-token");
         Ok(std::fs::read_to_string(&path)
-            .with_context(|| {
-                format!(
-                    "read admin token from {} (or set LAMINA_ADMIN_TOKEN)",
-                    path.display()
-                )
-            })?
+            .with_context(|| format!("read admin token from {} (or set LAMINA_ADMIN_TOKEN)", path.display()))?
             .trim()
             .to_owned())
     }
 
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let url = format!(
-            "{}/_lamina/admin{path}",
-            self.endpoint.trim_end_matches('/')
-        );
-        let mut req = reqwest::Client::new()
-            .request(method, &url)
-            .bearer_auth(self.token()?);
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let url = format!("{}/_lamina/admin{path}", self.endpoint.trim_end_matches('/'));
+        let mut req = reqwest::Client::new().request(method, &url).bearer_auth(self.token()?);
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -153,11 +144,7 @@ impl AdminTarget {
         if !status.is_success() {
             anyhow::bail!("{status}: {text}");
         }
-        Ok(if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text)?
-        })
+        Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
     }
 }
 
@@ -165,12 +152,7 @@ impl AdminTarget {
 pub async fn run_account(cmd: AccountCommand) -> anyhow::Result<()> {
     use reqwest::Method;
     let out = match cmd {
-        AccountCommand::Create {
-            name,
-            concurrent_executions,
-            code_storage_bytes,
-            target,
-        } => {
+        AccountCommand::Create { name, concurrent_executions, code_storage_bytes, target } => {
             let mut body = json!({ "Name": name });
             if let Some(n) = concurrent_executions {
                 body["ConcurrentExecutions"] = n.into();
@@ -186,38 +168,15 @@ pub async fn run_account(cmd: AccountCommand) -> anyhow::Result<()> {
             })
         }
         AccountCommand::List { target } => target.call(Method::GET, "/accounts", None).await?,
-        AccountCommand::SetLimits {
-            account_id,
-            concurrent_executions,
-            code_storage_bytes,
-            target,
-        } => {
+        AccountCommand::SetLimits { account_id, concurrent_executions, code_storage_bytes, target } => {
             let body = json!({ "ConcurrentExecutions": concurrent_executions, "CodeStorageBytes": code_storage_bytes });
-            target
-                .call(
-                    Method::PUT,
-                    &format!("/accounts/{account_id}/limits"),
-                    Some(body),
-                )
-                .await?
+            target.call(Method::PUT, &format!("/accounts/{account_id}/limits"), Some(body)).await?
         }
         AccountCommand::CreateKey { account_id, target } => {
-            target
-                .call(Method::POST, &format!("/accounts/{account_id}/keys"), None)
-                .await?
+            target.call(Method::POST, &format!("/accounts/{account_id}/keys"), None).await?
         }
-        AccountCommand::DeleteKey {
-            account_id,
-            access_key_id,
-            target,
-        } => {
-            target
-                .call(
-                    Method::DELETE,
-                    &format!("/accounts/{account_id}/keys/{access_key_id}"),
-                    None,
-                )
-                .await?;
+        AccountCommand::DeleteKey { account_id, access_key_id, target } => {
+            target.call(Method::DELETE, &format!("/accounts/{account_id}/keys/{access_key_id}"), None).await?;
             json!({ "Deleted": access_key_id })
         }
     };

@@ -25,12 +25,16 @@ async fn main() -> anyhow::Result<()> {
                 master_key: args.master_key,
                 max_memory_mb: args.max_memory_mb,
                 max_timeout_s: args.max_timeout,
+                exec: lamina_exec_host::Config {
+                    cpu_quota: args.cpu_quota,
+                    idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs),
+                    ..lamina_exec_host::Config::default()
+                },
             };
             let data_dir = opts.data_dir.clone();
             let region = opts.region.clone();
             let running = start(opts).await?;
-            let creds = std::fs::canonicalize(data_dir.join("credentials"))
-                .unwrap_or(data_dir.join("credentials"));
+            let creds = std::fs::canonicalize(data_dir.join("credentials")).unwrap_or(data_dir.join("credentials"));
             println!("Lamina is listening on http://{}", running.addr);
             println!(
                 "Try: AWS_SHARED_CREDENTIALS_FILE={} aws --profile lamina --region {region} --endpoint-url http://{} lambda list-functions",

@@ -32,6 +32,8 @@ pub struct ServeOptions {
     pub max_memory_mb: i64,
     /// Upper bound of Timeout.
     pub max_timeout_s: i64,
+    /// Execution host settings (its `data_dir` is set under `data_dir`).
+    pub exec: lamina_exec_host::Config,
 }
 
 impl ServeOptions {
@@ -46,6 +48,7 @@ impl ServeOptions {
             master_key: None,
             max_memory_mb: 1536,
             max_timeout_s: 300,
+            exec: lamina_exec_host::Config { cpu_quota: false, ..lamina_exec_host::Config::default() },
         }
     }
 }
@@ -109,14 +112,11 @@ fn random_token() -> String {
 
 /// Starts Lamina in this process and returns once it accepts requests.
 pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
-    std::fs::create_dir_all(&opts.data_dir)
-        .with_context(|| format!("create data dir {}", opts.data_dir.display()))?;
+    std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("create data dir {}", opts.data_dir.display()))?;
     let b64 = base64::engine::general_purpose::STANDARD;
     let master_b64 = match &opts.master_key {
         Some(k) => k.clone(),
-        None => load_or_create(&opts.data_dir.join("master.key"), || {
-            b64.encode(SecretCipher::generate_key())
-        })?,
+        None => load_or_create(&opts.data_dir.join("master.key"), || b64.encode(SecretCipher::generate_key()))?,
     };
     let master: [u8; 32] = b64
         .decode(master_b64.as_bytes())
@@ -127,10 +127,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         Some(t) => t.clone(),
         None => load_or_create(&opts.data_dir.join("admin-token"), random_token)?,
     };
-    let database_url = opts
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", opts.data_dir.join("lamina.db").display()));
+    let database_url =
+        opts.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", opts.data_dir.join("lamina.db").display()));
     let metadata = Metadata::connect(&database_url, SecretCipher::new(&master)).await?;
     let code = CodeStorage::open(opts.data_dir.join("blobs"), ZipLimits::default())?;
     let default_credentials = ensure_default_account(&metadata, &opts.data_dir).await?;
@@ -139,74 +137,51 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
     url_mac.update(b"lamina code download urls");
     let url_key: [u8; 32] = url_mac.finalize().into_bytes().into();
 
+    let shutdown = CancellationToken::new();
+    let exec_config = lamina_exec_host::Config {
+        data_dir: opts.data_dir.join("exec-host"),
+        region: opts.region.clone(),
+        ..opts.exec.clone()
+    };
+    let host =
+        lamina_exec_host::ExecHost::start(exec_config, shutdown.child_token()).await.context("start execution host")?;
+    let invoker =
+        lamina_invoke_router::InvokeRouter::new(metadata.clone(), code.clone(), host.clone(), opts.region.clone());
     let config = lamina_frontend::Config {
         region: opts.region.clone(),
         admin_token: admin_token.clone(),
         max_memory_mb: opts.max_memory_mb,
         max_timeout_s: opts.max_timeout_s,
-        runtimes: default_runtimes(),
+        runtimes: host.runtimes(),
         url_key,
         ..lamina_frontend::Config::default()
     };
-    let state = lamina_frontend::AppState::new(config, metadata.clone(), code);
+    let state = lamina_frontend::AppState::new(config, metadata.clone(), code, invoker);
     let app = lamina_frontend::router(state);
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("bind {}", opts.listen))?;
+    let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("bind {}", opts.listen))?;
     let addr = listener.local_addr()?;
-    let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
-            .context("serve http")
+            .context("serve http");
+        host.shutdown().await;
+        served
     });
     tracing::info!(%addr, engine = metadata.engine(), "lamina is ready");
-    Ok(Running {
-        addr,
-        admin_token,
-        default_credentials,
-        shutdown,
-        metadata,
-        task,
-    })
-}
-
-/// Runtime identifiers offered until the execution host reports its own.
-fn default_runtimes() -> Vec<String> {
-    [
-        "python3.11",
-        "nodejs20.x",
-        "java17",
-        "provided",
-        "provided.al2",
-        "provided.al2023",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect()
+    Ok(Running { addr, admin_token, default_credentials, shutdown, metadata, task })
 }
 
 /// Creates the `default` account and its credentials file on first start.
-async fn ensure_default_account(
-    metadata: &Metadata,
-    data_dir: &Path,
-) -> anyhow::Result<Option<(String, String)>> {
+async fn ensure_default_account(metadata: &Metadata, data_dir: &Path) -> anyhow::Result<Option<(String, String)>> {
     let creds_path = data_dir.join("credentials");
     if creds_path.exists() {
         return Ok(None);
     }
     let key = match metadata.account_by_name("default").await? {
         Some(account) => metadata.create_access_key(&account.account_id).await?,
-        None => {
-            metadata
-                .create_account(NewAccount {
-                    name: "default".into(),
-                    ..NewAccount::default()
-                })
-                .await?
-        }
+        None => metadata.create_account(NewAccount { name: "default".into(), ..NewAccount::default() }).await?,
     };
     let file = format!(
         "[lamina]\naws_access_key_id = {}\naws_secret_access_key = {}\n",

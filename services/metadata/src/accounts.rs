@@ -55,34 +55,22 @@ struct KeyRow {
 
 fn random_from(alphabet: &[u8], len: usize) -> String {
     let mut rng = rand::rng();
-    (0..len)
-        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
-        .collect()
+    (0..len).map(|_| alphabet[rng.random_range(0..alphabet.len())] as char).collect()
 }
 
 impl Metadata {
     /// Creates an account with one access key.
     pub async fn create_account(&self, new: NewAccount) -> ApiResult<NewKey> {
         if new.name.is_empty() || new.name.len() > 64 {
-            return Err(ApiError::InvalidParameterValue(
-                "Account name must be 1-64 characters.".into(),
-            ));
+            return Err(ApiError::InvalidParameterValue("Account name must be 1-64 characters.".into()));
         }
         let now = now_ms();
-        let concurrency = new
-            .concurrent_executions
-            .unwrap_or(DEFAULT_CONCURRENT_EXECUTIONS);
+        let concurrency = new.concurrent_executions.unwrap_or(DEFAULT_CONCURRENT_EXECUTIONS);
         let storage = new.code_storage_bytes.unwrap_or(DEFAULT_CODE_STORAGE_BYTES);
         if concurrency < 0 || storage < 0 {
-            return Err(ApiError::InvalidParameterValue(
-                "Limits must not be negative.".into(),
-            ));
+            return Err(ApiError::InvalidParameterValue("Limits must not be negative.".into()));
         }
-        let account_id = format!(
-            "{}{}",
-            random_from(b"123456789", 1),
-            random_from(b"0123456789", 11)
-        );
+        let account_id = format!("{}{}", random_from(b"123456789", 1), random_from(b"0123456789", 11));
         let sql = "insert into accounts (account_id, name, concurrent_executions, code_storage_bytes, created_at, updated_at) \
                    values ($1, $2, $3, $4, $5, $5) on conflict do nothing";
         let inserted = on_pool!(&self.store, pool => sqlx::query(sql)
@@ -90,10 +78,7 @@ impl Metadata {
             .execute(pool).await.map(|r| r.rows_affected()))
         .context("insert account")?;
         if inserted == 0 {
-            return Err(ApiError::ResourceConflict(format!(
-                "Account already exists: {}",
-                new.name
-            )));
+            return Err(ApiError::ResourceConflict(format!("Account already exists: {}", new.name)));
         }
         self.create_access_key(&account_id).await
     }
@@ -107,7 +92,8 @@ impl Metadata {
 
     /// One account by id.
     pub async fn account(&self, account_id: &str) -> ApiResult<Account> {
-        let sql = "select account_id, name, concurrent_executions, code_storage_bytes from accounts where account_id = $1";
+        let sql =
+            "select account_id, name, concurrent_executions, code_storage_bytes from accounts where account_id = $1";
         on_pool!(&self.store, pool => sqlx::query_as::<_, Account>(sql).bind(account_id).fetch_optional(pool).await)
             .context("load account")?
             .ok_or_else(|| ApiError::ResourceNotFound(format!("Account not found: {account_id}")))
@@ -116,25 +102,17 @@ impl Metadata {
     /// Every account, by name.
     pub async fn list_accounts(&self) -> ApiResult<Vec<Account>> {
         let sql = "select account_id, name, concurrent_executions, code_storage_bytes from accounts order by name";
-        Ok(
-            on_pool!(&self.store, pool => sqlx::query_as::<_, Account>(sql).fetch_all(pool).await)
-                .context("list accounts")?,
-        )
+        Ok(on_pool!(&self.store, pool => sqlx::query_as::<_, Account>(sql).fetch_all(pool).await)
+            .context("list accounts")?)
     }
 
     /// Changes an account's limits; absent fields keep their value.
     pub async fn set_limits(&self, account_id: &str, limits: AccountLimits) -> ApiResult<Account> {
         let current = self.account(account_id).await?;
-        let concurrency = limits
-            .concurrent_executions
-            .unwrap_or(current.concurrent_executions);
-        let storage = limits
-            .code_storage_bytes
-            .unwrap_or(current.code_storage_bytes);
+        let concurrency = limits.concurrent_executions.unwrap_or(current.concurrent_executions);
+        let storage = limits.code_storage_bytes.unwrap_or(current.code_storage_bytes);
         if concurrency < 0 || storage < 0 {
-            return Err(ApiError::InvalidParameterValue(
-                "Limits must not be negative.".into(),
-            ));
+            return Err(ApiError::InvalidParameterValue("Limits must not be negative.".into()));
         }
         let sql = "update accounts set concurrent_executions = $2, code_storage_bytes = $3, updated_at = $4 where account_id = $1";
         on_pool!(&self.store, pool => sqlx::query(sql)
@@ -145,14 +123,8 @@ impl Metadata {
 
     /// Mints a new access key for an account.
     pub async fn create_access_key(&self, account_id: &str) -> ApiResult<NewKey> {
-        let access_key_id = format!(
-            "AKLM{}",
-            random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)
-        );
-        let secret = random_from(
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-            40,
-        );
+        let access_key_id = format!("AKLM{}", random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16));
+        let secret = random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 40);
         let sealed = self.cipher.seal(&secret)?;
         let now = now_ms();
         let sql = "insert into access_keys (access_key_id, account_id, secret_enc, created_at, updated_at) values ($1, $2, $3, $4, $4)";
@@ -164,11 +136,7 @@ impl Metadata {
             }
             other => ApiError::Internal(anyhow::Error::new(other).context("insert access key")),
         })?;
-        Ok(NewKey {
-            account_id: account_id.to_owned(),
-            access_key_id,
-            secret_access_key: secret,
-        })
+        Ok(NewKey { account_id: account_id.to_owned(), access_key_id, secret_access_key: secret })
     }
 
     /// Revokes one access key of an account.
@@ -177,9 +145,7 @@ impl Metadata {
         let n = on_pool!(&self.store, pool => sqlx::query(sql).bind(account_id).bind(access_key_id).execute(pool).await.map(|r| r.rows_affected()))
             .context("delete access key")?;
         if n == 0 {
-            return Err(ApiError::ResourceNotFound(format!(
-                "Access key not found: {access_key_id}"
-            )));
+            return Err(ApiError::ResourceNotFound(format!("Access key not found: {access_key_id}")));
         }
         Ok(())
     }

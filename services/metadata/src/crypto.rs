@@ -14,9 +14,7 @@ pub struct SecretCipher {
 impl SecretCipher {
     /// Builds a cipher from a 32-byte master key.
     pub fn new(key: &[u8; 32]) -> Self {
-        Self {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(key)),
-        }
+        Self { cipher: ChaCha20Poly1305::new(Key::from_slice(key)) }
     }
 
     /// A fresh random master key.

@@ -86,25 +86,12 @@ impl Metadata {
     async fn ensure_storage(&self, account_id: &str, extra: i64) -> ApiResult<()> {
         let limit = self.account(account_id).await?.code_storage_bytes;
         let (used, _) = self.usage(account_id).await?;
-        if used + extra > limit {
-            Err(storage_exceeded())
-        } else {
-            Ok(())
-        }
+        if used + extra > limit { Err(storage_exceeded()) } else { Ok(()) }
     }
 
     /// Creates `$LATEST` (and version 1 when `publish`); returns the row to report.
-    pub async fn create_function(
-        &self,
-        account_id: &str,
-        new: NewFunction,
-        publish: bool,
-    ) -> ApiResult<FunctionRow> {
-        let extra = if publish {
-            new.code_size * 2
-        } else {
-            new.code_size
-        };
+    pub async fn create_function(&self, account_id: &str, new: NewFunction, publish: bool) -> ApiResult<FunctionRow> {
+        let extra = if publish { new.code_size * 2 } else { new.code_size };
         self.ensure_storage(account_id, extra).await?;
         let now = now_ms();
         let row = FunctionRow {
@@ -154,51 +141,32 @@ impl Metadata {
     }
 
     /// One version of a function (`$LATEST` or a number).
-    pub async fn get_version(
-        &self,
-        account_id: &str,
-        name: &str,
-        version: &str,
-    ) -> ApiResult<Option<FunctionRow>> {
+    pub async fn get_version(&self, account_id: &str, name: &str, version: &str) -> ApiResult<Option<FunctionRow>> {
         let sql = concat!(
             "select ",
             columns!(),
             " from function_versions where account_id = $1 and function_name = $2 and version = $3"
         );
-        Ok(
-            on_pool!(&self.store, pool => sqlx::query_as::<_, FunctionRow>(sql)
+        Ok(on_pool!(&self.store, pool => sqlx::query_as::<_, FunctionRow>(sql)
             .bind(account_id).bind(name).bind(version).fetch_optional(pool).await)
-            .context("load function version")?,
-        )
+        .context("load function version")?)
     }
 
     /// `$LATEST` of each function, by name, after `after`, at most `limit`.
-    pub async fn list_latest(
-        &self,
-        account_id: &str,
-        after: Option<&str>,
-        limit: i64,
-    ) -> ApiResult<Vec<FunctionRow>> {
+    pub async fn list_latest(&self, account_id: &str, after: Option<&str>, limit: i64) -> ApiResult<Vec<FunctionRow>> {
         let sql = concat!(
             "select ",
             columns!(),
             " from function_versions where account_id = $1 and version = '$LATEST' \
              and function_name > $2 order by function_name limit $3"
         );
-        Ok(
-            on_pool!(&self.store, pool => sqlx::query_as::<_, FunctionRow>(sql)
+        Ok(on_pool!(&self.store, pool => sqlx::query_as::<_, FunctionRow>(sql)
             .bind(account_id).bind(after.unwrap_or("")).bind(limit).fetch_all(pool).await)
-            .context("list functions")?,
-        )
+        .context("list functions")?)
     }
 
     /// Applies `change` to `$LATEST` and stores it under a new revision, guarded by the old one.
-    pub async fn update_latest<F>(
-        &self,
-        account_id: &str,
-        name: &str,
-        change: F,
-    ) -> ApiResult<FunctionRow>
+    pub async fn update_latest<F>(&self, account_id: &str, name: &str, change: F) -> ApiResult<FunctionRow>
     where
         F: FnOnce(&mut FunctionRow) -> ApiResult<()>,
     {
@@ -209,8 +177,7 @@ impl Metadata {
         let mut next = current.clone();
         change(&mut next)?;
         if next.code_size > current.code_size {
-            self.ensure_storage(account_id, next.code_size - current.code_size)
-                .await?;
+            self.ensure_storage(account_id, next.code_size - current.code_size).await?;
         }
         next.revision_id = new_revision();
         next.last_modified = now_ms();
@@ -239,27 +206,18 @@ impl Metadata {
             Ok::<_, ApiError>(shas)
         })?;
         if shas.is_empty() {
-            return Err(ApiError::ResourceNotFound(format!(
-                "Function not found: {name}"
-            )));
+            return Err(ApiError::ResourceNotFound(format!("Function not found: {name}")));
         }
         Ok(shas)
     }
 
     /// Deletes one published version; returns its code digest.
-    pub async fn delete_version(
-        &self,
-        account_id: &str,
-        name: &str,
-        version: &str,
-    ) -> ApiResult<Vec<String>> {
+    pub async fn delete_version(&self, account_id: &str, name: &str, version: &str) -> ApiResult<Vec<String>> {
         let sql = "delete from function_versions where account_id = $1 and function_name = $2 and version = $3 \
                    and version <> '$LATEST' returning code_sha256";
-        Ok(
-            on_pool!(&self.store, pool => sqlx::query_scalar::<_, String>(sql)
+        Ok(on_pool!(&self.store, pool => sqlx::query_scalar::<_, String>(sql)
             .bind(account_id).bind(name).bind(version).fetch_all(pool).await)
-            .context("delete version")?,
-        )
+        .context("delete version")?)
     }
 
     /// Whether any version of any function still refers to this code digest.

@@ -23,10 +23,7 @@ impl Metadata {
     /// Connects to `database_url` (`sqlite://…` or `postgres://…`) and applies migrations.
     pub async fn connect(database_url: &str, cipher: SecretCipher) -> anyhow::Result<Self> {
         let store = Store::connect(database_url).await?;
-        Ok(Self {
-            store,
-            cipher: Arc::new(cipher),
-        })
+        Ok(Self { store, cipher: Arc::new(cipher) })
     }
 
     /// The storage engine in use (`sqlite` or `postgres`).

@@ -17,9 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::model::configuration;
-use super::validate::{
-    CodeIn, ConfigIn, check_config, check_service_rules, environment_json, vpc_json,
-};
+use super::validate::{CodeIn, ConfigIn, check_config, check_service_rules, environment_json, vpc_json};
 use super::{Target, parse_body, resolve};
 use crate::{AppState, Principal, code_url};
 
@@ -50,15 +48,12 @@ async fn store_code(state: &AppState, code: &CodeIn) -> ApiResult<(StoredCode, B
             ));
         }
         (None, None, None) => {
-            return Err(ApiError::InvalidParameterValue(
-                "Please provide a source for function code.".into(),
-            ));
+            return Err(ApiError::InvalidParameterValue("Please provide a source for function code.".into()));
         }
     };
     let bytes = Bytes::from(STANDARD.decode(zip.as_bytes()).map_err(|_| {
         ApiError::InvalidParameterValue(
-            "Could not unzip uploaded file. Please check your file, then try to upload again."
-                .into(),
+            "Could not unzip uploaded file. Please check your file, then try to upload again.".into(),
         )
     })?);
     Ok((state.code.put_zip(bytes.clone()).await?, bytes))
@@ -91,11 +86,9 @@ pub async fn create(
         },
     };
     let cfg = &req.config;
-    for (member, present) in [
-        ("runtime", cfg.runtime.is_some()),
-        ("role", cfg.role.is_some()),
-        ("handler", cfg.handler.is_some()),
-    ] {
+    for (member, present) in
+        [("runtime", cfg.runtime.is_some()), ("role", cfg.role.is_some()), ("handler", cfg.handler.is_some())]
+    {
         if !present {
             v.missing(member);
         }
@@ -107,13 +100,7 @@ pub async fn create(
     v.finish()?;
     check_service_rules(cfg)?;
     let name = name.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("name validated above")))?;
-    let target = resolve(
-        &state,
-        &principal,
-        req.function_name.as_deref().unwrap_or_default(),
-        None,
-        "CreateFunction",
-    )?;
+    let target = resolve(&state, &principal, req.function_name.as_deref().unwrap_or_default(), None, "CreateFunction")?;
     let (stored, zip) = store_code(&state, req.code.as_ref().unwrap_or(&CodeIn::default())).await?;
     let new = NewFunction {
         function_name: name.name,
@@ -128,10 +115,7 @@ pub async fn create(
         code_sha256: stored.sha256_hex.clone(),
         code_size: stored.size,
     };
-    let created = state
-        .metadata
-        .create_function(&target.account_id, new, req.publish.unwrap_or(false))
-        .await;
+    let created = state.metadata.create_function(&target.account_id, new, req.publish.unwrap_or(false)).await;
     let row = match created {
         Ok(row) => row,
         Err(err) => {
@@ -140,10 +124,7 @@ pub async fn create(
         }
     };
     state.code.ensure(&stored.sha256_hex, &zip).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(configuration(&state.config.region, &row, false)),
-    ))
+    Ok((StatusCode::CREATED, Json(configuration(&state.config.region, &row, false))))
 }
 
 /// Deletes blobs that no stored version refers to any more.
@@ -168,20 +149,14 @@ pub async fn load_version(state: &AppState, target: &Target) -> ApiResult<Functi
     if version != "$LATEST" && !version.bytes().all(|b| b.is_ascii_digit()) {
         return Err(not_found());
     }
-    state
-        .metadata
-        .get_version(&target.account_id, &target.name, version)
-        .await?
-        .ok_or_else(not_found)
+    state.metadata.get_version(&target.account_id, &target.name, version).await?.ok_or_else(not_found)
 }
 
 fn max_items(params: &HashMap<String, String>) -> ApiResult<i64> {
     match params.get("MaxItems") {
         None => Ok(50),
         Some(raw) => {
-            let n: i64 = raw
-                .parse()
-                .map_err(|_| ApiError::invalid(raw, "maxItems", "Member must be a number"))?;
+            let n: i64 = raw.parse().map_err(|_| ApiError::invalid(raw, "maxItems", "Member must be a number"))?;
             let mut v = Violations::default();
             v.range(n, "maxItems", 1, 10_000);
             v.finish()?;
@@ -207,21 +182,14 @@ pub async fn list(
                 .ok_or_else(|| ApiError::InvalidParameterValue(format!("Invalid marker: {m}")))?,
         ),
     };
-    let mut rows = state
-        .metadata
-        .list_latest(&principal.account_id, after.as_deref(), limit + 1)
-        .await?;
+    let mut rows = state.metadata.list_latest(&principal.account_id, after.as_deref(), limit + 1).await?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last()
-            .map(|r| URL_SAFE_NO_PAD.encode(r.function_name.as_bytes()))
+        rows.last().map(|r| URL_SAFE_NO_PAD.encode(r.function_name.as_bytes()))
     } else {
         None
     };
-    let functions: Vec<_> = rows
-        .iter()
-        .map(|r| configuration(&state.config.region, r, false))
-        .collect();
+    let functions: Vec<_> = rows.iter().map(|r| configuration(&state.config.region, r, false)).collect();
     Ok(Json(json!({ "Functions": functions, "NextMarker": next })))
 }
 
@@ -233,13 +201,7 @@ pub async fn get(
     Query(params): Params,
     headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
-    let target = resolve(
-        &state,
-        &principal,
-        &name,
-        params.get("Qualifier").map(String::as_str),
-        "GetFunction",
-    )?;
+    let target = resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "GetFunction")?;
     let row = load_version(&state, &target).await?;
     let location = code_url::location(&state, &headers, &row.account_id, &row.code_sha256);
     Ok(Json(json!({
@@ -255,19 +217,10 @@ pub async fn get_configuration(
     Path(name): Path<String>,
     Query(params): Params,
 ) -> ApiResult<impl IntoResponse> {
-    let target = resolve(
-        &state,
-        &principal,
-        &name,
-        params.get("Qualifier").map(String::as_str),
-        "GetFunctionConfiguration",
-    )?;
+    let target =
+        resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "GetFunctionConfiguration")?;
     let row = load_version(&state, &target).await?;
-    Ok(Json(configuration(
-        &state.config.region,
-        &row,
-        target.qualifier.is_some(),
-    )))
+    Ok(Json(configuration(&state.config.region, &row, target.qualifier.is_some())))
 }
 
 fn only_latest(target: &Target) -> ApiResult<()> {
@@ -305,13 +258,7 @@ pub async fn update_configuration(
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    let target = resolve(
-        &state,
-        &principal,
-        &name,
-        None,
-        "UpdateFunctionConfiguration",
-    )?;
+    let target = resolve(&state, &principal, &name, None, "UpdateFunctionConfiguration")?;
     let req: UpdateConfigRequest = parse_body(&body)?;
     let mut v = Violations::default();
     check_config(&req.config, &state.config, &mut v);
@@ -356,9 +303,7 @@ pub async fn update_configuration(
 
 fn not_found_as_arn(err: ApiError, state: &AppState, target: &Target) -> ApiError {
     match err {
-        ApiError::ResourceNotFound(_) => {
-            ApiError::function_not_found(&target.arn(&state.config.region))
-        }
+        ApiError::ResourceNotFound(_) => ApiError::function_not_found(&target.arn(&state.config.region)),
         other => other,
     }
 }
@@ -388,14 +333,7 @@ pub async fn update_code(
             "Publish is not supported by this Lamina server yet; call UpdateFunctionCode without it.".into(),
         ));
     }
-    let current = load_version(
-        &state,
-        &Target {
-            qualifier: None,
-            ..target.clone()
-        },
-    )
-    .await?;
+    let current = load_version(&state, &Target { qualifier: None, ..target.clone() }).await?;
     check_revision(&current, req.revision_id.as_deref())?;
     let (stored, zip) = store_code(&state, &req.code).await?;
     let old_sha = current.code_sha256.clone();
@@ -429,13 +367,7 @@ pub async fn delete(
     Path(name): Path<String>,
     Query(params): Params,
 ) -> ApiResult<impl IntoResponse> {
-    let target = resolve(
-        &state,
-        &principal,
-        &name,
-        params.get("Qualifier").map(String::as_str),
-        "DeleteFunction",
-    )?;
+    let target = resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "DeleteFunction")?;
     let shas = match target.qualifier.as_deref() {
         None => state
             .metadata
@@ -449,10 +381,7 @@ pub async fn delete(
         }
         Some(q) if q.bytes().all(|b| b.is_ascii_digit()) => {
             let row = load_version(&state, &target).await?;
-            state
-                .metadata
-                .delete_version(&target.account_id, &target.name, &row.version)
-                .await?
+            state.metadata.delete_version(&target.account_id, &target.name, &row.version).await?
         }
         Some(_) => {
             return Err(ApiError::InvalidParameterValue(

@@ -2,12 +2,14 @@
 
 mod account;
 mod functions;
+mod invoke;
+mod logs;
 mod model;
 mod validate;
 
 use axum::Router;
 use axum::http::Uri;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use lamina_common::names::{FunctionRef, function_arn, qualified_arn};
 use lamina_common::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;
@@ -18,34 +20,19 @@ use crate::{AppState, Principal};
 pub fn routes() -> Router<AppState> {
     let mut r = Router::new();
     let both = |r: Router<AppState>, path: &str, route: axum::routing::MethodRouter<AppState>| {
-        r.route(path, route.clone())
-            .route(&format!("{path}/"), route)
+        r.route(path, route.clone()).route(&format!("{path}/"), route)
     };
-    r = both(
-        r,
-        "/2015-03-31/functions",
-        get(functions::list).post(functions::create),
-    );
-    r = both(
-        r,
-        "/2015-03-31/functions/{name}",
-        get(functions::get).delete(functions::delete),
-    );
+    r = both(r, "/2015-03-31/functions", get(functions::list).post(functions::create));
+    r = both(r, "/2015-03-31/functions/{name}", get(functions::get).delete(functions::delete));
     r = both(
         r,
         "/2015-03-31/functions/{name}/configuration",
         get(functions::get_configuration).put(functions::update_configuration),
     );
-    r = both(
-        r,
-        "/2015-03-31/functions/{name}/code",
-        put(functions::update_code),
-    );
-    r = both(
-        r,
-        "/2016-08-19/account-settings",
-        get(account::get_settings),
-    );
+    r = both(r, "/2015-03-31/functions/{name}/code", put(functions::update_code));
+    r = both(r, "/2015-03-31/functions/{name}/invocations", post(invoke::invoke));
+    r = both(r, "/_lamina/v1/functions/{name}/logs", get(logs::get_logs));
+    r = both(r, "/2016-08-19/account-settings", get(account::get_settings));
     r
 }
 
@@ -90,15 +77,8 @@ pub fn resolve(
 ) -> ApiResult<Target> {
     let r = FunctionRef::parse(raw, "functionName")?;
     let qualifier = r.effective_qualifier(qualifier)?;
-    let account_id = r
-        .account_id
-        .clone()
-        .unwrap_or_else(|| principal.account_id.clone());
-    let target = Target {
-        account_id,
-        name: r.name.clone(),
-        qualifier,
-    };
+    let account_id = r.account_id.clone().unwrap_or_else(|| principal.account_id.clone());
+    let target = Target { account_id, name: r.name.clone(), qualifier };
     if let Some(region) = &r.region
         && region != &state.config.region
     {
@@ -116,20 +96,12 @@ pub fn resolve(
 
 /// Parses a JSON request body into `T`; anything that is not JSON is InvalidRequestContent.
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        body
-    };
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::InvalidRequestContent(format!("Could not parse request body into json: {e}"))
-    })?;
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::InvalidRequestContent(format!("Could not parse request body into json: {e}")))?;
     if !value.is_object() {
-        return Err(ApiError::InvalidRequestContent(
-            "Request body must be a JSON object.".into(),
-        ));
+        return Err(ApiError::InvalidRequestContent("Request body must be a JSON object.".into()));
     }
-    serde_json::from_value(value).map_err(|e| {
-        ApiError::InvalidRequestContent(format!("Could not parse request body into json: {e}"))
-    })
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::InvalidRequestContent(format!("Could not parse request body into json: {e}")))
 }

@@ -46,18 +46,11 @@ pub fn configuration(region: &str, row: &FunctionRow, qualified: bool) -> Value 
         "Architectures": ["x86_64"],
         "EphemeralStorage": {"Size": 512},
     });
-    if let Some(env) = row
-        .environment
-        .as_deref()
-        .and_then(|e| serde_json::from_str::<BTreeMap<String, String>>(e).ok())
+    if let Some(env) = row.environment.as_deref().and_then(|e| serde_json::from_str::<BTreeMap<String, String>>(e).ok())
     {
         out["Environment"] = json!({ "Variables": env });
     }
-    if let Some(vpc) = row
-        .vpc_config
-        .as_deref()
-        .and_then(|v| serde_json::from_str::<VpcConfig>(v).ok())
-    {
+    if let Some(vpc) = row.vpc_config.as_deref().and_then(|v| serde_json::from_str::<VpcConfig>(v).ok()) {
         let vpc_id = if vpc.subnet_ids.is_empty() {
             String::new()
         } else {

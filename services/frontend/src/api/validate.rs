@@ -12,14 +12,11 @@ use serde::Deserialize;
 use super::model::VpcConfig;
 use crate::Config;
 
-static ROLE_RE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^arn:aws:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$").expect("static regex")
-});
+static ROLE_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^arn:aws:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$").expect("static regex"));
 const ROLE_PATTERN: &str = r"arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+";
-static HANDLER_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[^\s]+$").expect("static regex"));
-static ENV_KEY_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-zA-Z]([a-zA-Z0-9_])+$").expect("static regex"));
+static HANDLER_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[^\s]+$").expect("static regex"));
+static ENV_KEY_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z]([a-zA-Z0-9_])+$").expect("static regex"));
 
 /// Variables the runtime sets itself; a function may not define them.
 const RESERVED_ENV: &[&str] = &[
@@ -78,14 +75,7 @@ pub fn check_config(cfg: &ConfigIn, limits: &Config, v: &mut Violations) {
     if let Some(runtime) = &cfg.runtime
         && !limits.runtimes.iter().any(|r| r == runtime)
     {
-        v.push(
-            runtime,
-            "runtime",
-            &format!(
-                "Member must satisfy enum value set: [{}]",
-                limits.runtimes.join(", ")
-            ),
-        );
+        v.push(runtime, "runtime", &format!("Member must satisfy enum value set: [{}]", limits.runtimes.join(", ")));
     }
     if let Some(role) = &cfg.role {
         v.pattern(role, "role", &ROLE_RE, ROLE_PATTERN);
@@ -134,9 +124,7 @@ pub fn check_service_rules(cfg: &ConfigIn) -> ApiResult<()> {
     if let Some(m) = cfg.memory_size
         && m % 64 != 0
     {
-        return Err(ApiError::InvalidParameterValue(format!(
-            "MemorySize must be a multiple of 64 MB, got {m}."
-        )));
+        return Err(ApiError::InvalidParameterValue(format!("MemorySize must be a multiple of 64 MB, got {m}.")));
     }
     if let Some(vpc) = &cfg.vpc_config
         && (vpc.subnet_ids.is_empty() != vpc.security_group_ids.is_empty())
@@ -146,11 +134,7 @@ pub fn check_service_rules(cfg: &ConfigIn) -> ApiResult<()> {
         ));
     }
     if let Some(vars) = cfg.environment.as_ref().and_then(|e| e.variables.as_ref()) {
-        let reserved: Vec<&str> = vars
-            .keys()
-            .map(String::as_str)
-            .filter(|k| RESERVED_ENV.contains(k))
-            .collect();
+        let reserved: Vec<&str> = vars.keys().map(String::as_str).filter(|k| RESERVED_ENV.contains(k)).collect();
         if !reserved.is_empty() {
             return Err(ApiError::InvalidParameterValue(format!(
                 "Lambda was unable to configure your environment variables because the environment variables you have \
@@ -172,17 +156,10 @@ pub fn check_service_rules(cfg: &ConfigIn) -> ApiResult<()> {
 
 /// The JSON stored for an `Environment` member; an empty map clears it.
 pub fn environment_json(env: &EnvironmentIn) -> Option<String> {
-    env.variables
-        .as_ref()
-        .filter(|vars| !vars.is_empty())
-        .and_then(|vars| serde_json::to_string(vars).ok())
+    env.variables.as_ref().filter(|vars| !vars.is_empty()).and_then(|vars| serde_json::to_string(vars).ok())
 }
 
 /// The JSON stored for a `VpcConfig`; empty lists remove VPC access.
 pub fn vpc_json(vpc: &VpcConfig) -> Option<String> {
-    if vpc.subnet_ids.is_empty() && vpc.security_group_ids.is_empty() {
-        None
-    } else {
-        serde_json::to_string(vpc).ok()
-    }
+    if vpc.subnet_ids.is_empty() && vpc.security_group_ids.is_empty() { None } else { serde_json::to_string(vpc).ok() }
 }

@@ -41,11 +41,7 @@ const SECRET_TTL: Duration = Duration::from_secs(30);
 
 impl SecretCache {
     /// `(account_id, secret)` for a key, from cache or the metadata store.
-    pub async fn lookup(
-        &self,
-        metadata: &Metadata,
-        access_key_id: &str,
-    ) -> Result<Option<(String, String)>, ApiError> {
+    pub async fn lookup(&self, metadata: &Metadata, access_key_id: &str) -> Result<Option<(String, String)>, ApiError> {
         if let Ok(map) = self.entries.read()
             && let Some((account, secret, at)) = map.get(access_key_id)
             && at.elapsed() < SECRET_TTL
@@ -57,10 +53,7 @@ impl SecretCache {
             if map.len() > 100_000 {
                 map.clear();
             }
-            map.insert(
-                access_key_id.to_owned(),
-                (account.clone(), secret.clone(), Instant::now()),
-            );
+            map.insert(access_key_id.to_owned(), (account.clone(), secret.clone(), Instant::now()));
         }
         Ok(found)
     }
@@ -74,11 +67,7 @@ impl SecretCache {
 }
 
 /// Verifies SigV4 and attaches the [`Principal`]; the body is buffered for hashing.
-pub async fn require_sigv4(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn require_sigv4(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match authenticate(&state, request).await {
         Ok(request) => next.run(request).await,
         Err(err) => err.into_response(),
@@ -90,35 +79,16 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Api
     let claim = sigv4::parse_claim(&parts.headers, &parts.uri)?;
     let when = sigv4::check_scope(&claim, &state.config.region, "lambda", chrono::Utc::now())?;
     let body = read_limited(body, state.config.max_request_bytes).await?;
-    let Some((account_id, secret)) = state
-        .secrets
-        .lookup(&state.metadata, &claim.access_key_id)
-        .await?
-    else {
+    let Some((account_id, secret)) = state.secrets.lookup(&state.metadata, &claim.access_key_id).await? else {
         return Err(ApiError::UnrecognizedClient);
     };
-    sigv4::verify(
-        &claim,
-        &secret,
-        when,
-        &parts.method,
-        &parts.uri,
-        &parts.headers,
-        &body,
-    )?;
-    parts.extensions.insert(Principal {
-        account_id,
-        access_key_id: claim.access_key_id,
-    });
+    sigv4::verify(&claim, &secret, when, &parts.method, &parts.uri, &parts.headers, &body)?;
+    parts.extensions.insert(Principal { account_id, access_key_id: claim.access_key_id });
     Ok(Request::from_parts(parts, Body::from(body)))
 }
 
 /// Admits admin requests carrying `Authorization: Bearer <admin token>`.
-pub async fn require_admin(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(http::header::AUTHORIZATION)

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
-    UriPathNormalizationMode, sign,
+    PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings, UriPathNormalizationMode,
+    sign,
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -43,34 +43,25 @@ fn incomplete(msg: &str) -> ApiError {
 /// Extracts the claim from the `Authorization` header or the `X-Amz-*` query parameters.
 pub fn parse_claim(headers: &HeaderMap, uri: &Uri) -> Result<SignatureClaim, ApiError> {
     if let Some(auth) = headers.get(http::header::AUTHORIZATION) {
-        let auth = auth
-            .to_str()
-            .map_err(|_| incomplete("Authorization header is not valid text."))?;
+        let auth = auth.to_str().map_err(|_| incomplete("Authorization header is not valid text."))?;
         return parse_header_claim(auth, headers);
     }
     let query: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let get = |k: &str| {
-        query
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
+    let get = |k: &str| query.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let Some(signature) = get("X-Amz-Signature") else {
         return Err(ApiError::MissingAuthenticationToken);
     };
     if get("X-Amz-Algorithm").as_deref() != Some(ALGORITHM) {
         return Err(incomplete("X-Amz-Algorithm must be AWS4-HMAC-SHA256."));
     }
-    let credential =
-        get("X-Amz-Credential").ok_or_else(|| incomplete("X-Amz-Credential is missing."))?;
+    let credential = get("X-Amz-Credential").ok_or_else(|| incomplete("X-Amz-Credential is missing."))?;
     let amz_date = get("X-Amz-Date").ok_or_else(|| incomplete("X-Amz-Date is missing."))?;
     let expires = get("X-Amz-Expires")
         .and_then(|e| e.parse::<u64>().ok())
         .ok_or_else(|| incomplete("X-Amz-Expires is missing or invalid."))?;
-    let signed =
-        get("X-Amz-SignedHeaders").ok_or_else(|| incomplete("X-Amz-SignedHeaders is missing."))?;
+    let signed = get("X-Amz-SignedHeaders").ok_or_else(|| incomplete("X-Amz-SignedHeaders is missing."))?;
     let (access_key_id, date, region, service) = parse_credential(&credential)?;
     Ok(SignatureClaim {
         access_key_id,
@@ -86,9 +77,7 @@ pub fn parse_claim(headers: &HeaderMap, uri: &Uri) -> Result<SignatureClaim, Api
 
 fn parse_header_claim(auth: &str, headers: &HeaderMap) -> Result<SignatureClaim, ApiError> {
     let Some(rest) = auth.strip_prefix(ALGORITHM) else {
-        return Err(incomplete(
-            "Authorization header requires the AWS4-HMAC-SHA256 algorithm.",
-        ));
+        return Err(incomplete("Authorization header requires the AWS4-HMAC-SHA256 algorithm."));
     };
     let mut credential = None;
     let mut signed = None;
@@ -111,7 +100,9 @@ fn parse_header_claim(auth: &str, headers: &HeaderMap) -> Result<SignatureClaim,
     let amz_date = headers
         .get("x-amz-date")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."))?
+        .ok_or_else(|| {
+            incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+        })?
         .to_owned();
     let (access_key_id, date, region, service) = parse_credential(credential)?;
     Ok(SignatureClaim {
@@ -129,26 +120,17 @@ fn parse_header_claim(auth: &str, headers: &HeaderMap) -> Result<SignatureClaim,
 fn parse_credential(credential: &str) -> Result<(String, String, String, String), ApiError> {
     let parts: Vec<&str> = credential.split('/').collect();
     match parts.as_slice() {
-        [key, date, region, service, "aws4_request"] => Ok((
-            (*key).to_owned(),
-            (*date).to_owned(),
-            (*region).to_owned(),
-            (*service).to_owned(),
-        )),
-        _ => Err(incomplete(&format!(
-            "Credential is malformed: {credential}"
-        ))),
+        [key, date, region, service, "aws4_request"] => {
+            Ok(((*key).to_owned(), (*date).to_owned(), (*region).to_owned(), (*service).to_owned()))
+        }
+        _ => Err(incomplete(&format!("Credential is malformed: {credential}"))),
     }
 }
 
 fn parse_amz_date(s: &str) -> Result<DateTime<Utc>, ApiError> {
     NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%SZ")
         .map(|n| n.and_utc())
-        .map_err(|_| {
-            incomplete(&format!(
-                "Date must be in ISO-8601 'basic format'. Got '{s}'."
-            ))
-        })
+        .map_err(|_| incomplete(&format!("Date must be in ISO-8601 'basic format'. Got '{s}'.")))
 }
 
 /// Checks scope and time against this server, before any secret is looked up.
@@ -194,9 +176,7 @@ pub fn check_scope(
                 )));
             }
             if when - now > chrono::Duration::from_std(MAX_SKEW).unwrap_or_default() {
-                return Err(ApiError::InvalidSignature(
-                    "Signature not yet current".into(),
-                ));
+                return Err(ApiError::InvalidSignature("Signature not yet current".into()));
             }
         }
         None => {
@@ -232,20 +212,14 @@ pub fn verify(
         )
     };
     if !claim.signed_headers.iter().any(|h| h == "host") {
-        return Err(ApiError::InvalidSignature(
-            "'Host' must be a signed header.".into(),
-        ));
+        return Err(ApiError::InvalidSignature("'Host' must be a signed header.".into()));
     }
     let mut signed = Vec::with_capacity(claim.signed_headers.len());
     for name in &claim.signed_headers {
         if name == "x-amz-date" && claim.expires.is_none() {
             continue; // the signer adds it from `when`
         }
-        let values: Vec<&str> = headers
-            .get_all(name.as_str())
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
+        let values: Vec<&str> = headers.get_all(name.as_str()).iter().filter_map(|v| v.to_str().ok()).collect();
         if values.is_empty() {
             return Err(mismatch());
         }
@@ -255,16 +229,13 @@ pub fn verify(
         None => Cow::Owned(uri.to_string()),
         Some(_) => Cow::Owned(strip_presign_params(uri)),
     };
-    let content_sha = headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok());
+    let content_sha = headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok());
     let bodies: Vec<SignableBody<'_>> = match (content_sha, claim.expires) {
         (Some(UNSIGNED_PAYLOAD), _) => vec![SignableBody::UnsignedPayload],
         (Some(declared), _) => {
             if !declared.eq_ignore_ascii_case(&hex::encode(Sha256::digest(body))) {
                 return Err(ApiError::InvalidSignature(
-                    "The provided 'x-amz-content-sha256' header does not match what was computed."
-                        .into(),
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.".into(),
                 ));
             }
             vec![SignableBody::Precomputed(declared.to_owned())]
@@ -272,8 +243,7 @@ pub fn verify(
         (None, None) => vec![SignableBody::Bytes(body)],
         (None, Some(_)) => vec![SignableBody::Bytes(body), SignableBody::UnsignedPayload],
     };
-    let identity: Identity =
-        Credentials::new(&claim.access_key_id, secret, None, None, "lamina").into();
+    let identity: Identity = Credentials::new(&claim.access_key_id, secret, None, None, "lamina").into();
     let mut settings = SigningSettings::default();
     settings.percent_encoding_mode = PercentEncodingMode::Double;
     settings.uri_path_normalization_mode = UriPathNormalizationMode::Enabled;

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 /// A metadata database. Queries are written once in the dialect both engines accept
 /// (`$n` parameters, `on conflict`, `returning`) and run through [`on_pool!`].
@@ -38,10 +36,7 @@ impl Store {
                 .connect(url)
                 .await
                 .context("connect to postgres")?;
-            sqlx::migrate!("../../migrations/postgres")
-                .run(&pool)
-                .await
-                .context("apply postgres migrations")?;
+            sqlx::migrate!("../../migrations/postgres").run(&pool).await.context("apply postgres migrations")?;
             Ok(Self::Postgres(pool))
         } else {
             let options = SqliteConnectOptions::from_str(url)
@@ -56,10 +51,7 @@ impl Store {
                 .connect_with(options)
                 .await
                 .context("open sqlite database")?;
-            sqlx::migrate!("../../migrations/sqlite")
-                .run(&pool)
-                .await
-                .context("apply sqlite migrations")?;
+            sqlx::migrate!("../../migrations/sqlite").run(&pool).await.context("apply sqlite migrations")?;
             Ok(Self::Sqlite(pool))
         }
     }

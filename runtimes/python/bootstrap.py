@@ -1,0 +1,385 @@
+"""Lamina managed runtime for Python (python3.N).
+
+Started by the execution host as
+
+    /usr/bin/python3.11 -u /var/runtime/python/bootstrap.py      (cwd: /var/task)
+
+It loads the handler named by ``_HANDLER`` from ``LAMBDA_TASK_ROOT`` and then serves
+invocations through the Lambda Runtime API (2018-06-01) at ``AWS_LAMBDA_RUNTIME_API``,
+following the contract of shared/spec/programming-model.md and semantics.md (ERR, LOGS).
+Standard library only: the sandbox sees nothing but the host's Python installation.
+"""
+
+import decimal
+import http.client
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+import urllib.parse
+
+API_PREFIX = "/2018-06-01/runtime"
+ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+
+# The request id the logging formatter stamps on records; "" outside an invocation.
+_request_id = ""
+
+
+class RuntimeAPIError(Exception):
+    """The host's Runtime API is unusable; the sandbox cannot go on."""
+
+
+class HandlerFault(Exception):
+    """A failure the runtime detects itself (AWS's ``Runtime.*`` error types)."""
+
+    def __init__(self, error_type, message, trace=None):
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.trace = trace or []
+
+
+# ---------------------------------------------------------------------------
+# Runtime API client
+# ---------------------------------------------------------------------------
+
+
+class RuntimeAPI:
+    """Talks to the host. One short-lived connection per call: it is loopback traffic,
+    and it spares us from detecting keep-alive connections the host closed while idle."""
+
+    def __init__(self, address):
+        self.address = address
+
+    def _call(self, method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection(self.address, timeout=None)  # /next long-polls
+        try:
+            conn.request(method, API_PREFIX + path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, resp.headers, resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise RuntimeAPIError("%s %s failed: %s" % (method, path, exc)) from exc
+        finally:
+            conn.close()
+
+    def next(self):
+        status, headers, body = self._call("GET", "/invocation/next")
+        if status != 200 or not headers.get("Lambda-Runtime-Aws-Request-Id"):
+            raise RuntimeAPIError("GET /invocation/next returned HTTP %d" % status)
+        return headers, body
+
+    def _post(self, path, payload, error_type=None):
+        headers = {"Content-Type": "application/json"}
+        if error_type and error_type.isascii() and error_type.isprintable() and " " not in error_type:
+            headers[ERROR_TYPE_HEADER] = error_type  # header values must be plain ASCII
+        status, _, body = self._call("POST", path, payload, headers)
+        if status >= 300:
+            # The host refused the document (e.g. too large); nothing better to do than say so.
+            _write(sys.stderr, "[ERROR] Runtime API rejected POST %s: HTTP %d %s\n"
+                   % (path, status, body[:200].decode("utf-8", "replace")))
+
+    def respond(self, request_id, payload):
+        self._post("/invocation/%s/response" % _quote(request_id), payload)
+
+    def error(self, request_id, error):
+        self._post("/invocation/%s/error" % _quote(request_id), _error_json(error), error["errorType"])
+
+    def init_error(self, error):
+        self._post("/init/error", _error_json(error), error["errorType"])
+
+
+def _quote(request_id):
+    return urllib.parse.quote(request_id, safe="")
+
+
+def _error_json(error):
+    return json.dumps(error).encode("utf-8")
+
+
+# ---------------------------------------------------------------------------
+# Logging
+# ---------------------------------------------------------------------------
+
+
+def _write(stream, text):
+    stream.write(text)
+    stream.flush()
+
+
+class _LambdaLogHandler(logging.Handler):
+    """Root-logger handler producing ``[LEVEL]\\t<time>Z\\t<request id>\\t<message>``.
+
+    It looks sys.stdout up at emit time so user code that rebinds sys.stdout still
+    reaches the captured stream, as with print."""
+
+    def emit(self, record):
+        try:
+            _write(sys.stdout, self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record):
+        record.aws_request_id = _request_id
+        return True
+
+
+def _setup_logging():
+    formatter = logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+        "%Y-%m-%dT%H:%M:%S",
+    )
+    formatter.converter = time.gmtime
+    handler = _LambdaLogHandler()
+    handler.setFormatter(formatter)
+    handler.addFilter(_RequestIdFilter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)  # AWS default; users raise it with setLevel(INFO)
+
+
+def _log_error(error):
+    """Write an error as one record to stderr, shaped like the AWS runtime's log line."""
+    lines = ["[ERROR] %s: %s" % (error["errorType"], error["errorMessage"])]
+    if error.get("stackTrace"):
+        lines.append("Traceback (most recent call last):")
+        for element in error["stackTrace"]:
+            lines.extend(element.splitlines())
+    _write(sys.stderr, "\n".join(lines) + "\n")
+
+
+def _flush_output():
+    # The host attributes output to an invocation by ordering: whatever was written before
+    # the response/error POST belongs to it, so nothing may linger in a buffer.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+def _make_error(error_type, message, trace, request_id=""):
+    return {
+        "errorMessage": message,
+        "errorType": error_type,
+        "requestId": request_id,
+        "stackTrace": trace,
+    }
+
+
+def _user_frames(tb):
+    """Formatted traceback frames without the runtime's own leading frames.
+
+    Frames are reduced to (file, line, function, source) before formatting so Python 3.11's
+    column carets stay out of the payload, matching the AWS runtime's strings."""
+    frames = [(f.filename, f.lineno, f.name, f.line) for f in traceback.extract_tb(tb)]
+    while frames and _is_runtime_frame(frames[0][0]):
+        frames.pop(0)
+    return traceback.format_list(frames)
+
+
+def _is_runtime_frame(filename):
+    # The bootstrap itself, and the import machinery between it and a module that failed at import.
+    return (filename == __file__ or filename.startswith("<frozen importlib")
+            or os.path.dirname(filename) == os.path.dirname(importlib.__file__))
+
+
+def _exception_error(exc, request_id=""):
+    if isinstance(exc, HandlerFault):
+        return _make_error(exc.error_type, exc.message, exc.trace, request_id)
+    return _make_error(type(exc).__name__, str(exc), _user_frames(exc.__traceback__), request_id)
+
+
+# ---------------------------------------------------------------------------
+# Handler loading (init phase)
+# ---------------------------------------------------------------------------
+
+
+def load_handler(handler_name):
+    """Import the handler module and return the function, or raise.
+
+    Supports ``file.func``, ``dir/file.func`` and dotted ``pkg.mod.func``; the module is the
+    text before the last dot, with slashes turned into package separators."""
+    try:
+        modname, fname = handler_name.rsplit(".", 1)
+    except ValueError as exc:
+        raise HandlerFault("Runtime.MalformedHandlerName",
+                           "Bad handler '%s': %s" % (handler_name, exc))
+    if modname.split(".")[0] in sys.builtin_module_names:
+        raise HandlerFault("Runtime.BuiltInModuleConflict",
+                           "Cannot use built-in module %s as a handler module" % modname)
+    try:
+        module = importlib.import_module(modname.replace("/", "."))
+    except ImportError as exc:
+        raise HandlerFault("Runtime.ImportModuleError",
+                           "Unable to import module '%s': %s" % (modname, exc))
+    except SyntaxError as exc:
+        trace = ['  File "%s" Line %s\n    %s' % (exc.filename, exc.lineno, (exc.text or "").strip())]
+        raise HandlerFault("Runtime.UserCodeSyntaxError",
+                           "Syntax error in module '%s': %s" % (modname, exc), trace)
+    try:
+        return getattr(module, fname)
+    except AttributeError:
+        raise HandlerFault("Runtime.HandlerNotFound",
+                           "Handler '%s' missing on module '%s'" % (fname, modname))
+
+
+# ---------------------------------------------------------------------------
+# Context object
+# ---------------------------------------------------------------------------
+
+
+class _Fields:
+    """A plain attribute bag filled from a JSON object; absent keys read as None."""
+
+    _fields = ()
+
+    def __init__(self, values):
+        for name in self._fields:
+            setattr(self, name, values.get(name))
+
+    def __repr__(self):
+        inner = ",".join("%s=%r" % (n, getattr(self, n)) for n in self._fields)
+        return "%s([%s])" % (type(self).__name__, inner)
+
+
+class CognitoIdentity(_Fields):
+    _fields = ("cognito_identity_id", "cognito_identity_pool_id")
+
+
+class Client(_Fields):
+    _fields = ("installation_id", "app_title", "app_version_name",
+               "app_version_code", "app_package_name")
+
+
+class ClientContext(_Fields):
+    _fields = ("client", "custom", "env")
+
+    def __init__(self, values):
+        super().__init__(values)
+        if isinstance(self.client, dict):
+            self.client = Client(self.client)
+
+
+def _parse_json_header(value, name):
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise HandlerFault("Runtime.LambdaContextUnmarshalError",
+                           "Unable to parse %s JSON: %s" % (name, exc))
+
+
+class LambdaContext:
+    def __init__(self, request_id, headers):
+        env = os.environ
+        self.aws_request_id = request_id
+        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME")
+        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION")
+        self.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.invoked_function_arn = headers.get("Lambda-Runtime-Invoked-Function-Arn")
+        self._deadline_ms = int(headers.get("Lambda-Runtime-Deadline-Ms") or 0)
+
+        identity = headers.get("Lambda-Runtime-Cognito-Identity")
+        identity = _parse_json_header(identity, "Cognito Identity") if identity else {}
+        self.identity = CognitoIdentity({
+            "cognito_identity_id": identity.get("cognitoIdentityId"),
+            "cognito_identity_pool_id": identity.get("cognitoIdentityPoolId"),
+        })
+        client_context = headers.get("Lambda-Runtime-Client-Context")
+        self.client_context = (ClientContext(_parse_json_header(client_context, "Client Context"))
+                               if client_context else None)
+
+    def get_remaining_time_in_millis(self):
+        return max(self._deadline_ms - int(time.time() * 1000), 0)
+
+
+# ---------------------------------------------------------------------------
+# Invocation loop
+# ---------------------------------------------------------------------------
+
+
+def _json_default(value):
+    # DynamoDB (boto3) hands out Decimal; AWS's marshaller accepts it, so do we.
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
+
+
+def handle_invocation(api, handler, headers, body):
+    global _request_id
+    request_id = headers.get("Lambda-Runtime-Aws-Request-Id")
+    _request_id = request_id
+    trace_id = headers.get("Lambda-Runtime-Trace-Id")
+    if trace_id:
+        os.environ["_X_AMZN_TRACE_ID"] = trace_id
+    else:
+        os.environ.pop("_X_AMZN_TRACE_ID", None)
+
+    try:
+        context = LambdaContext(request_id, headers)
+        try:
+            event = json.loads(body) if body else None
+        except ValueError as exc:
+            raise HandlerFault("Runtime.UnmarshalError", "Unable to unmarshal input: %s" % exc)
+        result = handler(event, context)
+        try:
+            payload = json.dumps(result, default=_json_default).encode("utf-8")
+        except Exception as exc:
+            raise HandlerFault("Runtime.MarshalError", "Unable to marshal response: %s" % exc)
+    except Exception as exc:
+        error = _exception_error(exc, request_id)
+        _log_error(error)
+        _flush_output()
+        api.error(request_id, error)
+        return
+    _flush_output()
+    api.respond(request_id, payload)
+
+
+def main():
+    # Lambda's streams are UTF-8 whatever locale the sandbox has (LANG may name one that is
+    # not installed); never let an unencodable character turn a print into an exception.
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(encoding="utf-8", errors="backslashreplace")
+    api = RuntimeAPI(os.environ["AWS_LAMBDA_RUNTIME_API"])
+    task_root = os.environ.get("LAMBDA_TASK_ROOT") or "/var/task"
+    # The bootstrap's own directory must not shadow user modules, the task root must be first.
+    if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
+        sys.path.pop(0)
+    sys.path.insert(0, task_root)
+    _setup_logging()
+
+    try:
+        handler = load_handler(os.environ.get("_HANDLER", ""))
+    except Exception as exc:
+        error = _exception_error(exc)
+        _log_error(error)
+        _flush_output()
+        try:
+            api.init_error(error)
+        except RuntimeAPIError as api_exc:
+            _write(sys.stderr, "[ERROR] Runtime API: %s\n" % api_exc)
+        sys.exit(1)
+
+    try:
+        while True:
+            headers, body = api.next()
+            handle_invocation(api, handler, headers, body)
+    except RuntimeAPIError as exc:
+        _write(sys.stderr, "[ERROR] Runtime API: %s\n" % exc)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

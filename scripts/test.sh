@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs Lamina's whole test suite. Provides what the tests need: PostgreSQL on 127.0.0.1:5432
+# (trust auth, user postgres) and Redis on 127.0.0.1:6379. Where they are not running it starts
+# throwaway instances from the installed binaries, installing Debian's packages first if needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_PORT=5432
+REDIS_PORT=6379
+RUN_DIR="${TMPDIR:-/tmp}/lamina-test-services"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+apt_install() {
+    command -v apt-get >/dev/null || { log "apt-get not available; cannot install $*"; return 1; }
+    log "installing $*"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+find_pg_bin() {
+    local name=$1
+    command -v "$name" 2>/dev/null && return 0
+    ls /usr/lib/postgresql/*/bin/"$name" 2>/dev/null | sort -V | tail -n 1
+}
+
+ensure_postgres() {
+    if port_open "$PG_PORT"; then return 0; fi
+    log "PostgreSQL is not running on $PG_PORT: starting a throwaway instance"
+    [ -n "$(find_pg_bin initdb)" ] || apt_install postgresql
+    local initdb pg_ctl
+    initdb=$(find_pg_bin initdb); pg_ctl=$(find_pg_bin pg_ctl)
+    local data="$RUN_DIR/pg"
+    rm -rf "$data"; mkdir -p "$RUN_DIR"
+    local as=()
+    if [ "$(id -u)" = 0 ]; then
+        id postgres >/dev/null 2>&1 || useradd -r -m postgres
+        chown -R postgres "$RUN_DIR"
+        as=(runuser -u postgres --)
+    fi
+    "${as[@]}" "$initdb" -D "$data" -U postgres --auth=trust >/dev/null
+    "${as[@]}" "$pg_ctl" -D "$data" -o "-p $PG_PORT -k $RUN_DIR -c listen_addresses=127.0.0.1" -l "$RUN_DIR/pg.log" -w start >/dev/null
+}
+
+ensure_redis() {
+    if port_open "$REDIS_PORT"; then return 0; fi
+    log "Redis is not running on $REDIS_PORT: starting a throwaway instance"
+    command -v redis-server >/dev/null || apt_install redis-server
+    mkdir -p "$RUN_DIR"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+        --logfile "$RUN_DIR/redis.log" >/dev/null
+    for _ in $(seq 50); do port_open "$REDIS_PORT" && return 0; sleep 0.1; done
+    log "Redis did not start"; return 1
+}
+
+ensure_postgres
+ensure_redis
+# Leftover databases of interrupted runs.
+if command -v psql >/dev/null; then
+    psql -h 127.0.0.1 -U postgres -At -c "select datname from pg_database where datname like 'lamina_test_%'" postgres 2>/dev/null |
+        while read -r db; do psql -h 127.0.0.1 -U postgres -q -c "drop database if exists \"$db\" with (force)" postgres >/dev/null 2>&1 || true; done
+fi
+
+PYTHON=/usr/bin/python3
+[ -x "$PYTHON" ] || PYTHON=$(command -v python3)
+log "runtime bootstrap tests"
+"$PYTHON" runtimes/test_bootstraps.py
+
+log "cargo tests"
+# Bounded parallelism: integration tests start real servers and real runtime processes.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
+cargo test --workspace --all-targets "$@"

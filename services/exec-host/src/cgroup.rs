@@ -1,0 +1,360 @@
+//! Per-sandbox cgroups (v1 or v2, detected at start): memory limit, pids limit, CPU share/quota,
+//! peak memory, OOM detection and killing the whole tree.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// Memory that buys one full vCPU (as in Lambda).
+const MB_PER_VCPU: u64 = 1769;
+const CPU_PERIOD_US: u64 = 100_000;
+/// Processes + threads per sandbox (LIM: 1,024).
+pub(crate) const PIDS_MAX: u64 = 1024;
+
+/// Which cgroup hierarchy the host uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Version {
+    V1,
+    V2,
+}
+
+/// Parent cgroups under which sandbox cgroups are created.
+#[derive(Debug, Clone)]
+pub(crate) struct Cgroups {
+    pub(crate) version: Version,
+    /// v1: per-controller parent directories; v2: only `memory` is set (the unified parent).
+    memory: Option<PathBuf>,
+    pids: Option<PathBuf>,
+    cpu: Option<PathBuf>,
+}
+
+/// The cgroup(s) of one sandbox.
+#[derive(Debug)]
+pub(crate) struct SandboxCgroup {
+    version: Version,
+    /// Every directory created for this sandbox (one per v1 controller, one for v2).
+    dirs: Vec<PathBuf>,
+    /// The directory holding the memory controller files.
+    memory_dir: PathBuf,
+}
+
+impl Cgroups {
+    /// Finds the hierarchy and prepares `lamina` parents below this process's own cgroups.
+    /// Returns what is available plus human-readable notes on what is missing.
+    pub(crate) fn detect() -> (Option<Cgroups>, Vec<String>) {
+        let mut missing = Vec::new();
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let unified = Path::new(CGROUP_ROOT).join("cgroup.controllers");
+        let result = if unified.exists() { detect_v2(&own, &mut missing) } else { detect_v1(&own, &mut missing) };
+        match result {
+            Ok(cg) => (Some(cg), missing),
+            Err(e) => {
+                missing.push(format!("cgroups: {e:#}"));
+                (None, missing)
+            }
+        }
+    }
+
+    /// Features present, for health().
+    pub(crate) fn features(&self) -> Vec<&'static str> {
+        let mut v = vec!["cgroup_memory"];
+        if self.pids.is_some() {
+            v.push("cgroup_pids");
+        }
+        if self.cpu.is_some() {
+            v.push("cgroup_cpu");
+        }
+        v
+    }
+
+    /// Creates the cgroup(s) of one sandbox and applies its limits.
+    pub(crate) fn create(&self, name: &str, memory_mb: u64, cpu_quota: bool) -> anyhow::Result<SandboxCgroup> {
+        let bytes = memory_mb * 1024 * 1024;
+        let mem_parent = self.memory.as_ref().context("no memory cgroup")?;
+        let memory_dir = mem_parent.join(name);
+        let mut cg = SandboxCgroup { version: self.version, dirs: Vec::new(), memory_dir: memory_dir.clone() };
+        let quota = (CPU_PERIOD_US * memory_mb / MB_PER_VCPU).max(1000);
+        match self.version {
+            Version::V2 => {
+                mkdir(&memory_dir)?;
+                cg.dirs.push(memory_dir.clone());
+                write(&memory_dir.join("memory.max"), &bytes.to_string())?;
+                let _ = write(&memory_dir.join("memory.swap.max"), "0");
+                let _ = write(&memory_dir.join("memory.oom.group"), "1");
+                if self.pids.is_some() {
+                    write(&memory_dir.join("pids.max"), &PIDS_MAX.to_string())?;
+                }
+                if self.cpu.is_some() {
+                    let weight = (100 * memory_mb / MB_PER_VCPU).clamp(1, 10_000);
+                    write(&memory_dir.join("cpu.weight"), &weight.to_string())?;
+                    if cpu_quota {
+                        write(&memory_dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
+                    }
+                }
+            }
+            Version::V1 => {
+                mkdir(&memory_dir)?;
+                cg.dirs.push(memory_dir.clone());
+                write(&memory_dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+                let memsw = memory_dir.join("memory.memsw.limit_in_bytes");
+                if memsw.exists() {
+                    write(&memsw, &bytes.to_string())?;
+                }
+                let _ = write(&memory_dir.join("memory.swappiness"), "0");
+                if let Some(p) = &self.pids {
+                    let d = p.join(name);
+                    mkdir(&d)?;
+                    cg.dirs.push(d.clone());
+                    write(&d.join("pids.max"), &PIDS_MAX.to_string())?;
+                }
+                if let Some(c) = &self.cpu {
+                    let d = c.join(name);
+                    mkdir(&d)?;
+                    cg.dirs.push(d.clone());
+                    let shares = (1024 * memory_mb / MB_PER_VCPU).max(2);
+                    write(&d.join("cpu.shares"), &shares.to_string())?;
+                    if cpu_quota {
+                        write(&d.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+                        write(&d.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                    }
+                }
+            }
+        }
+        Ok(cg)
+    }
+
+    /// Kills and removes sandbox cgroups of host instances whose process is gone.
+    pub(crate) async fn remove_stale(&self) {
+        for parent in [&self.memory, &self.pids, &self.cpu].into_iter().flatten() {
+            let Ok(entries) = std::fs::read_dir(parent) else {
+                continue;
+            };
+            for inst in entries.flatten() {
+                let name = inst.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name.strip_prefix('h').and_then(|r| r.split('-').next()) else {
+                    continue;
+                };
+                if Path::new("/proc").join(pid).exists() || !inst.path().is_dir() {
+                    continue;
+                }
+                let Ok(children) = std::fs::read_dir(inst.path()) else {
+                    continue;
+                };
+                for e in children.flatten() {
+                    if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        let stale = SandboxCgroup { version: self.version, dirs: vec![e.path()], memory_dir: e.path() };
+                        stale.kill().await;
+                        stale.remove().await;
+                    }
+                }
+                let _ = std::fs::remove_dir(inst.path());
+            }
+        }
+    }
+
+    /// Moves every parent one level down into a directory owned by this host instance
+    /// (`h<pid>-<random>`), so several hosts (e.g. tests) share a machine without touching each
+    /// other's sandboxes.
+    pub(crate) fn instance(&self) -> anyhow::Result<Cgroups> {
+        let name = format!("h{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let sub = |p: &Option<PathBuf>| -> anyhow::Result<Option<PathBuf>> {
+            let Some(p) = p else { return Ok(None) };
+            let d = p.join(&name);
+            mkdir(&d)?;
+            if self.version == Version::V2 {
+                let enabled = std::fs::read_to_string(p.join("cgroup.subtree_control")).unwrap_or_default();
+                let enable: Vec<String> = enabled.split_whitespace().map(|c| format!("+{c}")).collect();
+                write(&d.join("cgroup.subtree_control"), &enable.join(" "))?;
+            }
+            Ok(Some(d))
+        };
+        let memory = sub(&self.memory)?;
+        let (pids, cpu) = if self.version == Version::V2 {
+            (self.pids.as_ref().and(memory.clone()), self.cpu.as_ref().and(memory.clone()))
+        } else {
+            (sub(&self.pids)?, sub(&self.cpu)?)
+        };
+        Ok(Cgroups { version: self.version, memory, pids, cpu })
+    }
+
+    /// Removes this instance's (empty) parent directories.
+    pub(crate) fn remove_instance(&self) {
+        for d in [&self.memory, &self.pids, &self.cpu].into_iter().flatten() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+impl SandboxCgroup {
+    /// `cgroup.procs` files the sandbox's first process must join.
+    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    /// Peak memory use of the sandbox in bytes.
+    pub(crate) fn peak_bytes(&self) -> u64 {
+        let file = match self.version {
+            Version::V1 => "memory.max_usage_in_bytes",
+            Version::V2 => "memory.peak",
+        };
+        read_u64(&self.memory_dir.join(file)).or_else(|| read_u64(&self.memory_dir.join("memory.current"))).unwrap_or(0)
+    }
+
+    /// True if the kernel's OOM killer acted in this cgroup.
+    pub(crate) fn oom_killed(&self) -> bool {
+        let file = match self.version {
+            Version::V1 => "memory.oom_control",
+            Version::V2 => "memory.events",
+        };
+        let text = std::fs::read_to_string(self.memory_dir.join(file)).unwrap_or_default();
+        let kills = text
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if kills > 0 {
+            return true;
+        }
+        self.version == Version::V1 && read_u64(&self.memory_dir.join("memory.failcnt")).unwrap_or(0) > 0
+    }
+
+    /// SIGKILLs every process in the sandbox and waits (bounded) until none is left.
+    pub(crate) async fn kill(&self) {
+        if self.version == Version::V2 && write(&self.memory_dir.join("cgroup.kill"), "1").is_ok() {
+            for _ in 0..200 {
+                if self.pids().is_empty() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        for _ in 0..400 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                return;
+            }
+            for pid in pids {
+                // Pids come from the kernel's own list; a recycled pid cannot join our cgroup.
+                let _ = kill_pid(pid);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tracing::warn!(cgroup = %self.memory_dir.display(), "processes survived SIGKILL of their cgroup");
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        for d in &self.dirs {
+            if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Removes the cgroup directories (retrying while the last processes exit).
+    pub(crate) async fn remove(&self) {
+        for d in &self.dirs {
+            for attempt in 0..100 {
+                match std::fs::remove_dir(d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) => {
+                        if attempt == 99 {
+                            tracing::warn!(cgroup = %d.display(), "remove cgroup: {e}");
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn kill_pid(pid: i32) -> std::io::Result<()> {
+    crate::spawn::kill(pid, libc::SIGKILL)
+}
+
+fn detect_v1(own: &str, missing: &mut Vec<String>) -> anyhow::Result<Cgroups> {
+    let mut notes = Vec::new();
+    let mut path_of = |ctrl: &str| -> Option<PathBuf> {
+        let rel = own.lines().find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let _id = parts.next()?;
+            let ctrls = parts.next()?;
+            let path = parts.next()?;
+            ctrls.split(',').any(|c| c == ctrl).then(|| path.to_string())
+        })?;
+        let mount = Path::new(CGROUP_ROOT).join(ctrl);
+        if !mount.exists() {
+            return None;
+        }
+        let parent = mount.join(rel.trim_start_matches('/')).join("lamina");
+        match mkdir(&parent) {
+            Ok(()) => Some(parent),
+            Err(e) => {
+                notes.push(format!("cgroup v1 {ctrl}: {e:#}"));
+                None
+            }
+        }
+    };
+    let memory = path_of("memory");
+    let pids = path_of("pids");
+    let cpu = path_of("cpu");
+    missing.extend(notes);
+    let memory = memory.context("cgroup v1 memory controller is not usable")?;
+    if pids.is_none() {
+        missing.push("cgroup pids controller".into());
+    }
+    if cpu.is_none() {
+        missing.push("cgroup cpu controller".into());
+    }
+    Ok(Cgroups { version: Version::V1, memory: Some(memory), pids, cpu })
+}
+
+fn detect_v2(own: &str, missing: &mut Vec<String>) -> anyhow::Result<Cgroups> {
+    let rel = own.lines().find_map(|l| l.strip_prefix("0::")).context("no cgroup v2 entry in /proc/self/cgroup")?;
+    let own_dir = Path::new(CGROUP_ROOT).join(rel.trim_start_matches('/'));
+    let available = std::fs::read_to_string(own_dir.join("cgroup.controllers")).context("read cgroup.controllers")?;
+    let has = |c: &str| available.split_whitespace().any(|x| x == c);
+    anyhow::ensure!(has("memory"), "memory controller not delegated to {}", own_dir.display());
+    // No internal processes: move this process into a leaf `host` child, then delegate controllers.
+    let host_leaf = own_dir.join("lamina-host");
+    mkdir(&host_leaf)?;
+    write(&host_leaf.join("cgroup.procs"), &std::process::id().to_string()).context("move host into leaf cgroup")?;
+    let wanted: Vec<&str> = ["memory", "pids", "cpu"].into_iter().filter(|c| has(c)).collect();
+    let enable: String = wanted.iter().map(|c| format!("+{c} ")).collect();
+    write(&own_dir.join("cgroup.subtree_control"), enable.trim()).context("enable controllers")?;
+    let parent = own_dir.join("lamina");
+    mkdir(&parent)?;
+    write(&parent.join("cgroup.subtree_control"), enable.trim()).context("enable controllers for sandboxes")?;
+    let pids = has("pids").then(|| parent.clone());
+    let cpu = has("cpu").then(|| parent.clone());
+    if pids.is_none() {
+        missing.push("cgroup pids controller".into());
+    }
+    if cpu.is_none() {
+        missing.push("cgroup cpu controller".into());
+    }
+    Ok(Cgroups { version: Version::V2, memory: Some(parent), pids, cpu })
+}
+
+fn mkdir(p: &Path) -> anyhow::Result<()> {
+    match std::fs::create_dir(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("create {}", p.display())),
+    }
+}
+
+fn write(p: &Path, v: &str) -> anyhow::Result<()> {
+    std::fs::write(p, v).with_context(|| format!("write {v:?} to {}", p.display()))
+}
+
+fn read_u64(p: &Path) -> Option<u64> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}

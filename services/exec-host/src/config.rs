@@ -1,0 +1,172 @@
+//! Configuration of the execution host and the default runtime registry.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How one runtime identifier is started inside a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeSpec {
+    /// Program and arguments as seen inside the sandbox, e.g.
+    /// `["/usr/bin/python3.11", "-u", "/var/runtime/python/bootstrap.py"]`, or `["/var/task/bootstrap"]`
+    /// for the custom runtimes.
+    pub command: Vec<String>,
+    /// Value of `AWS_EXECUTION_ENV`, e.g. `AWS_Lambda_python3.11`.
+    pub exec_env: String,
+}
+
+/// Execution host configuration. `Default` probes the machine for installed runtimes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Root of the host's state: `code/<sha256hex>/` (unzipped packages), `sandboxes/` (sandbox
+    /// roots), `runtime/` (the embedded bootstraps, mounted at `/var/runtime`).
+    pub data_dir: PathBuf,
+    /// Runtime identifier -> how to start it. Its keys are the runtimes CreateFunction accepts.
+    pub runtimes: BTreeMap<String, RuntimeSpec>,
+    /// Sum of `MemorySize` over live sandboxes may not exceed this (MB). Default: 75% of host RAM.
+    pub memory_budget_mb: u64,
+    /// Maximum number of live sandboxes.
+    pub max_sandboxes: usize,
+    /// An idle warm sandbox is killed after this long without an invocation.
+    #[serde(with = "duration_secs")]
+    pub idle_timeout: Duration,
+    /// Size of each sandbox's private `/tmp` (MB).
+    pub tmp_size_mb: u64,
+    /// Region reported to functions in `AWS_REGION` / `AWS_DEFAULT_REGION`.
+    pub region: String,
+    /// Largest function result accepted from a runtime (bytes).
+    pub max_response_bytes: usize,
+    /// Log events kept per function (oldest dropped first).
+    pub log_retention_events: usize,
+    /// Refuse to start sandboxes when namespaces or cgroup memory limiting are unavailable.
+    pub require_isolation: bool,
+    /// Apply a hard CPU quota proportional to memory (1769 MB = one vCPU) on top of CPU shares.
+    pub cpu_quota: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("/var/lib/lamina/exec-host"),
+            runtimes: probe_runtimes(),
+            memory_budget_mb: host_memory_mb().map(|m| m * 3 / 4).unwrap_or(4096),
+            max_sandboxes: 256,
+            idle_timeout: Duration::from_secs(600),
+            tmp_size_mb: 512,
+            region: "us-east-1".to_string(),
+            max_response_bytes: 6 * 1024 * 1024,
+            log_retention_events: 10_000,
+            require_isolation: true,
+            cpu_quota: true,
+        }
+    }
+}
+
+impl Config {
+    /// Checks field values, naming the first bad one.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.max_sandboxes > 0, "exec_host.max_sandboxes must be > 0");
+        anyhow::ensure!(self.memory_budget_mb >= 128, "exec_host.memory_budget_mb must be >= 128");
+        anyhow::ensure!(self.tmp_size_mb > 0, "exec_host.tmp_size_mb must be > 0");
+        anyhow::ensure!(!self.idle_timeout.is_zero(), "exec_host.idle_timeout must be > 0");
+        for (name, spec) in &self.runtimes {
+            anyhow::ensure!(!spec.command.is_empty(), "exec_host.runtimes.{name}.command is empty");
+            anyhow::ensure!(
+                spec.command[0].starts_with('/'),
+                "exec_host.runtimes.{name}.command[0] must be an absolute path"
+            );
+        }
+        Ok(())
+    }
+}
+
+mod duration_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Total RAM of the host in MB, from `/proc/meminfo`.
+fn host_memory_mb() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024)
+}
+
+/// Builds the default registry from what is installed under `/usr/bin` (never pyenv shims: only
+/// real paths under the system directories that sandboxes can see).
+pub fn probe_runtimes() -> BTreeMap<String, RuntimeSpec> {
+    let mut map = BTreeMap::new();
+    if let Ok(entries) = std::fs::read_dir("/usr/bin") {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(minor) = name.strip_prefix("python3.") else {
+                continue;
+            };
+            if minor.is_empty() || !minor.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Some(real) = system_real_path(&entry.path()) else {
+                continue;
+            };
+            let id = format!("python3.{minor}");
+            map.insert(
+                id.clone(),
+                RuntimeSpec {
+                    command: vec![real, "-u".into(), "/var/runtime/python/bootstrap.py".into()],
+                    exec_env: format!("AWS_Lambda_{id}"),
+                },
+            );
+        }
+    }
+    if let Some(real) = system_real_path(Path::new("/usr/bin/node")) {
+        let major = std::process::Command::new(&real)
+            .arg("--version")
+            .env_clear()
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|v| v.trim().trim_start_matches('v').split('.').next().map(str::to_string))
+            .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()));
+        if let Some(major) = major {
+            let id = format!("nodejs{major}.x");
+            map.insert(
+                id.clone(),
+                RuntimeSpec {
+                    command: vec![real, "/var/runtime/nodejs/bootstrap.js".into()],
+                    exec_env: format!("AWS_Lambda_{id}"),
+                },
+            );
+        }
+    }
+    for id in ["provided", "provided.al2", "provided.al2023"] {
+        map.insert(
+            id.to_string(),
+            RuntimeSpec { command: vec!["/var/task/bootstrap".into()], exec_env: format!("AWS_Lambda_{id}") },
+        );
+    }
+    map
+}
+
+/// The canonical path of an executable if it lives in a directory sandboxes see (`/usr`, `/bin`, ...).
+fn system_real_path(path: &Path) -> Option<String> {
+    let real = std::fs::canonicalize(path).ok()?;
+    let visible = ["/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/"].iter().any(|p| real.starts_with(p));
+    if !visible || !real.is_file() {
+        return None;
+    }
+    Some(real.to_string_lossy().into_owned())
+}

@@ -1,0 +1,471 @@
+//! `ExecHost`: start-up, the invoke path, health, logs and shutdown.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use lamina_common::FunctionSnapshot;
+
+use crate::code::CodeCache;
+use crate::config::Config;
+use crate::error::ExecError;
+use crate::isolation::Isolation;
+use crate::logs::{InvocationLog, LogEvent, LogStore};
+use crate::metrics as m;
+use crate::pool::{Acquired, Pool};
+use crate::runtime_api::{Pending, RuntimeResult};
+use crate::sandbox::{RunEnd, Sandbox, SandboxKey, StartArgs};
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/runtimes.rs"));
+}
+
+/// One invocation to run.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The function version to run.
+    pub function: FunctionSnapshot,
+    /// Request id (also on START/END/REPORT).
+    pub request_id: String,
+    /// The ARN the caller used (qualified or not).
+    pub invoked_arn: String,
+    /// The event.
+    pub payload: Bytes,
+    /// Decoded client context JSON, passed as `Lambda-Runtime-Client-Context`.
+    pub client_context: Option<String>,
+    /// Cognito identity JSON, passed as `Lambda-Runtime-Cognito-Identity`.
+    pub cognito_identity: Option<String>,
+    /// X-Ray style trace header, passed as `Lambda-Runtime-Trace-Id`.
+    pub trace_id: String,
+    /// Return the last 4 KB of this invocation's log.
+    pub tail_log: bool,
+}
+
+/// The result of a completed invocation (successful or not).
+#[derive(Debug, Clone)]
+pub struct InvokeOutcome {
+    /// Function result, or the error document on a function error.
+    pub payload: Bytes,
+    /// True => the caller sends `X-Amz-Function-Error: Unhandled`.
+    pub function_error: bool,
+    /// With `tail_log`: the last 4096 bytes of this invocation's log text.
+    pub log_tail: Option<String>,
+    /// Duration as on the REPORT line (ms).
+    pub duration_ms: f64,
+    /// Init duration on a cold start (ms).
+    pub init_duration_ms: Option<f64>,
+    /// Peak memory of the sandbox (MB).
+    pub max_memory_used_mb: u64,
+}
+
+struct Inner {
+    config: Config,
+    isolation: Isolation,
+    code: CodeCache,
+    pool: Pool,
+    logs: LogStore,
+    runtime_dir: PathBuf,
+    sandboxes_dir: PathBuf,
+    /// The idle reaper.
+    tasks: TaskTracker,
+    /// Background destruction of discarded sandboxes (awaited by `shutdown`).
+    destroys: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// The execution host: runs invocations in sandboxes. Cheap to clone.
+#[derive(Clone)]
+pub struct ExecHost {
+    inner: Arc<Inner>,
+}
+
+impl ExecHost {
+    /// Prepares directories, detects isolation features (logging what is missing at WARN) and
+    /// writes the embedded bootstraps.
+    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<ExecHost> {
+        config.validate()?;
+        m::describe();
+        let data_dir = config.data_dir.clone();
+        let runtime_dir = data_dir.join("runtime");
+        let sandboxes_dir = crate::isolation::sandboxes_dir(&data_dir);
+        for d in [&data_dir, &data_dir.join("code"), &sandboxes_dir, &runtime_dir] {
+            tokio::fs::create_dir_all(d).await.with_context(|| format!("create {}", d.display()))?;
+        }
+        write_bootstraps(&runtime_dir).await?;
+
+        let (cgroups, mut missing) = crate::cgroup::Cgroups::detect();
+        let cgroups = match cgroups {
+            Some(cg) => {
+                cg.remove_stale().await;
+                match cg.instance() {
+                    Ok(i) => Some(i),
+                    Err(e) => {
+                        missing.push(format!("cgroups: {e:#}"));
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let namespaces = match crate::isolation::probe_namespaces(&sandboxes_dir, &runtime_dir).await {
+            Ok(()) => true,
+            Err(e) => {
+                missing.push(format!("namespaces: {e}"));
+                false
+            }
+        };
+        let isolation = Isolation { namespaces, cgroups, missing };
+        for m in &isolation.missing {
+            tracing::warn!("sandbox isolation feature unavailable: {m}");
+        }
+        if !isolation.complete() {
+            if config.require_isolation {
+                tracing::warn!("sandboxes will not start: isolation is incomplete and require_isolation is set");
+            } else {
+                tracing::warn!("running sandboxes WITHOUT full isolation (require_isolation = false)");
+            }
+        }
+        let inner = Arc::new(Inner {
+            code: CodeCache::new(data_dir.join("code")),
+            pool: Pool::new(config.memory_budget_mb, config.max_sandboxes),
+            logs: LogStore::new(config.log_retention_events),
+            runtime_dir,
+            sandboxes_dir,
+            isolation,
+            tasks: TaskTracker::new(),
+            destroys: TaskTracker::new(),
+            shutdown: shutdown.clone(),
+            config,
+        });
+        let host = ExecHost { inner };
+        let reaper = host.clone();
+        host.inner.tasks.spawn(async move { reaper.reap_loop().await });
+        Ok(host)
+    }
+
+    async fn reap_loop(&self) {
+        let every = (self.inner.config.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => {
+                    self.shutdown().await;
+                    return;
+                }
+                _ = tokio::time::sleep(every) => {
+                    for sb in self.inner.pool.take_expired(self.inner.config.idle_timeout) {
+                        tracing::debug!(sandbox = sb.id, function = %sb.key.function_name, "reaping idle sandbox");
+                        sb.destroy().await;
+                    }
+                    self.update_gauge();
+                }
+            }
+        }
+    }
+
+    fn update_gauge(&self) {
+        let (live, _, _) = self.inner.pool.usage();
+        metrics::gauge!(m::LIVE_SANDBOXES).set(live as f64);
+    }
+
+    /// Runs one invocation to completion (function errors are `Ok` with `function_error`).
+    #[tracing::instrument(skip_all, fields(request_id = %inv.request_id, account_id = %inv.function.account_id, function = %inv.function.function_name, qualifier = %inv.function.version))]
+    pub async fn invoke(&self, inv: Invocation) -> Result<InvokeOutcome, ExecError> {
+        let inner = &self.inner;
+        if inner.shutdown.is_cancelled() {
+            return Err(ExecError::Internal(anyhow::anyhow!("execution host is shutting down")));
+        }
+        let f = &inv.function;
+        let spec = inner
+            .config
+            .runtimes
+            .get(&f.runtime)
+            .with_context(|| format!("runtime {:?} is not installed on this host", f.runtime))?;
+        if inner.config.require_isolation && !inner.isolation.complete() {
+            return Err(ExecError::Internal(anyhow::anyhow!(
+                "sandbox isolation unavailable: {}",
+                inner.isolation.missing.join("; ")
+            )));
+        }
+        let code_dir = inner.code.ensure(&f.code_sha256_hex, &f.code_zip_path).await.context("unpack function code")?;
+        let labels = [("account", f.account_id.clone()), ("function", f.function_name.clone())];
+        metrics::counter!(m::INVOCATIONS_TOTAL, &labels).increment(1);
+
+        if let Some(rel) = spec.command[0].strip_prefix("/var/task/") {
+            let ok =
+                std::fs::metadata(code_dir.join(rel)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            if !ok {
+                return Ok(self.entrypoint_missing(&inv));
+            }
+        }
+
+        let key = SandboxKey::of(f);
+        let memory_mb = u64::from(f.memory_mb);
+        let (sandbox, cold) = loop {
+            let (acq, evicted) = inner.pool.acquire(&key, memory_mb)?;
+            for sb in evicted {
+                inner.destroys.spawn(async move { sb.destroy().await });
+            }
+            match acq {
+                Acquired::Warm(sb) => {
+                    if sb.exited().is_some() {
+                        inner.pool.forget(sb.id);
+                        inner.destroys.spawn(async move { sb.destroy().await });
+                        continue;
+                    }
+                    break (sb, false);
+                }
+                Acquired::Cold { id, uid } => {
+                    let args = StartArgs {
+                        id,
+                        uid,
+                        function: f,
+                        spec,
+                        code_dir: &code_dir,
+                        runtime_dir: &inner.runtime_dir,
+                        sandboxes_dir: &inner.sandboxes_dir,
+                        config: &inner.config,
+                        isolation: &inner.isolation,
+                    };
+                    match Sandbox::start(args).await {
+                        Ok(sb) => {
+                            inner.pool.started(&sb);
+                            metrics::counter!(m::COLD_STARTS_TOTAL, &labels).increment(1);
+                            self.update_gauge();
+                            break (sb, true);
+                        }
+                        Err(e) => {
+                            inner.pool.forget(id);
+                            return Err(ExecError::Internal(e.context("start sandbox")));
+                        }
+                    }
+                }
+            }
+        };
+        let outcome = self.run_in(&sandbox, &inv, cold).await;
+        metrics::histogram!(m::DURATION_MS, &labels).record(outcome.0.duration_ms);
+        if outcome.0.function_error {
+            let error_type = error_type_of(&outcome.0.payload);
+            metrics::counter!(m::ERRORS_TOTAL, "account" => f.account_id.clone(), "function" => f.function_name.clone(), "error_type" => error_type).increment(1);
+        }
+        if outcome.1 && sandbox.exited().is_none() && !sandbox.api.init_failed() && !inner.shutdown.is_cancelled() {
+            inner.pool.release_idle(sandbox);
+        } else {
+            inner.pool.forget(sandbox.id);
+            inner.destroys.spawn(async move { sandbox.destroy().await });
+            self.update_gauge();
+        }
+        Ok(outcome.0)
+    }
+
+    /// Runs `inv` in `sb`; returns the outcome and whether the sandbox may be reused.
+    async fn run_in(&self, sb: &Arc<Sandbox>, inv: &Invocation, cold: bool) -> (InvokeOutcome, bool) {
+        let f = &inv.function;
+        let timeout = Duration::from_secs(u64::from(f.timeout_s.max(1)));
+        let start = Instant::now();
+        let start_ms = chrono::Utc::now().timestamp_millis();
+        let deadline_ms = start_ms + timeout.as_millis() as i64;
+        let (placeholder, _) = tokio::sync::oneshot::channel();
+        let pending = Pending {
+            request_id: inv.request_id.clone(),
+            deadline_ms,
+            invoked_arn: inv.invoked_arn.clone(),
+            trace_id: inv.trace_id.clone(),
+            client_context: inv.client_context.clone(),
+            cognito_identity: inv.cognito_identity.clone(),
+            payload: inv.payload.clone(),
+            done: placeholder,
+        };
+        let end = sb.run(pending, tokio::time::Instant::from_std(start + timeout)).await;
+        let end_t = Instant::now();
+        let id = &inv.request_id;
+        let mut extra: Vec<String> = Vec::new();
+        let (payload, function_error, reusable, timed_out) = match end {
+            RunEnd::Result(RuntimeResult::Response(b)) => (b, false, true, false),
+            RunEnd::Result(RuntimeResult::Error(doc)) => (doc, true, true, false),
+            RunEnd::Result(RuntimeResult::InitError(doc)) => (doc, true, false, false),
+            RunEnd::Result(RuntimeResult::TooLarge) => {
+                let limit = self.inner.config.max_response_bytes + 100;
+                let doc = serde_json::json!({
+                    "errorMessage": format!("Response payload size exceeded maximum allowed payload size ({limit} bytes)."),
+                    "errorType": "Function.ResponseSizeTooLarge",
+                });
+                (Bytes::from(doc.to_string()), true, true, false)
+            }
+            RunEnd::Exited(info) => {
+                sb.kill().await;
+                let desc = info.describe();
+                let oom = (info.is_kill() || info == crate::sandbox::ExitInfo::Code(137)) && sb.oom_killed();
+                let error_type = if oom { "Runtime.OutOfMemory" } else { "Runtime.ExitError" };
+                let message = format!("RequestId: {id} Error: Runtime exited with error: {desc}");
+                extra.push(format!("{message}\n{error_type}"));
+                let doc = serde_json::json!({"errorType": error_type, "errorMessage": message});
+                (Bytes::from(doc.to_string()), true, false, false)
+            }
+            RunEnd::Timeout => {
+                sb.kill().await;
+                let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+                let message = format!("{now} {id} Task timed out after {}.00 seconds", timeout.as_secs());
+                extra.push(message.clone());
+                let doc = serde_json::json!({"errorMessage": message, "errorType": "Sandbox.Timedout"});
+                (Bytes::from(doc.to_string()), true, false, true)
+            }
+        };
+        let captured = sb.finish_logs();
+        let init_duration = cold.then(|| sb.api.first_next().unwrap_or(end_t).saturating_duration_since(sb.spawned_at));
+        let run_start = sb.api.delivered().filter(|d| *d >= start).unwrap_or(start);
+        let mut duration_ms = end_t.saturating_duration_since(run_start).as_secs_f64() * 1000.0;
+        let billed_ms = if timed_out {
+            duration_ms = (end_t - start).as_secs_f64().min(timeout.as_secs_f64()) * 1000.0;
+            timeout.as_millis() as u64
+        } else {
+            ((duration_ms.ceil() as u64).div_ceil(100) * 100).max(100)
+        };
+        let max_mem = sb.max_memory_used_mb();
+        let mut log = InvocationLog::new(&sb.log_stream);
+        log.line(start_ms, format!("START RequestId: {id} Version: {}", f.version));
+        log.output(&captured);
+        let end_ms = chrono::Utc::now().timestamp_millis();
+        log.line(end_ms, format!("END RequestId: {id}"));
+        let mut report = format!(
+            "REPORT RequestId: {id}\tDuration: {duration_ms:.2} ms\tBilled Duration: {billed_ms} ms\tMemory Size: {} MB\tMax Memory Used: {max_mem} MB\t",
+            f.memory_mb
+        );
+        if let Some(d) = init_duration {
+            report.push_str(&format!("Init Duration: {:.2} ms\t", d.as_secs_f64() * 1000.0));
+        }
+        log.line(end_ms, report);
+        for line in extra {
+            log.line(end_ms, line);
+        }
+        let log_tail = inv.tail_log.then(|| log.tail());
+        self.inner.logs.append(&f.account_id, &f.function_name, log.events);
+        let outcome = InvokeOutcome {
+            payload,
+            function_error,
+            log_tail,
+            duration_ms,
+            init_duration_ms: init_duration.map(|d| d.as_secs_f64() * 1000.0),
+            max_memory_used_mb: max_mem,
+        };
+        (outcome, reusable)
+    }
+
+    /// A `provided*` package without an executable `bootstrap`: fails before any sandbox starts.
+    fn entrypoint_missing(&self, inv: &Invocation) -> InvokeOutcome {
+        let f = &inv.function;
+        let id = &inv.request_id;
+        let message = "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]";
+        let stream =
+            format!("{}/[{}]{}", chrono::Utc::now().format("%Y/%m/%d"), f.version, uuid::Uuid::new_v4().simple());
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut log = InvocationLog::new(&stream);
+        log.line(now, format!("START RequestId: {id} Version: {}", f.version));
+        log.line(now, format!("{message}\nRuntime.InvalidEntrypoint"));
+        log.line(now, format!("END RequestId: {id}"));
+        log.line(
+            now,
+            format!(
+                "REPORT RequestId: {id}\tDuration: 0.00 ms\tBilled Duration: 100 ms\tMemory Size: {} MB\tMax Memory Used: 0 MB\t",
+                f.memory_mb
+            ),
+        );
+        let log_tail = inv.tail_log.then(|| log.tail());
+        self.inner.logs.append(&f.account_id, &f.function_name, log.events);
+        metrics::counter!(m::ERRORS_TOTAL, "account" => f.account_id.clone(), "function" => f.function_name.clone(), "error_type" => "Runtime.InvalidEntrypoint").increment(1);
+        let doc = serde_json::json!({"errorType": "Runtime.InvalidEntrypoint", "errorMessage": message});
+        InvokeOutcome {
+            payload: Bytes::from(doc.to_string()),
+            function_error: true,
+            log_tail,
+            duration_ms: 0.0,
+            init_duration_ms: None,
+            max_memory_used_mb: 0,
+        }
+    }
+
+    /// JSON for `GET /health`: isolation features, cgroup version, sandboxes, memory.
+    pub fn health(&self) -> serde_json::Value {
+        let inner = &self.inner;
+        let (live, idle, used) = inner.pool.usage();
+        serde_json::json!({
+            "isolation": {
+                "complete": inner.isolation.complete(),
+                "required": inner.config.require_isolation,
+                "available": inner.isolation.available(),
+                "missing": inner.isolation.missing,
+                "cgroup_version": inner.isolation.cgroups.as_ref().map(|c| match c.version {
+                    crate::cgroup::Version::V1 => "v1",
+                    crate::cgroup::Version::V2 => "v2",
+                }),
+            },
+            "sandboxes": {"live": live, "idle": idle, "max": inner.config.max_sandboxes},
+            "memory_mb": {"used": used, "budget": inner.pool.budget_mb()},
+            "runtimes": self.runtimes(),
+        })
+    }
+
+    /// Stored log events of a function, newest last (at most `limit`).
+    pub fn log_events(&self, account_id: &str, function_name: &str, limit: usize) -> Vec<LogEvent> {
+        self.inner.logs.events(account_id, function_name, limit)
+    }
+
+    /// Kills every sandbox (used at shutdown and in tests).
+    pub async fn shutdown(&self) {
+        let all = self.inner.pool.take_all();
+        let kills = all.iter().map(|sb| sb.destroy());
+        futures_join_all(kills).await;
+        self.inner.destroys.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.inner.destroys.wait()).await.is_err() {
+            tracing::warn!("sandboxes still being destroyed at shutdown");
+        }
+        self.inner.destroys.reopen();
+        self.update_gauge();
+        if let Some(cg) = &self.inner.isolation.cgroups {
+            cg.remove_instance();
+        }
+    }
+
+    /// Known runtime identifiers (keys of `config.runtimes`).
+    pub fn runtimes(&self) -> Vec<String> {
+        self.inner.config.runtimes.keys().cloned().collect()
+    }
+}
+
+/// Awaits all futures concurrently (no `futures` dependency needed for this one use).
+async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: impl Iterator<Item = F>) {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    for f in set {
+        f.await;
+    }
+}
+
+fn error_type_of(payload: &Bytes) -> String {
+    serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| v.get("errorType").and_then(|t| t.as_str()).map(str::to_string))
+        .filter(|t| t.len() <= 64)
+        .unwrap_or_else(|| "Unhandled".to_string())
+}
+
+async fn write_bootstraps(dir: &std::path::Path) -> anyhow::Result<()> {
+    tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).await?;
+    for (rel, contents) in embedded::FILES {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.with_context(|| format!("create {}", parent.display()))?;
+            tokio::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).await?;
+        }
+        tokio::fs::write(&path, contents).await.with_context(|| format!("write {}", path.display()))?;
+        tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! What isolation this machine offers, and the recipe for a sandbox's root filesystem.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::cgroup::Cgroups;
+use crate::spawn::{MountOp, SandboxPlan, cpath};
+
+/// System directories shared read-only with every sandbox (symlinks are recreated as symlinks).
+const SYSTEM_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib64", "lib32", "libx32"];
+/// Host `/etc` entries a runtime may need; never `shadow`, `gshadow` or anything holding secrets.
+const ETC_ENTRIES: &[&str] = &[
+    "resolv.conf",
+    "hosts",
+    "nsswitch.conf",
+    "host.conf",
+    "gai.conf",
+    "protocols",
+    "services",
+    "mime.types",
+    "os-release",
+    "localtime",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "ssl",
+    "pki",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "alternatives",
+];
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
+
+/// Isolation features detected at start.
+pub(crate) struct Isolation {
+    /// Mount/PID/IPC/UTS namespaces, pivot_root and the uid switch work.
+    pub(crate) namespaces: bool,
+    /// Sandbox cgroups (memory at least).
+    pub(crate) cgroups: Option<Cgroups>,
+    /// Human-readable notes on what is unavailable.
+    pub(crate) missing: Vec<String>,
+}
+
+impl Isolation {
+    pub(crate) fn complete(&self) -> bool {
+        self.namespaces && self.cgroups.is_some()
+    }
+
+    pub(crate) fn available(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.namespaces {
+            v.extend([
+                "mount_ns",
+                "pid_ns",
+                "ipc_ns",
+                "uts_ns",
+                "cgroup_ns",
+                "pivot_root",
+                "unprivileged_uid",
+                "no_new_privs",
+                "caps_dropped",
+                "rlimits",
+            ]);
+        }
+        if let Some(cg) = &self.cgroups {
+            v.extend(cg.features());
+        }
+        v
+    }
+}
+
+/// Paths and ids one sandbox is built from.
+pub(crate) struct RootSpec<'a> {
+    pub(crate) root: &'a Path,
+    pub(crate) code_dir: &'a Path,
+    pub(crate) runtime_dir: &'a Path,
+    pub(crate) tmp_size_mb: u64,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+}
+
+/// The steps that assemble `/` for a sandbox.
+pub(crate) fn plan(spec: &RootSpec<'_>) -> anyhow::Result<SandboxPlan> {
+    let root = spec.root;
+    let at = |rel: &str| cpath(&root.join(rel));
+    let mut ops = Vec::new();
+    for d in SYSTEM_DIRS {
+        let host = Path::new("/").join(d);
+        let Ok(meta) = std::fs::symlink_metadata(&host) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&host).with_context(|| format!("read link {}", host.display()))?;
+            ops.push(MountOp::Symlink { target: cpath(&target)?, link: at(d)? });
+        } else if meta.is_dir() {
+            ops.push(MountOp::Mkdir(at(d)?));
+            ops.push(MountOp::Bind { src: cpath(&host)?, dst: at(d)?, readonly: true, dev: false });
+        }
+    }
+    ops.push(MountOp::Mkdir(at("etc")?));
+    for e in ETC_ENTRIES {
+        let host = Path::new("/etc").join(e);
+        let Ok(meta) = std::fs::metadata(&host) else {
+            continue;
+        };
+        let dst = at(&format!("etc/{e}"))?;
+        if meta.is_dir() {
+            ops.push(MountOp::Mkdir(dst.clone()));
+        } else if meta.is_file() {
+            ops.push(MountOp::Touch(dst.clone()));
+        } else {
+            continue;
+        }
+        ops.push(MountOp::Bind { src: cpath(&host)?, dst, readonly: true, dev: false });
+    }
+    let passwd = format!(
+        "root:x:0:0:root:/root:/sbin/nologin\nsbx_user{uid}:x:{uid}:{gid}::/tmp:/sbin/nologin\n",
+        uid = spec.uid,
+        gid = spec.gid
+    );
+    let group = format!("root:x:0:\nsbx_user{uid}:x:{gid}:\n", uid = spec.uid, gid = spec.gid);
+    ops.push(MountOp::WriteFile(at("etc/passwd")?, passwd.into_bytes()));
+    ops.push(MountOp::WriteFile(at("etc/group")?, group.into_bytes()));
+
+    ops.push(MountOp::Mkdir(at("dev")?));
+    ops.push(MountOp::Tmpfs { dst: at("dev")?, data: c"size=64k,mode=755".to_owned() });
+    for d in DEVICES {
+        let host = Path::new("/dev").join(d);
+        if !host.exists() {
+            continue;
+        }
+        ops.push(MountOp::Touch(at(&format!("dev/{d}"))?));
+        ops.push(MountOp::Bind { src: cpath(&host)?, dst: at(&format!("dev/{d}"))?, readonly: false, dev: true });
+    }
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        ops.push(MountOp::Symlink { target: cpath(Path::new(target))?, link: at(&format!("dev/{name}"))? });
+    }
+    ops.push(MountOp::Mkdir(at("proc")?));
+    ops.push(MountOp::Proc { dst: at("proc")? });
+    ops.push(MountOp::Mkdir(at("tmp")?));
+    let tmp = std::ffi::CString::new(format!("size={}m,mode=1777", spec.tmp_size_mb)).context("tmpfs options")?;
+    ops.push(MountOp::Tmpfs { dst: at("tmp")?, data: tmp });
+    ops.push(MountOp::Mkdir(at("opt")?));
+    ops.push(MountOp::Mkdir(at("var")?));
+    ops.push(MountOp::Mkdir(at("var/task")?));
+    ops.push(MountOp::Bind { src: cpath(spec.code_dir)?, dst: at("var/task")?, readonly: true, dev: false });
+    ops.push(MountOp::Mkdir(at("var/runtime")?));
+    ops.push(MountOp::Bind { src: cpath(spec.runtime_dir)?, dst: at("var/runtime")?, readonly: true, dev: false });
+
+    Ok(SandboxPlan {
+        root: cpath(root)?,
+        ops,
+        workdir: c"/var/task".to_owned(),
+        hostname: c"sandbox".to_owned(),
+        uid: spec.uid,
+        gid: spec.gid,
+        nofile: 1024,
+        nproc: 1024,
+    })
+}
+
+/// Probes namespaces by starting `/bin/true` in a throw-away sandbox.
+pub(crate) async fn probe_namespaces(work: &Path, runtime_dir: &Path) -> Result<(), String> {
+    if !crate::spawn::is_root() {
+        return Err("not running as root: namespaces, pivot_root and uid switching need root".into());
+    }
+    let base = work.join(format!("probe-{}", uuid::Uuid::new_v4().simple()));
+    let root = base.join("root");
+    let code = base.join("code");
+    let result = async {
+        std::fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
+        std::fs::create_dir_all(&code).map_err(|e| format!("create {}: {e}", code.display()))?;
+        let spec = RootSpec { root: &root, code_dir: &code, runtime_dir, tmp_size_mb: 1, uid: 9999, gid: 9999 };
+        let plan = plan(&spec).map_err(|e| format!("{e:#}"))?;
+        let cmd = vec!["/bin/true".to_string()];
+        let spawned = tokio::task::spawn_blocking(move || crate::spawn::spawn(&cmd, &[], Some(plan), &[], None))
+            .await
+            .map_err(|e| format!("join: {e}"))?
+            .map_err(|e| format!("{e:#}"))?;
+        let mut child = spawned.child;
+        let status = child.wait().await.map_err(|e| format!("wait: {e}"))?;
+        if status.success() { Ok(()) } else { Err(format!("probe sandbox exited with {status}")) }
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&base);
+    result
+}
+
+/// Directory for sandbox roots.
+pub(crate) fn sandboxes_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("sandboxes")
+}

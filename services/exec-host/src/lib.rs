@@ -1,0 +1,20 @@
+//! Lamina's execution host: sandboxes running real runtime processes, each with its own Lambda
+//! Runtime API endpoint, a warm pool, timeouts, memory limits and log capture.
+
+mod cgroup;
+mod code;
+mod config;
+mod error;
+mod host;
+mod isolation;
+mod logs;
+pub mod metrics;
+mod pool;
+mod runtime_api;
+mod sandbox;
+mod spawn;
+
+pub use config::{Config, RuntimeSpec, probe_runtimes};
+pub use error::ExecError;
+pub use host::{ExecHost, Invocation, InvokeOutcome};
+pub use logs::LogEvent;

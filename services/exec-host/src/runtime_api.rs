@@ -1,0 +1,323 @@
+//! The Lambda Runtime API served to one sandbox on its own loopback port.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::logs::LogCapture;
+
+const PREFIX: &str = "/2018-06-01/runtime/";
+
+/// What the runtime reported for an invocation.
+#[derive(Debug)]
+pub(crate) enum RuntimeResult {
+    /// `/response` body.
+    Response(Bytes),
+    /// `/error` document (JSON).
+    Error(Bytes),
+    /// `/init/error` document (JSON); the sandbox is unusable.
+    InitError(Bytes),
+    /// The response was larger than allowed.
+    TooLarge,
+}
+
+/// An invocation waiting to be fetched with `/next`.
+pub(crate) struct Pending {
+    pub(crate) request_id: String,
+    pub(crate) deadline_ms: i64,
+    pub(crate) invoked_arn: String,
+    pub(crate) trace_id: String,
+    pub(crate) client_context: Option<String>,
+    pub(crate) cognito_identity: Option<String>,
+    pub(crate) payload: Bytes,
+    pub(crate) done: oneshot::Sender<RuntimeResult>,
+}
+
+struct Current {
+    request_id: String,
+    done: oneshot::Sender<RuntimeResult>,
+}
+
+#[derive(Default)]
+struct State {
+    pending: Option<Pending>,
+    current: Option<Current>,
+    /// When the runtime first asked for work (end of init).
+    first_next: Option<Instant>,
+    /// When the last invocation was handed out.
+    delivered: Option<Instant>,
+    init_failed: bool,
+}
+
+/// State shared by the sandbox and its Runtime API server.
+pub(crate) struct RuntimeApi {
+    state: Mutex<State>,
+    notify: Notify,
+    max_response_bytes: usize,
+    logs: Arc<LogCapture>,
+    /// The sandbox's uid: connections from other users are refused.
+    peer_uid: Option<u32>,
+}
+
+impl RuntimeApi {
+    /// `max_response_bytes` is the configured ceiling; like Lambda, 100 bytes of slack are
+    /// allowed on top (6 MB gives the familiar 6291556).
+    pub(crate) fn new(max_response_bytes: usize, logs: Arc<LogCapture>, peer_uid: Option<u32>) -> Arc<Self> {
+        let max_response_bytes = max_response_bytes + 100;
+        Arc::new(RuntimeApi { state: Mutex::default(), notify: Notify::new(), max_response_bytes, logs, peer_uid })
+    }
+
+    /// Queues an invocation for the next `/next` call.
+    pub(crate) fn submit(&self, p: Pending) {
+        self.state().pending = Some(p);
+        self.notify.notify_waiters();
+    }
+
+    /// Forgets any queued or running invocation (after a timeout or crash).
+    pub(crate) fn clear(&self) {
+        let mut st = self.state();
+        st.pending = None;
+        st.current = None;
+    }
+
+    pub(crate) fn first_next(&self) -> Option<Instant> {
+        self.state().first_next
+    }
+
+    pub(crate) fn delivered(&self) -> Option<Instant> {
+        self.state().delivered
+    }
+
+    pub(crate) fn init_failed(&self) -> bool {
+        self.state().init_failed
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("runtime api state poisoned")
+    }
+}
+
+/// Accepts connections until `cancel` fires.
+pub(crate) async fn serve(listener: TcpListener, api: Arc<RuntimeApi>, cancel: CancellationToken) {
+    let local = listener.local_addr().ok();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!("runtime api accept: {e}");
+                    continue;
+                }
+            },
+        };
+        if let (Some(uid), Some(local)) = (api.peer_uid, local) {
+            match socket_uid(peer, local).await {
+                Some(u) if u == uid => {}
+                other => {
+                    tracing::warn!(%peer, owner = ?other, "refusing runtime api connection from another user");
+                    continue;
+                }
+            }
+        }
+        let api = api.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| handle(api.clone(), req));
+            let conn =
+                hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                r = conn => if let Err(e) = r { tracing::debug!("runtime api connection: {e}") },
+            }
+        });
+    }
+}
+
+/// Owner uid of the TCP socket `peer` -> `local`, from `/proc/net/tcp` (sandboxes share the
+/// host's network namespace, so this is how we tell them apart).
+async fn socket_uid(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
+    let (SocketAddr::V4(p), SocketAddr::V4(l)) = (peer, local) else {
+        return None;
+    };
+    let fmt = |a: std::net::SocketAddrV4| format!("{:08X}:{:04X}", u32::from_le_bytes(a.ip().octets()), a.port());
+    let (want_local, want_rem) = (fmt(p), fmt(l));
+    let text = tokio::fs::read_to_string("/proc/net/tcp").await.ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() > 7 && f[1] == want_local && f[2] == want_rem).then(|| f[7].parse().ok()).flatten()
+    })
+}
+
+fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(body.into()))
+        .expect("static response parts are valid")
+}
+
+fn error(status: StatusCode, error_type: &str, message: &str) -> Response<Full<Bytes>> {
+    json(status, serde_json::json!({"errorMessage": message, "errorType": error_type}).to_string())
+}
+
+async fn handle(api: Arc<RuntimeApi>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_string();
+    let Some(rest) = path.strip_prefix(PREFIX) else {
+        return Ok(error(StatusCode::NOT_FOUND, "NotFound", "unknown path"));
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    let resp = match (req.method(), parts.as_slice()) {
+        (&Method::GET, ["invocation", "next"]) => next(&api).await,
+        (&Method::POST, ["invocation", id, kind @ ("response" | "error")]) => {
+            let (id, is_error) = (id.to_string(), *kind == "error");
+            post_result(&api, req, &id, is_error).await
+        }
+        (&Method::POST, ["init", "error"]) => init_error(&api, req).await,
+        _ => error(StatusCode::NOT_FOUND, "NotFound", "unknown path"),
+    };
+    Ok(resp)
+}
+
+async fn next(api: &RuntimeApi) -> Response<Full<Bytes>> {
+    loop {
+        let notified = api.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            let mut st = api.state();
+            let now = Instant::now();
+            st.first_next.get_or_insert(now);
+            if let Some(p) = st.pending.take() {
+                st.delivered = Some(now);
+                let mut b = Response::builder()
+                    .status(StatusCode::OK)
+                    .header("content-type", "application/json")
+                    .header("lambda-runtime-aws-request-id", &p.request_id)
+                    .header("lambda-runtime-deadline-ms", p.deadline_ms.to_string())
+                    .header("lambda-runtime-invoked-function-arn", &p.invoked_arn)
+                    .header("lambda-runtime-trace-id", &p.trace_id);
+                if let Some(cc) = &p.client_context {
+                    b = b.header("lambda-runtime-client-context", cc);
+                }
+                if let Some(ci) = &p.cognito_identity {
+                    b = b.header("lambda-runtime-cognito-identity", ci);
+                }
+                match b.body(Full::new(p.payload)) {
+                    Ok(resp) => {
+                        st.current = Some(Current { request_id: p.request_id, done: p.done });
+                        return resp;
+                    }
+                    Err(e) => {
+                        // A header value the caller passed is not valid HTTP; fail that invocation.
+                        let doc = serde_json::json!({"errorMessage": format!("invalid invocation header: {e}"), "errorType": "InvalidRequestContent"});
+                        let _ = p.done.send(RuntimeResult::Error(doc.to_string().into()));
+                        continue;
+                    }
+                }
+            }
+        }
+        notified.await;
+    }
+}
+
+fn is_current(api: &RuntimeApi, id: &str) -> bool {
+    api.state().current.as_ref().is_some_and(|c| c.request_id == id)
+}
+
+fn complete(api: &RuntimeApi, id: &str, result: RuntimeResult) -> bool {
+    let cur = {
+        let mut st = api.state();
+        if st.current.as_ref().is_some_and(|c| c.request_id == id) { st.current.take() } else { None }
+    };
+    match cur {
+        Some(c) => {
+            let _ = c.done.send(result);
+            true
+        }
+        None => false,
+    }
+}
+
+fn invalid_id(id: &str) -> Response<Full<Bytes>> {
+    error(StatusCode::BAD_REQUEST, "InvalidRequestID", &format!("Invalid request ID: {id}"))
+}
+
+async fn post_result(api: &RuntimeApi, req: Request<Incoming>, id: &str, is_error: bool) -> Response<Full<Bytes>> {
+    if !is_current(api, id) {
+        return invalid_id(id);
+    }
+    let error_type = req
+        .headers()
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("Unhandled")
+        .to_string();
+    let body = match Limited::new(req.into_body(), api.max_response_bytes).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                api.logs.drain();
+                complete(api, id, RuntimeResult::TooLarge);
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestEntityTooLarge",
+                    &format!(
+                        "Response payload size exceeded maximum allowed payload size ({} bytes).",
+                        api.max_response_bytes
+                    ),
+                );
+            }
+            return error(StatusCode::BAD_REQUEST, "InvalidRequest", &format!("read body: {e}"));
+        }
+    };
+    // Everything the runtime wrote before posting belongs to this invocation.
+    api.logs.drain();
+    let result =
+        if is_error { RuntimeResult::Error(error_document(body, &error_type)) } else { RuntimeResult::Response(body) };
+    if complete(api, id, result) { json(StatusCode::ACCEPTED, r#"{"status":"OK"}"#) } else { invalid_id(id) }
+}
+
+/// The runtime's error body if it is JSON, else a document wrapping it.
+fn error_document(body: Bytes, error_type: &str) -> Bytes {
+    if serde_json::from_slice::<serde_json::Value>(&body).is_ok() {
+        return body;
+    }
+    let msg = String::from_utf8_lossy(&body);
+    serde_json::json!({"errorMessage": msg, "errorType": error_type}).to_string().into()
+}
+
+async fn init_error(api: &RuntimeApi, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let error_type = req
+        .headers()
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("Runtime.Unknown")
+        .to_string();
+    let body = match Limited::new(req.into_body(), api.max_response_bytes).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            Bytes::from_static(br#"{"errorMessage":"init error document too large","errorType":"Runtime.Unknown"}"#)
+        }
+    };
+    api.logs.drain();
+    let doc = error_document(body, &error_type);
+    let waiter = {
+        let mut st = api.state();
+        st.init_failed = true;
+        st.pending.take().map(|p| p.done).or_else(|| st.current.take().map(|c| c.done))
+    };
+    if let Some(done) = waiter {
+        let _ = done.send(RuntimeResult::InitError(doc));
+    }
+    json(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
+}

@@ -1,0 +1,347 @@
+//! One sandbox: a runtime process tree for one (account, function, version, revision), its
+//! Runtime API endpoint, log capture and cgroup.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use lamina_common::FunctionSnapshot;
+
+use crate::cgroup::SandboxCgroup;
+use crate::config::{Config, RuntimeSpec};
+use crate::isolation::{Isolation, RootSpec};
+use crate::logs::{Captured, LogCapture};
+use crate::runtime_api::{Pending, RuntimeApi, RuntimeResult};
+
+/// Warm sandboxes are only reused for exactly this key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct SandboxKey {
+    pub(crate) account_id: String,
+    pub(crate) function_name: String,
+    pub(crate) version: String,
+    pub(crate) revision_id: String,
+}
+
+impl SandboxKey {
+    pub(crate) fn of(f: &FunctionSnapshot) -> Self {
+        SandboxKey {
+            account_id: f.account_id.clone(),
+            function_name: f.function_name.clone(),
+            version: f.version.clone(),
+            revision_id: f.revision_id.clone(),
+        }
+    }
+}
+
+/// How the runtime process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExitInfo {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitInfo {
+    fn from_status(s: std::process::ExitStatus) -> Self {
+        match (s.code(), s.signal()) {
+            // The reaper processes report a signal death of the runtime as 128+signal.
+            (Some(c), _) if (129..=128 + 64).contains(&c) => ExitInfo::Signal(c - 128),
+            (Some(c), _) => ExitInfo::Code(c),
+            (None, Some(sig)) => ExitInfo::Signal(sig),
+            (None, None) => ExitInfo::Code(-1),
+        }
+    }
+
+    pub(crate) fn is_kill(self) -> bool {
+        self == ExitInfo::Signal(libc::SIGKILL)
+    }
+
+    /// Go-style text, as Lambda prints it: `exit status 1`, `signal: killed`.
+    pub(crate) fn describe(self) -> String {
+        match self {
+            ExitInfo::Code(c) => format!("exit status {c}"),
+            ExitInfo::Signal(s) => {
+                let name = match s {
+                    libc::SIGHUP => "hangup",
+                    libc::SIGINT => "interrupt",
+                    libc::SIGQUIT => "quit",
+                    libc::SIGILL => "illegal instruction",
+                    libc::SIGABRT => "aborted",
+                    libc::SIGBUS => "bus error",
+                    libc::SIGFPE => "floating point exception",
+                    libc::SIGKILL => "killed",
+                    libc::SIGSEGV => "segmentation fault",
+                    libc::SIGPIPE => "broken pipe",
+                    libc::SIGTERM => "terminated",
+                    _ => return format!("signal: {s}"),
+                };
+                format!("signal: {name}")
+            }
+        }
+    }
+}
+
+/// How waiting for an invocation's result ended.
+pub(crate) enum RunEnd {
+    Result(RuntimeResult),
+    Exited(ExitInfo),
+    Timeout,
+}
+
+/// Everything needed to start one sandbox.
+pub(crate) struct StartArgs<'a> {
+    pub(crate) id: u64,
+    pub(crate) uid: u32,
+    pub(crate) function: &'a FunctionSnapshot,
+    pub(crate) spec: &'a RuntimeSpec,
+    pub(crate) code_dir: &'a Path,
+    pub(crate) runtime_dir: &'a Path,
+    pub(crate) sandboxes_dir: &'a Path,
+    pub(crate) config: &'a Config,
+    pub(crate) isolation: &'a Isolation,
+}
+
+/// A live runtime process tree.
+pub(crate) struct Sandbox {
+    pub(crate) id: u64,
+    pub(crate) key: SandboxKey,
+    pub(crate) memory_mb: u64,
+    pub(crate) log_stream: String,
+    /// When the process was started (init duration is measured from here).
+    pub(crate) spawned_at: Instant,
+    pub(crate) api: Arc<RuntimeApi>,
+    logs: Arc<LogCapture>,
+    cgroup: Option<SandboxCgroup>,
+    exit: watch::Receiver<Option<ExitInfo>>,
+    /// Host pid of the first process (A in `spawn`); used to kill without cgroups.
+    pid: Option<u32>,
+    isolated: bool,
+    cancel: CancellationToken,
+    root_dir: Option<PathBuf>,
+}
+
+impl Sandbox {
+    /// Starts the runtime process. The runtime initialises in the background; its first `/next`
+    /// call marks the end of init.
+    pub(crate) async fn start(a: StartArgs<'_>) -> anyhow::Result<Arc<Sandbox>> {
+        let f = a.function;
+        let name = format!("sbx-{}-{}", a.id, uuid::Uuid::new_v4().simple());
+        let log_stream =
+            format!("{}/[{}]{}", chrono::Utc::now().format("%Y/%m/%d"), f.version, uuid::Uuid::new_v4().simple());
+        let memory_mb = u64::from(f.memory_mb);
+        let cgroup = match &a.isolation.cgroups {
+            Some(cg) => Some(cg.create(&name, memory_mb, a.config.cpu_quota).context("create sandbox cgroup")?),
+            None => None,
+        };
+        let cancel = CancellationToken::new();
+        let result = Self::start_inner(&a, &name, log_stream, memory_mb, cgroup, cancel.clone()).await;
+        if result.is_err() {
+            cancel.cancel();
+        }
+        result
+    }
+
+    async fn start_inner(
+        a: &StartArgs<'_>,
+        name: &str,
+        log_stream: String,
+        memory_mb: u64,
+        cgroup: Option<SandboxCgroup>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Arc<Sandbox>> {
+        let f = a.function;
+        let isolated = a.isolation.namespaces;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.context("bind runtime api")?;
+        let port = listener.local_addr().context("runtime api address")?.port();
+
+        let (task_root, runtime_root) = if isolated {
+            ("/var/task".to_string(), "/var/runtime".to_string())
+        } else {
+            (a.code_dir.display().to_string(), a.runtime_dir.display().to_string())
+        };
+        let command: Vec<String> = a
+            .spec
+            .command
+            .iter()
+            .map(|c| {
+                if isolated {
+                    c.clone()
+                } else {
+                    c.replace("/var/task", &task_root).replace("/var/runtime", &runtime_root)
+                }
+            })
+            .collect();
+        let mut env: BTreeMap<String, String> = f.environment.clone();
+        for (k, v) in [
+            ("AWS_LAMBDA_FUNCTION_NAME", f.function_name.clone()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", f.version.clone()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", f.memory_mb.to_string()),
+            ("AWS_LAMBDA_LOG_GROUP_NAME", f.log_group()),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", log_stream.clone()),
+            ("AWS_REGION", a.config.region.clone()),
+            ("AWS_DEFAULT_REGION", a.config.region.clone()),
+            ("AWS_EXECUTION_ENV", a.spec.exec_env.clone()),
+            ("_HANDLER", f.handler.clone()),
+            ("LAMBDA_TASK_ROOT", task_root.clone()),
+            ("LAMBDA_RUNTIME_DIR", runtime_root),
+            ("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}")),
+            ("TZ", ":UTC".to_string()),
+            ("LANG", "en_US.UTF-8".to_string()),
+            ("PATH", "/usr/local/bin:/usr/bin/:/bin:/opt/bin".to_string()),
+        ] {
+            env.insert(k.to_string(), v);
+        }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+
+        let root_dir = if isolated {
+            let d = a.sandboxes_dir.join(name);
+            tokio::fs::create_dir_all(&d).await.with_context(|| format!("create {}", d.display()))?;
+            Some(d)
+        } else {
+            None
+        };
+        let plan = match &root_dir {
+            Some(root) => Some(crate::isolation::plan(&RootSpec {
+                root,
+                code_dir: a.code_dir,
+                runtime_dir: a.runtime_dir,
+                tmp_size_mb: a.config.tmp_size_mb,
+                uid: a.uid,
+                gid: a.uid,
+            })?),
+            None => None,
+        };
+        let procs = cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
+        let cwd = (!isolated).then(|| a.code_dir.to_path_buf());
+        let spawned_at = Instant::now();
+        let spawned =
+            tokio::task::spawn_blocking(move || crate::spawn::spawn(&command, &env, plan, &procs, cwd.as_deref()))
+                .await
+                .context("join spawn task")?;
+        let spawned = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(cg) = &cgroup {
+                    cg.kill().await;
+                    cg.remove().await;
+                }
+                if let Some(d) = &root_dir {
+                    let _ = tokio::fs::remove_dir(d).await;
+                }
+                return Err(e);
+            }
+        };
+        let mut child = spawned.child;
+        let pid = child.id();
+        let logs = LogCapture::start(vec![spawned.stdout, spawned.stderr], cancel.clone())
+            .context("capture runtime output")?;
+        let api = RuntimeApi::new(a.config.max_response_bytes, logs.clone(), isolated.then_some(a.uid));
+        tokio::spawn(crate::runtime_api::serve(listener, api.clone(), cancel.clone()));
+        let (exit_tx, exit) = watch::channel(None);
+        tokio::spawn(async move {
+            let info = match child.wait().await {
+                Ok(s) => ExitInfo::from_status(s),
+                Err(_) => ExitInfo::Code(-1),
+            };
+            let _ = exit_tx.send(Some(info));
+        });
+        Ok(Arc::new(Sandbox {
+            id: a.id,
+            key: SandboxKey::of(f),
+            memory_mb,
+            log_stream,
+            spawned_at,
+            api,
+            logs,
+            cgroup,
+            exit,
+            pid,
+            isolated,
+            cancel,
+            root_dir,
+        }))
+    }
+
+    /// True once the runtime process has exited.
+    pub(crate) fn exited(&self) -> Option<ExitInfo> {
+        *self.exit.borrow()
+    }
+
+    /// Hands an invocation to the runtime and waits for its result, the runtime's exit, or the
+    /// deadline.
+    pub(crate) async fn run(&self, p: Pending, deadline: tokio::time::Instant) -> RunEnd {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.logs.begin();
+        self.api.submit(Pending { done: tx, ..p });
+        let mut exit = self.exit.clone();
+        tokio::select! {
+            biased;
+            r = rx => match r {
+                Ok(res) => RunEnd::Result(res),
+                Err(_) => RunEnd::Exited(self.wait_exit().await),
+            },
+            info = async { exit.wait_for(Option::is_some).await.ok().and_then(|v| *v) } => {
+                RunEnd::Exited(info.unwrap_or(ExitInfo::Code(-1)))
+            }
+            _ = tokio::time::sleep_until(deadline) => RunEnd::Timeout,
+        }
+    }
+
+    async fn wait_exit(&self) -> ExitInfo {
+        let mut exit = self.exit.clone();
+        let wait = async move { exit.wait_for(Option::is_some).await.ok().and_then(|v| *v) };
+        tokio::time::timeout(Duration::from_secs(5), wait).await.ok().flatten().unwrap_or(ExitInfo::Code(-1))
+    }
+
+    /// Output of the invocation that just ended (after draining the pipes).
+    pub(crate) fn finish_logs(&self) -> Captured {
+        self.logs.finish()
+    }
+
+    /// Peak memory use in MB (rounded up).
+    pub(crate) fn max_memory_used_mb(&self) -> u64 {
+        self.cgroup.as_ref().map(|c| c.peak_bytes().div_ceil(1024 * 1024)).unwrap_or(0)
+    }
+
+    /// True if the cgroup's OOM killer fired.
+    pub(crate) fn oom_killed(&self) -> bool {
+        self.cgroup.as_ref().is_some_and(SandboxCgroup::oom_killed)
+    }
+
+    /// Kills the whole process tree and waits (bounded) for the runtime to be reaped.
+    pub(crate) async fn kill(&self) {
+        self.api.clear();
+        match &self.cgroup {
+            Some(cg) => cg.kill().await,
+            None => {
+                if let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok()) {
+                    // Without namespaces the runtime leads its own process group.
+                    let target = if self.isolated { pid } else { -pid };
+                    let _ = crate::spawn::kill(target, libc::SIGKILL);
+                }
+            }
+        }
+        self.wait_exit().await;
+        // Whatever the dead tree wrote is still in the pipes: read it before the readers stop.
+        self.logs.drain();
+    }
+
+    /// Kills the sandbox and removes its cgroup and root directory.
+    pub(crate) async fn destroy(&self) {
+        self.kill().await;
+        self.cancel.cancel();
+        if let Some(cg) = &self.cgroup {
+            cg.remove().await;
+        }
+        if let Some(d) = &self.root_dir {
+            // Only the empty mount point exists on the host side (mounts live in the sandbox's
+            // namespace), so a plain rmdir is enough and never recurses into shared directories.
+            let _ = tokio::fs::remove_dir(d).await;
+        }
+    }
+}

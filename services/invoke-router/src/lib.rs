@@ -1,0 +1,194 @@
+//! The invoke router: resolves what to run, enforces account concurrency, and hands the
+//! invocation to an execution host.
+
+mod concurrency;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use lamina_code_storage::CodeStorage;
+use lamina_common::names::{function_arn, qualified_arn};
+use lamina_common::{ApiError, ApiResult, FunctionSnapshot};
+use lamina_exec_host::{ExecError, ExecHost, Invocation};
+use lamina_metadata::{FunctionRow, Metadata};
+
+pub use concurrency::{Concurrency, Slot};
+
+/// Metric names of this service.
+pub mod metrics_names {
+    /// Invocations refused for concurrency.
+    pub const THROTTLES: &str = "lamina_throttles_total";
+}
+
+/// How the caller wants the function run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvocationType {
+    RequestResponse,
+    Event,
+    DryRun,
+}
+
+/// A parsed Invoke request, already authorised for `account_id`.
+#[derive(Debug, Clone)]
+pub struct InvokeRequest {
+    pub account_id: String,
+    pub function_name: String,
+    pub qualifier: Option<String>,
+    pub request_id: String,
+    pub invocation_type: InvocationType,
+    pub payload: Bytes,
+    /// Decoded `X-Amz-Client-Context` JSON.
+    pub client_context: Option<String>,
+    pub tail_log: bool,
+}
+
+/// What came back from a synchronous run.
+#[derive(Debug, Clone)]
+pub struct Invoked {
+    pub executed_version: String,
+    pub payload: Bytes,
+    pub function_error: bool,
+    /// Raw text of the log tail, when asked for.
+    pub log_tail: Option<String>,
+}
+
+/// Outcome of Invoke: ran, or only checked (DryRun).
+#[derive(Debug, Clone)]
+pub enum InvokeOutcome {
+    Ran(Invoked),
+    Checked,
+}
+
+/// The in-process invoke router.
+#[derive(Clone)]
+pub struct InvokeRouter {
+    metadata: Metadata,
+    code: CodeStorage,
+    host: ExecHost,
+    region: String,
+    concurrency: Concurrency,
+}
+
+impl InvokeRouter {
+    /// Wires the router to its peers.
+    pub fn new(metadata: Metadata, code: CodeStorage, host: ExecHost, region: String) -> Self {
+        Self { metadata, code, host, region, concurrency: Concurrency::default() }
+    }
+
+    /// The execution host (health, logs).
+    pub fn host(&self) -> &ExecHost {
+        &self.host
+    }
+
+    /// In-flight invocations of an account.
+    pub fn in_flight(&self, account_id: &str) -> usize {
+        self.concurrency.in_flight(account_id)
+    }
+
+    async fn resolve(&self, req: &InvokeRequest) -> ApiResult<FunctionRow> {
+        let version = req.qualifier.as_deref().unwrap_or("$LATEST");
+        let arn = match &req.qualifier {
+            Some(q) => qualified_arn(&self.region, &req.account_id, &req.function_name, q),
+            None => function_arn(&self.region, &req.account_id, &req.function_name),
+        };
+        if version != "$LATEST" && !version.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::function_not_found(&arn));
+        }
+        self.metadata
+            .get_version(&req.account_id, &req.function_name, version)
+            .await?
+            .ok_or_else(|| ApiError::function_not_found(&arn))
+    }
+
+    /// Runs (or, for DryRun, only checks) one invocation.
+    pub async fn invoke(&self, req: InvokeRequest) -> ApiResult<InvokeOutcome> {
+        let row = self.resolve(&req).await?;
+        match req.invocation_type {
+            InvocationType::DryRun => return Ok(InvokeOutcome::Checked),
+            InvocationType::Event => {
+                return Err(ApiError::InvalidParameterValue(
+                    "Event (asynchronous) invocations are not supported by this Lamina server yet.".into(),
+                ));
+            }
+            InvocationType::RequestResponse => {}
+        }
+        let limit = self.metadata.account(&req.account_id).await?.concurrent_executions;
+        let Some(slot) = self.concurrency.try_acquire(&req.account_id, limit.max(0) as usize) else {
+            metrics::counter!(metrics_names::THROTTLES, "reason" => "account").increment(1);
+            return Err(ApiError::TooManyRequests {
+                message: "Rate Exceeded.".into(),
+                reason: "ConcurrentInvocationLimitExceeded",
+            });
+        };
+        let invoked_arn = match &req.qualifier {
+            Some(q) => qualified_arn(&self.region, &req.account_id, &req.function_name, q),
+            None => function_arn(&self.region, &req.account_id, &req.function_name),
+        };
+        let executed_version = row.version.clone();
+        let snapshot = self.snapshot(row);
+        let invocation = Invocation {
+            function: snapshot,
+            request_id: req.request_id.clone(),
+            invoked_arn,
+            payload: req.payload,
+            client_context: req.client_context,
+            cognito_identity: None,
+            trace_id: trace_id(),
+            tail_log: req.tail_log,
+        };
+        // The run finishes (and frees its slot and sandbox) even if the caller goes away.
+        let host = self.host.clone();
+        let run = tokio::spawn(async move {
+            let result = host.invoke(invocation).await;
+            drop(slot);
+            result
+        });
+        let result = run.await.map_err(|e| ApiError::Internal(anyhow::anyhow!("invocation task failed: {e}")))?;
+        match result {
+            Ok(out) => Ok(InvokeOutcome::Ran(Invoked {
+                executed_version,
+                payload: out.payload,
+                function_error: out.function_error,
+                log_tail: out.log_tail,
+            })),
+            Err(ExecError::NoCapacity) => {
+                metrics::counter!(metrics_names::THROTTLES, "reason" => "host").increment(1);
+                Err(ApiError::TooManyRequests {
+                    message: "Rate Exceeded.".into(),
+                    reason: "ConcurrentInvocationLimitExceeded",
+                })
+            }
+            Err(ExecError::Internal(err)) => Err(ApiError::Internal(err.context("run invocation"))),
+        }
+    }
+
+    fn snapshot(&self, row: FunctionRow) -> FunctionSnapshot {
+        let environment: BTreeMap<String, String> =
+            row.environment.as_deref().and_then(serde_json_map).unwrap_or_default();
+        FunctionSnapshot {
+            function_arn: function_arn(&self.region, &row.account_id, &row.function_name),
+            code_zip_path: self.code.path(&row.code_sha256),
+            account_id: row.account_id,
+            function_name: row.function_name,
+            version: row.version,
+            revision_id: row.revision_id,
+            runtime: row.runtime,
+            handler: row.handler,
+            memory_mb: row.memory_size.clamp(0, u32::MAX as i64) as u32,
+            timeout_s: row.timeout.clamp(0, u32::MAX as i64) as u32,
+            environment,
+            code_sha256_hex: row.code_sha256,
+        }
+    }
+}
+
+fn serde_json_map(text: &str) -> Option<BTreeMap<String, String>> {
+    serde_json::from_str(text).ok()
+}
+
+/// An X-Ray-shaped trace id for the Runtime API.
+fn trace_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    format!("Root=1-{secs:08x}-{};Parent={};Sampled=0", &id[..24], &id[..16])
+}
