@@ -2,9 +2,11 @@
 
 mod admin;
 mod functions;
+mod permissions;
 mod sigv4;
 mod tenancy;
 mod validation;
+mod versions;
 
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{FunctionCode, Runtime};

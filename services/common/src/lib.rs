@@ -2,6 +2,7 @@
 pub mod error;
 pub mod function;
 pub mod names;
+pub mod policy;
 pub mod time;
 
 pub use error::{ApiError, ApiResult};

@@ -86,18 +86,21 @@ impl InvokeRouter {
     }
 
     async fn resolve(&self, req: &InvokeRequest) -> ApiResult<FunctionRow> {
-        let version = req.qualifier.as_deref().unwrap_or("$LATEST");
         let arn = match &req.qualifier {
             Some(q) => qualified_arn(&self.region, &req.account_id, &req.function_name, q),
             None => function_arn(&self.region, &req.account_id, &req.function_name),
         };
-        if version != "$LATEST" && !version.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApiError::function_not_found(&arn));
-        }
-        self.metadata
-            .get_version(&req.account_id, &req.function_name, version)
+        let not_found = || ApiError::function_not_found(&arn);
+        let resolved = self
+            .metadata
+            .resolve_version(&req.account_id, &req.function_name, req.qualifier.as_deref())
             .await?
-            .ok_or_else(|| ApiError::function_not_found(&arn))
+            .ok_or_else(not_found)?;
+        let Some(extra) = resolved.alias.as_ref().and_then(|a| a.routing_config.as_deref()).and_then(pick_weighted)
+        else {
+            return Ok(resolved.row);
+        };
+        self.metadata.get_version(&req.account_id, &req.function_name, &extra).await?.ok_or_else(not_found)
     }
 
     /// Runs (or, for DryRun, only checks) one invocation.
@@ -191,4 +194,12 @@ fn trace_id() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     format!("Root=1-{secs:08x}-{};Parent={};Sampled=0", &id[..24], &id[..16])
+}
+
+/// Picks the alias's additional version with its weight's probability (`None`: the primary).
+fn pick_weighted(routing_json: &str) -> Option<String> {
+    let routing: serde_json::Value = serde_json::from_str(routing_json).ok()?;
+    let (version, weight) = routing.get("AdditionalVersionWeights")?.as_object()?.iter().next()?;
+    let weight = weight.as_f64()?;
+    (rand::random::<f64>() < weight).then(|| version.clone())
 }

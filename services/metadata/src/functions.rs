@@ -203,6 +203,10 @@ impl Metadata {
                 "delete from function_versions where account_id = $1 and function_name = $2 returning code_sha256",
             )
             .bind(account_id).bind(name).fetch_all(&mut *tx).await.context("delete function")?;
+            for table in ["delete from aliases where account_id = $1 and function_name = $2",
+                          "delete from policies where account_id = $1 and function_name = $2"] {
+                sqlx::query(table).bind(account_id).bind(name).execute(&mut *tx).await.context("delete function children")?;
+            }
             Ok::<_, ApiError>(shas)
         })?;
         if shas.is_empty() {
@@ -211,8 +215,21 @@ impl Metadata {
         Ok(shas)
     }
 
-    /// Deletes one published version; returns its code digest.
+    /// Deletes one published version (and its policy) unless an alias points to it; returns its code digest.
     pub async fn delete_version(&self, account_id: &str, name: &str, version: &str) -> ApiResult<Vec<String>> {
+        let aliases = self.list_aliases(account_id, name).await?;
+        if let Some(alias) = aliases.iter().find(|a| {
+            a.function_version == version
+                || a.routing_config.as_deref().is_some_and(|r| r.contains(&format!("\"{version}\"")))
+        }) {
+            return Err(ApiError::ResourceConflict(format!(
+                "Unable to delete version because the following aliases reference it: [{}]",
+                alias.alias_name
+            )));
+        }
+        let drop_policy = "delete from policies where account_id = $1 and function_name = $2 and qualifier = $3";
+        on_pool!(&self.store, pool => sqlx::query(drop_policy).bind(account_id).bind(name).bind(version).execute(pool).await.map(|_| ()))
+            .context("delete version policy")?;
         let sql = "delete from function_versions where account_id = $1 and function_name = $2 and version = $3 \
                    and version <> '$LATEST' returning code_sha256";
         Ok(on_pool!(&self.store, pool => sqlx::query_scalar::<_, String>(sql)

@@ -1,15 +1,20 @@
 //! Accounts, access keys and functions: the metadata service, on SQLite or Postgres.
 
 pub mod accounts;
+pub mod aliases;
 pub mod crypto;
 pub mod functions;
+pub mod policies;
 pub mod store;
+pub mod versions;
 
 use std::sync::Arc;
 
 pub use accounts::{Account, AccountLimits, NewAccount};
+pub use aliases::{AliasRow, Resolved};
 pub use crypto::SecretCipher;
 pub use functions::{FunctionRow, NewFunction};
+pub use policies::Policy;
 pub use store::Store;
 
 /// Handle to the metadata service (in-process implementation). Cheap to clone.

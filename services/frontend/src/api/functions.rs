@@ -100,7 +100,8 @@ pub async fn create(
     v.finish()?;
     check_service_rules(cfg)?;
     let name = name.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("name validated above")))?;
-    let target = resolve(&state, &principal, req.function_name.as_deref().unwrap_or_default(), None, "CreateFunction")?;
+    let target =
+        resolve(&state, &principal, req.function_name.as_deref().unwrap_or_default(), None, "CreateFunction").await?;
     let (stored, zip) = store_code(&state, req.code.as_ref().unwrap_or(&CodeIn::default())).await?;
     let new = NewFunction {
         function_name: name.name,
@@ -142,17 +143,17 @@ async fn release_code(state: &AppState, shas: &[String]) {
     }
 }
 
-/// Loads the version a target names; aliases arrive with the versions work.
+/// Loads the version a target names (an alias resolves to the version it points to).
 pub async fn load_version(state: &AppState, target: &Target) -> ApiResult<FunctionRow> {
-    let version = target.qualifier.as_deref().unwrap_or("$LATEST");
-    let not_found = || ApiError::function_not_found(&target.addressed_arn(&state.config.region));
-    if version != "$LATEST" && !version.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(not_found());
-    }
-    state.metadata.get_version(&target.account_id, &target.name, version).await?.ok_or_else(not_found)
+    state
+        .metadata
+        .resolve_version(&target.account_id, &target.name, target.qualifier.as_deref())
+        .await?
+        .map(|r| r.row)
+        .ok_or_else(|| ApiError::function_not_found(&target.addressed_arn(&state.config.region)))
 }
 
-fn max_items(params: &HashMap<String, String>) -> ApiResult<i64> {
+pub(crate) fn max_items(params: &HashMap<String, String>) -> ApiResult<i64> {
     match params.get("MaxItems") {
         None => Ok(50),
         Some(raw) => {
@@ -201,7 +202,7 @@ pub async fn get(
     Query(params): Params,
     headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
-    let target = resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "GetFunction")?;
+    let target = resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "GetFunction").await?;
     let row = load_version(&state, &target).await?;
     let location = code_url::location(&state, &headers, &row.account_id, &row.code_sha256);
     Ok(Json(json!({
@@ -218,7 +219,8 @@ pub async fn get_configuration(
     Query(params): Params,
 ) -> ApiResult<impl IntoResponse> {
     let target =
-        resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "GetFunctionConfiguration")?;
+        resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "GetFunctionConfiguration")
+            .await?;
     let row = load_version(&state, &target).await?;
     Ok(Json(configuration(&state.config.region, &row, target.qualifier.is_some())))
 }
@@ -247,6 +249,8 @@ fn check_revision(row: &FunctionRow, expected: Option<&str>) -> ApiResult<()> {
 #[serde(rename_all = "PascalCase")]
 pub struct UpdateConfigRequest {
     revision_id: Option<String>,
+    #[serde(default)]
+    publish: bool,
     #[serde(flatten)]
     config: ConfigIn,
 }
@@ -258,7 +262,7 @@ pub async fn update_configuration(
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    let target = resolve(&state, &principal, &name, None, "UpdateFunctionConfiguration")?;
+    let target = resolve(&state, &principal, &name, None, "UpdateFunctionConfiguration").await?;
     let req: UpdateConfigRequest = parse_body(&body)?;
     let mut v = Violations::default();
     check_config(&req.config, &state.config, &mut v);
@@ -298,6 +302,11 @@ pub async fn update_configuration(
         })
         .await
         .map_err(|e| not_found_as_arn(e, &state, &target))?;
+    let row = if req.publish {
+        state.metadata.publish_version(&target.account_id, &target.name, None, None, Some(&row.revision_id)).await?
+    } else {
+        row
+    };
     Ok(Json(configuration(&state.config.region, &row, false)))
 }
 
@@ -325,14 +334,9 @@ pub async fn update_code(
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    let target = resolve(&state, &principal, &name, None, "UpdateFunctionCode")?;
+    let target = resolve(&state, &principal, &name, None, "UpdateFunctionCode").await?;
     let req: UpdateCodeRequest = parse_body(&body)?;
     only_latest(&target)?;
-    if req.publish {
-        return Err(ApiError::InvalidParameterValue(
-            "Publish is not supported by this Lamina server yet; call UpdateFunctionCode without it.".into(),
-        ));
-    }
     let current = load_version(&state, &Target { qualifier: None, ..target.clone() }).await?;
     check_revision(&current, req.revision_id.as_deref())?;
     let (stored, zip) = store_code(&state, &req.code).await?;
@@ -357,6 +361,11 @@ pub async fn update_code(
     if old_sha != row.code_sha256 {
         release_code(&state, &[old_sha]).await;
     }
+    let row = if req.publish {
+        state.metadata.publish_version(&target.account_id, &target.name, None, None, Some(&row.revision_id)).await?
+    } else {
+        row
+    };
     Ok(Json(configuration(&state.config.region, &row, false)))
 }
 
@@ -367,7 +376,8 @@ pub async fn delete(
     Path(name): Path<String>,
     Query(params): Params,
 ) -> ApiResult<impl IntoResponse> {
-    let target = resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "DeleteFunction")?;
+    let target =
+        resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "DeleteFunction").await?;
     let shas = match target.qualifier.as_deref() {
         None => state
             .metadata

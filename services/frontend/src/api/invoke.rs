@@ -97,7 +97,8 @@ pub async fn invoke(
 ) -> ApiResult<Response> {
     let kind = invocation_type(&headers)?;
     check_content_type(&headers)?;
-    let target = resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "InvokeFunction")?;
+    let target =
+        resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "InvokeFunction").await?;
     check_payload(&body, kind)?;
     let client_context = client_context(&headers)?;
     let tail_log = kind == InvocationType::RequestResponse && header(&headers, "x-amz-log-type") == Some("Tail");

@@ -1,16 +1,20 @@
 //! Lambda REST operations, one file per resource family.
 
 mod account;
+mod aliases;
 mod functions;
 mod invoke;
 mod logs;
 mod model;
+mod policy;
 mod validate;
+mod versions;
 
 use axum::Router;
 use axum::http::Uri;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use lamina_common::names::{FunctionRef, function_arn, qualified_arn};
+use lamina_common::policy::{Caller, RequestContext, allows};
 use lamina_common::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;
 
@@ -31,6 +35,15 @@ pub fn routes() -> Router<AppState> {
     );
     r = both(r, "/2015-03-31/functions/{name}/code", put(functions::update_code));
     r = both(r, "/2015-03-31/functions/{name}/invocations", post(invoke::invoke));
+    r = both(r, "/2015-03-31/functions/{name}/versions", get(versions::list).post(versions::publish));
+    r = both(r, "/2015-03-31/functions/{name}/aliases", get(aliases::list).post(aliases::create));
+    r = both(
+        r,
+        "/2015-03-31/functions/{name}/aliases/{alias}",
+        get(aliases::get).put(aliases::update).delete(aliases::delete),
+    );
+    r = both(r, "/2015-03-31/functions/{name}/policy", get(policy::get).post(policy::add));
+    r = both(r, "/2015-03-31/functions/{name}/policy/{sid}", delete(policy::remove));
     r = both(r, "/_lamina/v1/functions/{name}/logs", get(logs::get_logs));
     r = both(r, "/2016-08-19/account-settings", get(account::get_settings));
     r
@@ -64,11 +77,12 @@ impl Target {
     }
 }
 
-/// Parses a FunctionName path segment and decides whose function it is.
+/// Parses a FunctionName path segment and decides whether the caller may act on it.
 ///
-/// Another tenant's function is refused before any lookup, so the answer never reveals
-/// whether it exists (semantics ARN Decision).
-pub fn resolve(
+/// Another tenant's function is allowed only by a statement of the resource policy of the exact
+/// ARN addressed (POL-6); that is decided before any lookup, so a refusal never reveals whether
+/// the function exists (semantics ARN Decision).
+pub async fn resolve(
     state: &AppState,
     principal: &Principal,
     raw: &str,
@@ -85,11 +99,28 @@ pub fn resolve(
         return Err(ApiError::function_not_found(&target.addressed_arn(region)));
     }
     if target.account_id != principal.account_id {
-        return Err(ApiError::AccessDenied(format!(
-            "User: {} is not authorized to perform: lambda:{action} on resource: {}",
-            principal.arn(),
-            target.addressed_arn(&state.config.region)
-        )));
+        let resource = target.addressed_arn(&state.config.region);
+        let policy_key = target.qualifier.clone().unwrap_or_default();
+        let allowed = match state.metadata.get_policy(&target.account_id, &target.name, &policy_key).await? {
+            Some(policy) => allows(
+                &policy.statements,
+                &RequestContext {
+                    caller: Caller::Account(principal.account_id.clone()),
+                    action: format!("lambda:{action}"),
+                    resource: resource.clone(),
+                    source_arn: None,
+                    source_account: None,
+                    event_source_token: None,
+                },
+            ),
+            None => false,
+        };
+        if !allowed {
+            return Err(ApiError::AccessDenied(format!(
+                "User: {} is not authorized to perform: lambda:{action} on resource: {resource}",
+                principal.arn()
+            )));
+        }
     }
     Ok(target)
 }
@@ -104,4 +135,38 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     }
     serde_json::from_value(value)
         .map_err(|e| ApiError::InvalidRequestContent(format!("Could not parse request body into json: {e}")))
+}
+
+/// Pages an ordered list by an opaque marker (the key of the last item returned).
+pub fn paginate<T>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    params: &std::collections::HashMap<String, String>,
+) -> ApiResult<(Vec<T>, Option<String>)> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let limit = functions::max_items(params)? as usize;
+    let start = match params.get("Marker") {
+        None => 0,
+        Some(m) => {
+            let after = URL_SAFE_NO_PAD
+                .decode(m)
+                .ok()
+                .and_then(|raw| String::from_utf8(raw).ok())
+                .ok_or_else(|| ApiError::InvalidParameterValue(format!("Invalid marker: {m}")))?;
+            items
+                .iter()
+                .position(|i| key(i) == after)
+                .map(|p| p + 1)
+                .ok_or_else(|| ApiError::InvalidParameterValue(format!("Invalid marker: {m}")))?
+        }
+    };
+    let mut page: Vec<T> = items.into_iter().skip(start).collect();
+    let next = if page.len() > limit {
+        page.truncate(limit);
+        page.last().map(|last| URL_SAFE_NO_PAD.encode(key(last).as_bytes()))
+    } else {
+        None
+    };
+    Ok((page, next))
 }

@@ -1,0 +1,215 @@
+//! AddPermission, RemovePermission, GetPolicy: resource policies per function, version or alias.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use bytes::Bytes;
+use lamina_common::names::{Violations, is_account_id};
+use lamina_common::policy::Statement;
+use lamina_common::{ApiError, ApiResult};
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Target, parse_body, resolve};
+use crate::{AppState, Principal};
+
+/// The policy size limit (POL-9).
+const MAX_POLICY_BYTES: usize = 20 * 1024;
+
+static SID_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9._-]+$").expect("static regex"));
+static ACTION_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(lambda:[*]|lambda:[a-zA-Z]+|[*])$").expect("static regex"));
+static SOURCE_ARN_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}(-gov)?-[a-z]+-\d{1})?:(\d{12})?:(.*)$")
+        .expect("static regex")
+});
+static ACCOUNT_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\d{12}$").expect("static regex"));
+static TOKEN_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9._\-]+$").expect("static regex"));
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct AddPermissionRequest {
+    statement_id: Option<String>,
+    action: Option<String>,
+    principal: Option<String>,
+    source_arn: Option<String>,
+    source_account: Option<String>,
+    event_source_token: Option<String>,
+    revision_id: Option<String>,
+}
+
+/// The qualifier's policy key, after checking that the version or alias exists.
+async fn policy_key(state: &AppState, target: &Target) -> ApiResult<String> {
+    let resolved =
+        state.metadata.resolve_version(&target.account_id, &target.name, target.qualifier.as_deref()).await?;
+    if resolved.is_none() {
+        return Err(ApiError::function_not_found(&target.addressed_arn(&state.config.region)));
+    }
+    Ok(target.qualifier.clone().unwrap_or_default())
+}
+
+fn document(statements: &[Statement]) -> String {
+    json!({ "Version": "2012-10-17", "Id": "default", "Statement": statements }).to_string()
+}
+
+/// `POST /2015-03-31/functions/{name}/policy`
+pub async fn add(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let target =
+        resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "AddPermission").await?;
+    let req: AddPermissionRequest = parse_body(&body)?;
+    let mut v = Violations::default();
+    match &req.statement_id {
+        Some(sid) => {
+            v.length(sid, "statementId", 1, 100);
+            v.pattern(sid, "statementId", &SID_RE, r"([a-zA-Z0-9-_.]+)");
+        }
+        None => v.missing("statementId"),
+    }
+    match &req.action {
+        Some(a) => v.pattern(a, "action", &ACTION_RE, r"(lambda:[*]|lambda:[a-zA-Z]+|[*])"),
+        None => v.missing("action"),
+    }
+    if req.principal.is_none() {
+        v.missing("principal");
+    }
+    if let Some(arn) = &req.source_arn {
+        v.pattern(
+            arn,
+            "sourceArn",
+            &SOURCE_ARN_RE,
+            r"arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}(-gov)?-[a-z]+-\d{1})?:(\d{12})?:(.*)",
+        );
+    }
+    if let Some(acct) = &req.source_account {
+        v.pattern(acct, "sourceAccount", &ACCOUNT_RE, r"\d{12}");
+    }
+    if let Some(tok) = &req.event_source_token {
+        v.length(tok, "eventSourceToken", 0, 256);
+        v.pattern(tok, "eventSourceToken", &TOKEN_RE, r"[a-zA-Z0-9._\-]+");
+    }
+    v.finish()?;
+    let key = policy_key(&state, &target).await?;
+    let sid = req.statement_id.clone().unwrap_or_default();
+    let raw_principal = req.principal.clone().unwrap_or_default();
+    let principal_json = if raw_principal == "*" {
+        Value::String("*".into())
+    } else if is_account_id(&raw_principal) {
+        json!({ "AWS": format!("arn:aws:iam::{raw_principal}:root") })
+    } else if raw_principal.starts_with("arn:aws:iam::") {
+        json!({ "AWS": raw_principal })
+    } else {
+        json!({ "Service": raw_principal })
+    };
+    let mut condition = serde_json::Map::new();
+    if let Some(arn) = &req.source_arn {
+        condition.insert("ArnLike".into(), json!({ "AWS:SourceArn": arn }));
+    }
+    let mut equals = serde_json::Map::new();
+    if let Some(acct) = &req.source_account {
+        equals.insert("AWS:SourceAccount".into(), Value::String(acct.clone()));
+    }
+    if let Some(tok) = &req.event_source_token {
+        equals.insert("lambda:EventSourceToken".into(), Value::String(tok.clone()));
+    }
+    if !equals.is_empty() {
+        condition.insert("StringEquals".into(), Value::Object(equals));
+    }
+    let statement = Statement {
+        sid: sid.clone(),
+        effect: "Allow".into(),
+        principal: principal_json,
+        action: req.action.clone().unwrap_or_default(),
+        resource: target.addressed_arn(&state.config.region),
+        condition: if condition.is_empty() { None } else { Some(Value::Object(condition)) },
+    };
+    let existing = state.metadata.get_policy(&target.account_id, &target.name, &key).await?;
+    if let (Some(expected), Some(policy)) = (&req.revision_id, &existing)
+        && expected != &policy.revision_id
+    {
+        return Err(ApiError::PreconditionFailed(
+            "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to retrieve the \
+             latest Revision Id"
+                .into(),
+        ));
+    }
+    let mut statements = existing.map(|p| p.statements).unwrap_or_default();
+    if statements.iter().any(|s| s.sid == sid) {
+        return Err(ApiError::ResourceConflict(format!(
+            "The statement id ({sid}) provided already exists. Please provide a new statement id, or remove the \
+             existing statement."
+        )));
+    }
+    statements.push(statement.clone());
+    let size = document(&statements).len();
+    if size > MAX_POLICY_BYTES {
+        return Err(ApiError::PolicyLengthExceeded(format!(
+            "The final policy size ({size}) is bigger than the limit ({MAX_POLICY_BYTES})."
+        )));
+    }
+    let previous = state.metadata.policy_revision(&target.account_id, &target.name, &key).await?;
+    state.metadata.put_policy(&target.account_id, &target.name, &key, &statements, previous.as_deref()).await?;
+    let text = serde_json::to_string(&statement).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok((StatusCode::CREATED, Json(json!({ "Statement": text }))))
+}
+
+/// `GET /2015-03-31/functions/{name}/policy`
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<impl IntoResponse> {
+    let target = resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "GetPolicy").await?;
+    let key = policy_key(&state, &target).await?;
+    let policy = state
+        .metadata
+        .get_policy(&target.account_id, &target.name, &key)
+        .await?
+        .ok_or_else(|| ApiError::ResourceNotFound("The resource you requested does not exist.".into()))?;
+    Ok(Json(json!({ "Policy": document(&policy.statements), "RevisionId": policy.revision_id })))
+}
+
+/// `DELETE /2015-03-31/functions/{name}/policy/{sid}`
+pub async fn remove(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((name, sid)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<impl IntoResponse> {
+    let target =
+        resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "RemovePermission").await?;
+    let mut v = Violations::default();
+    v.length(&sid, "statementId", 1, 100);
+    v.pattern(&sid, "statementId", &SID_RE, r"([a-zA-Z0-9-_.]+)");
+    v.finish()?;
+    let key = policy_key(&state, &target).await?;
+    let policy = state.metadata.get_policy(&target.account_id, &target.name, &key).await?.unwrap_or_default();
+    if let Some(expected) = params.get("RevisionId")
+        && expected != &policy.revision_id
+    {
+        return Err(ApiError::PreconditionFailed(
+            "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to retrieve the \
+             latest Revision Id"
+                .into(),
+        ));
+    }
+    let mut statements = policy.statements;
+    let before = statements.len();
+    statements.retain(|s| s.sid != sid);
+    if statements.len() == before {
+        return Err(ApiError::ResourceNotFound(format!("Statement {sid} is not found in resource policy.")));
+    }
+    state.metadata.put_policy(&target.account_id, &target.name, &key, &statements, Some(&policy.revision_id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

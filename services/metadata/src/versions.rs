@@ -1,0 +1,120 @@
+//! Publishing and listing immutable versions.
+
+use anyhow::Context as _;
+use lamina_common::{ApiError, ApiResult, time::now_ms};
+
+use crate::functions::FunctionRow;
+use crate::{Metadata, on_pool};
+
+macro_rules! columns {
+    () => {
+        "account_id, function_name, version, description, runtime, role, handler, memory_size, timeout, \
+         environment, vpc_config, code_sha256, code_size, revision_id, last_modified"
+    };
+}
+
+/// True when two rows would run the same thing (code and configuration).
+fn same_executable(a: &FunctionRow, b: &FunctionRow) -> bool {
+    a.code_sha256 == b.code_sha256
+        && a.runtime == b.runtime
+        && a.role == b.role
+        && a.handler == b.handler
+        && a.memory_size == b.memory_size
+        && a.timeout == b.timeout
+        && a.environment == b.environment
+        && a.vpc_config == b.vpc_config
+}
+
+impl Metadata {
+    /// Every version of a function: `$LATEST` first, then ascending numbers.
+    pub async fn list_versions(&self, account_id: &str, name: &str) -> ApiResult<Vec<FunctionRow>> {
+        let sql =
+            concat!("select ", columns!(), " from function_versions where account_id = $1 and function_name = $2");
+        let mut rows = on_pool!(&self.store, pool => sqlx::query_as::<_, FunctionRow>(sql)
+            .bind(account_id).bind(name).fetch_all(pool).await)
+        .context("list versions")?;
+        rows.sort_by_key(|r| r.version.parse::<i64>().unwrap_or(0));
+        Ok(rows)
+    }
+
+    /// Snapshots `$LATEST` as a new version, or returns the newest version when nothing changed.
+    pub async fn publish_version(
+        &self,
+        account_id: &str,
+        name: &str,
+        expected_sha256_hex: Option<&str>,
+        description: Option<&str>,
+        expected_revision: Option<&str>,
+    ) -> ApiResult<FunctionRow> {
+        let versions = self.list_versions(account_id, name).await?;
+        let Some(latest) = versions.iter().find(|r| r.version == "$LATEST").cloned() else {
+            return Err(ApiError::ResourceNotFound(format!("Function not found: {name}")));
+        };
+        if let Some(expected) = expected_sha256_hex
+            && expected != latest.code_sha256
+        {
+            return Err(ApiError::InvalidParameterValue(format!(
+                "CodeSHA256 ({}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the \
+                 CodeSHA256 in $LATEST.",
+                lamina_code_b64(expected),
+                lamina_code_b64(&latest.code_sha256)
+            )));
+        }
+        if let Some(rev) = expected_revision
+            && rev != latest.revision_id
+        {
+            return Err(ApiError::PreconditionFailed(
+                "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API \
+                 to retrieve the latest Revision Id"
+                    .into(),
+            ));
+        }
+        if let Some(newest) = versions.iter().rev().find(|r| r.version != "$LATEST")
+            && same_executable(newest, &latest)
+        {
+            return Ok(newest.clone());
+        }
+        let limit = self.account(account_id).await?.code_storage_bytes;
+        let (used, _) = self.usage(account_id).await?;
+        if used + latest.code_size > limit {
+            return Err(ApiError::CodeStorageExceeded("Code storage limit exceeded.".into()));
+        }
+        let now = now_ms();
+        let insert = concat!(
+            "insert into function_versions (",
+            columns!(),
+            ", created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $15)"
+        );
+        let bump = "insert into version_counters (account_id, function_name, last_version, created_at, updated_at) \
+                    values ($1, $2, 1, $3, $3) on conflict (account_id, function_name) \
+                    do update set last_version = version_counters.last_version + 1, updated_at = $3 returning last_version";
+        let mut row = latest.clone();
+        if let Some(d) = description {
+            row.description = d.to_owned();
+        }
+        row.last_modified = now;
+        let row = on_pool!(&self.store, pool => {
+            let mut tx = pool.begin().await.context("begin publish")?;
+            let number: i64 = sqlx::query_scalar(bump).bind(account_id).bind(name).bind(now)
+                .fetch_one(&mut *tx).await.context("bump version counter")?;
+            row.version = number.to_string();
+            sqlx::query(insert)
+                .bind(&row.account_id).bind(&row.function_name).bind(&row.version).bind(&row.description)
+                .bind(&row.runtime).bind(&row.role).bind(&row.handler).bind(row.memory_size).bind(row.timeout)
+                .bind(&row.environment).bind(&row.vpc_config).bind(&row.code_sha256).bind(row.code_size)
+                .bind(&row.revision_id).bind(row.last_modified)
+                .execute(&mut *tx).await.context("insert version")?;
+            tx.commit().await.context("commit publish")?;
+            row
+        });
+        Ok(row)
+    }
+}
+
+fn lamina_code_b64(hex_digest: &str) -> String {
+    use base64::Engine as _;
+    hex::decode(hex_digest)
+        .map(|raw| base64::engine::general_purpose::STANDARD.encode(raw))
+        .unwrap_or_else(|_| hex_digest.to_owned())
+}
