@@ -1,1 +1,193 @@
-fn main() {}
+//! Lamina's benchmark harness. Every figure comes with a baseline measured in the same run;
+//! see docs/benchmarks.md for the commands and recorded results.
+
+mod client;
+mod direct;
+mod stats;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+
+use crate::client::{Client, Creds};
+use crate::stats::Stats;
+
+#[derive(Parser)]
+#[command(name = "lamina-load")]
+struct Cli {
+    /// Lamina endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:9000", global = true)]
+    endpoint: String,
+    /// Shared-credentials file written by `lamina serve` (profile `lamina`).
+    #[arg(long, default_value = "./lamina-data/credentials", global = true)]
+    credentials: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// GetFunctionConfiguration under load (SigV4-signed).
+    GetConfig {
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// CreateFunction with a zip of the given size (incompressible content).
+    Create {
+        #[arg(long, default_value_t = 1)]
+        zip_mb: usize,
+        #[arg(long, default_value_t = 100)]
+        requests: usize,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+    /// Warm invokes of a no-op function, then the same runtime driven directly (baseline).
+    Warm {
+        /// `python3.11` or `nodejs20.x`.
+        #[arg(long, default_value = "python3.11")]
+        runtime: String,
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+    },
+    /// Cold starts: Invoke to handler start, against starting the interpreter alone.
+    Cold {
+        #[arg(long, default_value = "python3.11")]
+        runtime: String,
+        #[arg(long, default_value_t = 20)]
+        count: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let creds = Creds::from_file(&cli.credentials)?;
+    let client = Client::new(&cli.endpoint, creds)?;
+    match cli.command {
+        Command::GetConfig { concurrency, seconds } => get_config(&client, concurrency, seconds).await,
+        Command::Create { zip_mb, requests, concurrency } => create(&client, zip_mb, requests, concurrency).await,
+        Command::Warm { runtime, requests, concurrency } => warm(&client, &runtime, requests, concurrency).await,
+        Command::Cold { runtime, count } => cold(&client, &runtime, count).await,
+    }
+}
+
+fn function_zip(runtime: &str, body: &str) -> Vec<u8> {
+    let file = if runtime.starts_with("python") { "lambda_function.py" } else { "index.js" };
+    client::zip_of(&[(file, body.as_bytes())])
+}
+
+fn handler(runtime: &str) -> &'static str {
+    if runtime.starts_with("python") { "lambda_function.handler" } else { "index.handler" }
+}
+
+async fn ensure_function(client: &Client, name: &str, runtime: &str, body: &str) -> anyhow::Result<()> {
+    let _ = client.delete_function(name).await;
+    client.create_function(name, runtime, handler(runtime), &function_zip(runtime, body), 128).await
+}
+
+async fn get_config(client: &Client, concurrency: usize, seconds: u64) -> anyhow::Result<()> {
+    let name = "bench-get-config";
+    ensure_function(client, name, "python3.11", "def handler(e, c):\n    return e\n").await?;
+    let request = client.presigned_get(&format!("/2015-03-31/functions/{name}/configuration"))?;
+    let stats = client.hammer(request, concurrency, Duration::from_secs(seconds)).await?;
+    println!("GetFunctionConfiguration, {concurrency} connections, {seconds} s: {}", stats.summary());
+    Ok(())
+}
+
+async fn create(client: &Client, zip_mb: usize, requests: usize, concurrency: usize) -> anyhow::Result<()> {
+    let mut payload = vec![0u8; zip_mb * 1024 * 1024];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut payload);
+    let zip = client::zip_stored(&[("lambda_function.py", b"def handler(e, c):\n    return e\n"), ("blob.bin", &payload)]);
+    let mut stats = Stats::default();
+    let started = Instant::now();
+    let mut next = 0;
+    while next < requests {
+        let batch: Vec<_> = (next..(next + concurrency).min(requests))
+            .map(|i| {
+                let zip = zip.clone();
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let name = format!("bench-create-{i}");
+                    let _ = client.delete_function(&name).await;
+                    let t = Instant::now();
+                    client.create_function(&name, "python3.11", "lambda_function.handler", &zip, 128).await.map(|_| t.elapsed())
+                })
+            })
+            .collect();
+        for task in batch {
+            stats.record(task.await??);
+        }
+        next += concurrency;
+    }
+    stats.elapsed = started.elapsed();
+    println!("CreateFunction, {} MB zip, {concurrency} concurrent: {}", zip_mb, stats.summary());
+    for i in 0..requests {
+        let _ = client.delete_function(&format!("bench-create-{i}")).await;
+    }
+    Ok(())
+}
+
+fn noop_body(runtime: &str) -> &'static str {
+    if runtime.starts_with("python") {
+        "def handler(event, context):\n    return None\n"
+    } else {
+        "exports.handler = async (event) => null;\n"
+    }
+}
+
+async fn warm(client: &Client, runtime: &str, requests: usize, concurrency: usize) -> anyhow::Result<()> {
+    let name = format!("bench-warm-{}", runtime.replace('.', "-"));
+    ensure_function(client, &name, runtime, noop_body(runtime)).await?;
+    client.invoke(&name, b"{}").await?;
+    let request = client.presigned_post(&format!("/2015-03-31/functions/{name}/invocations"), b"{}")?;
+    let lamina = client.fixed_count(request, concurrency, requests).await?;
+    println!("Warm invoke through Lamina ({runtime}, {concurrency} concurrent): {}", lamina.summary());
+    let direct = direct::run(runtime, noop_body(runtime), requests).await?;
+    println!("Same runtime driven directly over the Runtime API: {}", direct.summary());
+    println!(
+        "Overhead at p50: {:.3} ms; throughput ratio: {:.0} %",
+        lamina.percentile(50.0).as_secs_f64() * 1e3 - direct.percentile(50.0).as_secs_f64() * 1e3,
+        100.0 * lamina.throughput() / direct.throughput()
+    );
+    Ok(())
+}
+
+async fn cold(client: &Client, runtime: &str, count: usize) -> anyhow::Result<()> {
+    let body = if runtime.starts_with("python") {
+        "import time\ndef handler(event, context):\n    return time.time()\n"
+    } else {
+        "exports.handler = async () => Date.now() / 1000;\n"
+    };
+    let mut to_handler = Stats::default();
+    let mut total = Stats::default();
+    for i in 0..count {
+        let name = format!("bench-cold-{}-{i}", runtime.replace('.', "-"));
+        ensure_function(client, &name, runtime, body).await?;
+        let sent = std::time::SystemTime::now();
+        let t = Instant::now();
+        let out = client.invoke(&name, b"{}").await?;
+        total.record(t.elapsed());
+        let started: f64 = String::from_utf8_lossy(&out).trim().parse()?;
+        let sent = sent.duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
+        to_handler.record(Duration::from_secs_f64((started - sent).max(0.0)));
+        client.delete_function(&name).await?;
+    }
+    println!("Cold start, Invoke to handler start ({runtime}): {}", to_handler.summary());
+    println!("Cold start, whole Invoke round trip ({runtime}): {}", total.summary());
+    let (program, args): (&str, &[&str]) =
+        if runtime.starts_with("python") { ("/usr/bin/python3.11", &["-c", "pass"]) } else { ("/usr/bin/node", &["-e", "0"]) };
+    let mut baseline = Stats::default();
+    for _ in 0..count {
+        let t = Instant::now();
+        let status = tokio::process::Command::new(program).args(args).status().await?;
+        anyhow::ensure!(status.success(), "{program} failed");
+        baseline.record(t.elapsed());
+    }
+    println!("Baseline `{program} {}`: {}", args.join(" "), baseline.summary());
+    Ok(())
+}

@@ -53,6 +53,35 @@ impl Default for Config {
     }
 }
 
+/// The process-wide Prometheus recorder (installed once, shared by every server in the process).
+pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // A recorder installed earlier (by an embedding program) keeps working; ours then only renders.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let host = state.invoker.host().health();
+    let isolated = host["isolation"]["complete"].as_bool().unwrap_or(false)
+        || !host["isolation"]["required"].as_bool().unwrap_or(true);
+    let body = serde_json::json!({
+        "status": if isolated { "ok" } else { "degraded" },
+        "metadata": state.metadata.engine(),
+        "execution_host": host,
+    });
+    axum::Json(body).into_response()
+}
+
+async fn metrics_text() -> String {
+    prometheus().render()
+}
+
 /// Everything a handler may need; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -79,7 +108,8 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .layer(from_fn_with_state(state.clone(), auth::require_admin));
     Router::new()
-        .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
         .route("/_lamina/code/{account}/{sha}", get(code_url::download))
         .nest("/_lamina/admin", admin)
         .merge(lambda)

@@ -112,6 +112,8 @@ fn random_token() -> String {
 
 /// Starts Lamina in this process and returns once it accepts requests.
 pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
+    lamina_frontend::prometheus();
+    lamina_exec_host::metrics::describe();
     std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("create data dir {}", opts.data_dir.display()))?;
     let b64 = base64::engine::general_purpose::STANDARD;
     let master_b64 = match &opts.master_key {

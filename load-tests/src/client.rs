@@ -1,0 +1,219 @@
+//! A lean SigV4 HTTP client: requests are signed once and replayed, so the load generator spends
+//! its CPU on sending, not on hashing (a SigV4 signature stays valid for 15 minutes).
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Uri};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::stats::Stats;
+
+/// Keys from a shared-credentials file.
+#[derive(Clone)]
+pub struct Creds {
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+impl Creds {
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let get = |key: &str| {
+            text.lines()
+                .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == key).map(|(_, v)| v.trim().to_owned()))
+                .with_context(|| format!("{key} missing from {}", path.display()))
+        };
+        Ok(Self { access_key_id: get("aws_access_key_id")?, secret_access_key: get("aws_secret_access_key")? })
+    }
+}
+
+/// A signed request that can be sent many times.
+#[derive(Clone)]
+pub struct Signed {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    host: String,
+    creds: Creds,
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Client {
+    pub fn new(endpoint: &str, creds: Creds) -> anyhow::Result<Self> {
+        let uri: Uri = endpoint.parse()?;
+        let host = uri.authority().context("endpoint needs host:port")?.to_string();
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let http = HyperClient::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build(connector);
+        Ok(Self { base: endpoint.trim_end_matches('/').to_owned(), host, creds, http })
+    }
+
+    fn sign(&self, method: Method, path: &str, body: &[u8], extra: &[(&str, &str)]) -> anyhow::Result<Signed> {
+        let url = format!("{}{path}", self.base);
+        let identity: Identity =
+            Credentials::new(&self.creds.access_key_id, &self.creds.secret_access_key, None, None, "load").into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("lambda")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()?
+            .into();
+        let mut headers: Vec<(&str, &str)> = vec![("host", self.host.as_str())];
+        headers.extend_from_slice(extra);
+        let signable = SignableRequest::new(method.as_str(), &url, headers.iter().copied(), SignableBody::Bytes(body))?;
+        let (instructions, _) = sign(signable, &params)?.into_parts();
+        let mut req = http::Request::builder().method(method.clone()).uri(&url);
+        for (k, v) in &headers {
+            req = req.header(*k, *v);
+        }
+        let mut req = req.body(())?;
+        instructions.apply_to_request_http1x(&mut req);
+        let (parts, ()) = req.into_parts();
+        Ok(Signed { method, uri: parts.uri, headers: parts.headers, body: Bytes::copy_from_slice(body) })
+    }
+
+    pub fn presigned_get(&self, path: &str) -> anyhow::Result<Signed> {
+        self.sign(Method::GET, path, b"", &[])
+    }
+
+    pub fn presigned_post(&self, path: &str, body: &[u8]) -> anyhow::Result<Signed> {
+        self.sign(Method::POST, path, body, &[("content-type", "application/json")])
+    }
+
+    async fn send(&self, s: &Signed) -> anyhow::Result<(u16, Bytes)> {
+        let mut req = http::Request::builder().method(s.method.clone()).uri(s.uri.clone());
+        if let Some(h) = req.headers_mut() {
+            *h = s.headers.clone();
+        }
+        let resp = self.http.request(req.body(Full::new(s.body.clone()))?).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+
+    async fn call(&self, method: Method, path: &str, body: &[u8]) -> anyhow::Result<Bytes> {
+        let signed = self.sign(method, path, body, &[("content-type", "application/json")])?;
+        let (status, body) = self.send(&signed).await?;
+        anyhow::ensure!(status < 300, "{path}: HTTP {status}: {}", String::from_utf8_lossy(&body));
+        Ok(body)
+    }
+
+    pub async fn create_function(&self, name: &str, runtime: &str, handler: &str, zip: &[u8], memory: u32) -> anyhow::Result<()> {
+        let body = serde_json::json!({
+            "FunctionName": name,
+            "Runtime": runtime,
+            "Handler": handler,
+            "Role": "arn:aws:iam::123456789012:role/bench",
+            "MemorySize": memory,
+            "Code": {"ZipFile": base64::engine::general_purpose::STANDARD.encode(zip)},
+        });
+        self.call(Method::POST, "/2015-03-31/functions", body.to_string().as_bytes()).await.map(|_| ())
+    }
+
+    pub async fn delete_function(&self, name: &str) -> anyhow::Result<()> {
+        self.call(Method::DELETE, &format!("/2015-03-31/functions/{name}"), b"").await.map(|_| ())
+    }
+
+    pub async fn invoke(&self, name: &str, payload: &[u8]) -> anyhow::Result<Bytes> {
+        self.call(Method::POST, &format!("/2015-03-31/functions/{name}/invocations"), payload).await
+    }
+
+    /// `concurrency` connections sending `request` back to back for `duration`.
+    pub async fn hammer(&self, request: Signed, concurrency: usize, duration: Duration) -> anyhow::Result<Stats> {
+        let request = Arc::new(request);
+        let deadline = Instant::now() + duration;
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (client, request) = (self.clone(), request.clone());
+                tokio::spawn(async move {
+                    let mut stats = Stats::default();
+                    while Instant::now() < deadline {
+                        let t = Instant::now();
+                        match client.send(&request).await {
+                            Ok((status, _)) if status < 300 => stats.record(t.elapsed()),
+                            _ => stats.errors += 1,
+                        }
+                    }
+                    stats
+                })
+            })
+            .collect();
+        let mut all = Stats::default();
+        for t in tasks {
+            all.merge(t.await?);
+        }
+        all.elapsed = started.elapsed();
+        Ok(all)
+    }
+
+    /// `total` sends of `request` spread over `concurrency` workers.
+    pub async fn fixed_count(&self, request: Signed, concurrency: usize, total: usize) -> anyhow::Result<Stats> {
+        let request = Arc::new(request);
+        let started = Instant::now();
+        let per = total.div_ceil(concurrency.max(1));
+        let tasks: Vec<_> = (0..concurrency.max(1))
+            .map(|_| {
+                let (client, request) = (self.clone(), request.clone());
+                tokio::spawn(async move {
+                    let mut stats = Stats::default();
+                    for _ in 0..per {
+                        let t = Instant::now();
+                        match client.send(&request).await {
+                            Ok((status, _)) if status < 300 => stats.record(t.elapsed()),
+                            _ => stats.errors += 1,
+                        }
+                    }
+                    stats
+                })
+            })
+            .collect();
+        let mut all = Stats::default();
+        for t in tasks {
+            all.merge(t.await?);
+        }
+        all.elapsed = started.elapsed();
+        Ok(all)
+    }
+}
+
+/// A deflated zip of `(name, contents)`.
+pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    build_zip(entries, zip::CompressionMethod::Deflated)
+}
+
+/// A stored (uncompressed) zip, so its size is what the content says.
+pub fn zip_stored(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    build_zip(entries, zip::CompressionMethod::Stored)
+}
+
+fn build_zip(entries: &[(&str, &[u8])], method: zip::CompressionMethod) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data) in entries {
+        let opts = zip::write::SimpleFileOptions::default().compression_method(method).unix_permissions(0o755);
+        w.start_file(*name, opts).expect("in-memory zip");
+        w.write_all(data).expect("in-memory zip");
+    }
+    w.finish().expect("in-memory zip").into_inner()
+}
