@@ -27,6 +27,9 @@ pub enum Command {
 /// Flags of `lamina serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// TOML file with execution-host settings and the runtime registry (see docs/configuration.md).
+    #[arg(long, env = "LAMINA_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Data directory (SQLite, blobs, keys, code cache).
     #[arg(long, env = "LAMINA_DATA_DIR", default_value = "./lamina-data")]
     pub data_dir: PathBuf,

@@ -1,6 +1,7 @@
 //! The `lamina` binary's library: wiring every service into one process, and the admin CLI.
 
 pub mod cli;
+pub mod config_file;
 pub mod serve;
 
 pub use serve::{Running, ServeOptions};

@@ -25,10 +25,16 @@ async fn main() -> anyhow::Result<()> {
                 master_key: args.master_key,
                 max_memory_mb: args.max_memory_mb,
                 max_timeout_s: args.max_timeout,
-                exec: lamina_exec_host::Config {
-                    cpu_quota: args.cpu_quota,
-                    idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs),
-                    ..lamina_exec_host::Config::default()
+                exec: {
+                    let base = lamina_exec_host::Config {
+                        cpu_quota: args.cpu_quota,
+                        idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs),
+                        ..lamina_exec_host::Config::default()
+                    };
+                    match &args.config {
+                        Some(path) => lamina::config_file::FileConfig::load(path)?.apply(base)?,
+                        None => base,
+                    }
                 },
             };
             let data_dir = opts.data_dir.clone();

@@ -79,7 +79,8 @@ fn serve_first_start_and_account_commands() {
         .output()
         .expect("account list");
     let accounts: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
-    let names: Vec<&str> = accounts["Accounts"].as_array().expect("array").iter().filter_map(|a| a["Name"].as_str()).collect();
+    let names: Vec<&str> =
+        accounts["Accounts"].as_array().expect("array").iter().filter_map(|a| a["Name"].as_str()).collect();
     assert!(names.contains(&"default") && names.contains(&"team-a"), "{names:?}");
 
     // SIGTERM drains and exits.
