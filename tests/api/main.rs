@@ -1,6 +1,7 @@
 //! End-to-end tests of the function control plane through the Rust AWS SDK, on SQLite and Postgres.
 
 mod admin;
+mod concurrency;
 mod functions;
 mod permissions;
 mod sigv4;

@@ -115,14 +115,7 @@ impl InvokeRouter {
             }
             InvocationType::RequestResponse => {}
         }
-        let limit = self.metadata.account(&req.account_id).await?.concurrent_executions;
-        let Some(slot) = self.concurrency.try_acquire(&req.account_id, limit.max(0) as usize) else {
-            metrics::counter!(metrics_names::THROTTLES, "reason" => "account").increment(1);
-            return Err(ApiError::TooManyRequests {
-                message: "Rate Exceeded.".into(),
-                reason: "ConcurrentInvocationLimitExceeded",
-            });
-        };
+        let slot = self.acquire(&req.account_id, &row.function_name).await?;
         let invoked_arn = match &req.qualifier {
             Some(q) => qualified_arn(&self.region, &req.account_id, &req.function_name, q),
             None => function_arn(&self.region, &req.account_id, &req.function_name),
@@ -163,6 +156,26 @@ impl InvokeRouter {
             }
             Err(ExecError::Internal(err)) => Err(ApiError::Internal(err.context("run invocation"))),
         }
+    }
+
+    /// Takes a slot from the function's reservation, or from the account's unreserved pool.
+    async fn acquire(&self, account_id: &str, function_name: &str) -> ApiResult<Slot> {
+        let throttled = |reason: &'static str| {
+            metrics::counter!(metrics_names::THROTTLES, "reason" => reason).increment(1);
+            ApiError::TooManyRequests { message: "Rate Exceeded.".into(), reason }
+        };
+        if let Some(reserved) = self.metadata.reserved_concurrency(account_id, function_name).await? {
+            let key = format!("{account_id}/{function_name}");
+            return self
+                .concurrency
+                .try_acquire(&key, reserved.max(0) as usize)
+                .ok_or_else(|| throttled("ReservedFunctionConcurrentInvocationLimitExceeded"));
+        }
+        let limit = self.metadata.account(account_id).await?.concurrent_executions;
+        let unreserved = limit - self.metadata.reserved_total(account_id, None).await?;
+        self.concurrency
+            .try_acquire(account_id, unreserved.max(0) as usize)
+            .ok_or_else(|| throttled("ConcurrentInvocationLimitExceeded"))
     }
 
     fn snapshot(&self, row: FunctionRow) -> FunctionSnapshot {

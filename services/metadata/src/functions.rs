@@ -204,7 +204,8 @@ impl Metadata {
             )
             .bind(account_id).bind(name).fetch_all(&mut *tx).await.context("delete function")?;
             for table in ["delete from aliases where account_id = $1 and function_name = $2",
-                          "delete from policies where account_id = $1 and function_name = $2"] {
+                          "delete from policies where account_id = $1 and function_name = $2",
+                          "delete from function_concurrency where account_id = $1 and function_name = $2"] {
                 sqlx::query(table).bind(account_id).bind(name).execute(&mut *tx).await.context("delete function children")?;
             }
             Ok::<_, ApiError>(shas)

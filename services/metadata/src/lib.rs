@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod aliases;
+pub mod concurrency;
 pub mod crypto;
 pub mod functions;
 pub mod policies;

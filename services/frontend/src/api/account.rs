@@ -16,13 +16,14 @@ pub async fn get_settings(
     let account = state.metadata.account(&principal.account_id).await?;
     let (total_code, functions) = state.metadata.usage(&principal.account_id).await?;
     let limits = state.code.limits();
+    let reserved = state.metadata.reserved_total(&principal.account_id, None).await?;
     Ok(Json(json!({
         "AccountLimit": {
             "TotalCodeSize": account.code_storage_bytes,
             "CodeSizeUnzipped": limits.max_unzipped,
             "CodeSizeZipped": limits.max_zipped,
             "ConcurrentExecutions": account.concurrent_executions,
-            "UnreservedConcurrentExecutions": account.concurrent_executions,
+            "UnreservedConcurrentExecutions": account.concurrent_executions - reserved,
         },
         "AccountUsage": { "TotalCodeSize": total_code, "FunctionCount": functions },
     })))

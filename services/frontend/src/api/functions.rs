@@ -205,10 +205,14 @@ pub async fn get(
     let target = resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "GetFunction").await?;
     let row = load_version(&state, &target).await?;
     let location = code_url::location(&state, &headers, &row.account_id, &row.code_sha256);
-    Ok(Json(json!({
+    let mut out = json!({
         "Configuration": configuration(&state.config.region, &row, target.qualifier.is_some()),
         "Code": { "RepositoryType": "S3", "Location": location },
-    })))
+    });
+    if let Some(n) = state.metadata.reserved_concurrency(&target.account_id, &target.name).await? {
+        out["Concurrency"] = json!({ "ReservedConcurrentExecutions": n });
+    }
+    Ok(Json(out))
 }
 
 /// `GET /2015-03-31/functions/{name}/configuration`

@@ -2,6 +2,7 @@
 
 mod account;
 mod aliases;
+mod concurrency;
 mod functions;
 mod invoke;
 mod logs;
@@ -44,6 +45,8 @@ pub fn routes() -> Router<AppState> {
     );
     r = both(r, "/2015-03-31/functions/{name}/policy", get(policy::get).post(policy::add));
     r = both(r, "/2015-03-31/functions/{name}/policy/{sid}", delete(policy::remove));
+    r = both(r, "/2017-10-31/functions/{name}/concurrency", put(concurrency::put).delete(concurrency::delete));
+    r = both(r, "/2019-09-30/functions/{name}/concurrency", get(concurrency::get));
     r = both(r, "/_lamina/v1/functions/{name}/logs", get(logs::get_logs));
     r = both(r, "/2016-08-19/account-settings", get(account::get_settings));
     r
