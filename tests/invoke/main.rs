@@ -1,0 +1,237 @@
+//! End-to-end Invoke through the Rust AWS SDK: real sandboxes running the Python, Node.js and
+//! custom (`provided*`) runtimes. Execution does not depend on the metadata engine, so every test
+//! runs on SQLite, each with its own server.
+
+mod custom;
+mod isolation;
+mod limits;
+mod nodejs;
+mod python;
+
+use std::time::SystemTime;
+
+use aws_credential_types::Credentials;
+use aws_sdk_lambda::Client;
+use aws_sdk_lambda::operation::RequestId as _;
+use aws_sdk_lambda::operation::create_function::builders::CreateFunctionFluentBuilder;
+use aws_sdk_lambda::operation::invoke::builders::InvokeFluentBuilder;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{FunctionCode, LogType, Runtime};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use base64::Engine as _;
+use lamina_tests::{Backend, Tenant, TestEnv};
+use serde_json::Value;
+
+/// The error code an SDK call failed with.
+pub fn code_of<E, R>(
+    result: Result<R, aws_sdk_lambda::error::SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> String
+where
+    E: aws_sdk_lambda::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(ok) => panic!("expected an error, got {ok:?}"),
+        Err(err) => {
+            err.as_service_error().and_then(|e| e.code()).map(str::to_owned).unwrap_or_else(|| format!("{err:?}"))
+        }
+    }
+}
+
+/// The HTTP status of a failed SDK call (200 for a success).
+pub fn status_of<E, R>(
+    result: &Result<R, aws_sdk_lambda::error::SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> u16 {
+    match result {
+        Ok(_) => 200,
+        Err(err) => err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0),
+    }
+}
+
+/// A server on SQLite with one tenant and its client.
+pub struct Fixture {
+    pub env: TestEnv,
+    pub tenant: Tenant,
+    pub client: Client,
+}
+
+impl Fixture {
+    /// Starts a server with a default tenant.
+    pub async fn start() -> Self {
+        Self::start_with(serde_json::json!({})).await
+    }
+
+    /// Starts a server whose tenant has the limits in `extra` (e.g. `ConcurrentExecutions`).
+    pub async fn start_with(extra: Value) -> Self {
+        let env = TestEnv::start(Backend::Sqlite).await.expect("sqlite always available");
+        let tenant = env.tenant_with(extra).await;
+        let client = env.lambda(&tenant);
+        Self { env, tenant, client }
+    }
+
+    /// The unqualified ARN of one of the tenant's functions.
+    pub fn arn(&self, name: &str) -> String {
+        format!("arn:aws:lambda:{}:{}:function:{name}", self.env.region, self.tenant.account_id)
+    }
+
+    pub async fn stop(self) {
+        self.env.stop().await;
+    }
+}
+
+/// A CreateFunction request with a zip package, ready to adjust.
+pub fn create(client: &Client, name: &str, runtime: &str, handler: &str, zip: Vec<u8>) -> CreateFunctionFluentBuilder {
+    client
+        .create_function()
+        .function_name(name)
+        .runtime(Runtime::from(runtime))
+        .role("arn:aws:iam::123456789012:role/lambda-role")
+        .handler(handler)
+        .code(FunctionCode::builder().zip_file(Blob::new(zip)).build())
+}
+
+/// A CreateFunction request for `lambda_function.handler` on python3.11 with `source` as the module.
+pub fn create_python(client: &Client, name: &str, source: &str) -> CreateFunctionFluentBuilder {
+    create(client, name, "python3.11", "lambda_function.handler", lamina_tests::python_zip(source))
+}
+
+/// What an AWS client sees of a completed (HTTP 200) synchronous Invoke.
+#[derive(Debug)]
+pub struct Invoked {
+    pub status: i32,
+    pub body: Vec<u8>,
+    /// `X-Amz-Function-Error`.
+    pub function_error: Option<String>,
+    /// `X-Amz-Executed-Version`.
+    pub executed_version: Option<String>,
+    /// `x-amzn-RequestId`.
+    pub request_id: String,
+    /// The decoded `X-Amz-Log-Result` ("" when absent).
+    pub log: String,
+}
+
+impl Invoked {
+    /// The body as JSON (panics with the raw text if it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Asserts a success and returns the result.
+    pub fn ok(&self) -> Value {
+        assert_eq!(self.function_error, None, "function failed: {}\nlog:\n{}", self.body_text(), self.log);
+        self.json()
+    }
+
+    /// Asserts an `Unhandled` function error and returns the error document.
+    pub fn unhandled(&self) -> Value {
+        assert_eq!(self.status, 200, "function errors still answer 200");
+        assert_eq!(
+            self.function_error.as_deref(),
+            Some("Unhandled"),
+            "expected a function error, got {}\nlog:\n{}",
+            self.body_text(),
+            self.log
+        );
+        self.json()
+    }
+
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// An Invoke request of `payload` with the log tail requested.
+pub fn invoke_request(client: &Client, function: &str, payload: impl Into<Vec<u8>>) -> InvokeFluentBuilder {
+    client.invoke().function_name(function).log_type(LogType::Tail).payload(Blob::new(payload.into()))
+}
+
+/// Sends a prepared Invoke that must be answered with 200 and collects what the client sees.
+pub async fn send(req: InvokeFluentBuilder) -> Invoked {
+    let out = req.send().await.expect("invoke answered 200");
+    let log = out
+        .log_result()
+        .map(|b64| {
+            let raw = base64::engine::general_purpose::STANDARD.decode(b64).expect("log result is base64");
+            String::from_utf8(raw).expect("log result is UTF-8")
+        })
+        .unwrap_or_default();
+    Invoked {
+        status: out.status_code(),
+        body: out.payload().map(|b| b.as_ref().to_vec()).unwrap_or_default(),
+        function_error: out.function_error().map(str::to_owned),
+        executed_version: out.executed_version().map(str::to_owned),
+        request_id: out.request_id().expect("x-amzn-RequestId").to_owned(),
+        log,
+    }
+}
+
+/// Invokes `function` with the JSON `event` and the log tail.
+pub async fn invoke(client: &Client, function: &str, event: impl std::borrow::Borrow<Value>) -> Invoked {
+    send(invoke_request(client, function, event.borrow().to_string())).await
+}
+
+/// Checks the START / END / REPORT lines of a log tail for request `id`; returns the REPORT line.
+pub fn assert_platform_lines(log: &str, id: &str, memory_mb: u32) -> String {
+    assert!(log.contains(&format!("START RequestId: {id} Version: $LATEST")), "START line missing:\n{log}");
+    assert!(log.contains(&format!("END RequestId: {id}")), "END line missing:\n{log}");
+    let report = log
+        .lines()
+        .find(|l| l.starts_with(&format!("REPORT RequestId: {id}\t")))
+        .unwrap_or_else(|| panic!("REPORT line missing:\n{log}"))
+        .to_owned();
+    let re = regex::Regex::new(&format!(
+        r"^REPORT RequestId: {id}\tDuration: \d+\.\d\d ms\tBilled Duration: \d+ ms\tMemory Size: {memory_mb} MB\tMax Memory Used: \d+ MB\t(Init Duration: \d+\.\d\d ms\t)?$"
+    ))
+    .expect("regex");
+    assert!(re.is_match(&report), "REPORT line malformed: {report:?}");
+    // LOGS-2: Billed Duration is Duration rounded up to the next 100 ms (TO-4: a timeout bills the timeout).
+    let field = |name: &str| -> f64 {
+        let rest = report.split(&format!("\t{name}: ")).nth(1).expect("field");
+        rest.split(' ').next().and_then(|n| n.parse().ok()).expect("number")
+    };
+    let (duration, billed) = (field("Duration"), field("Billed Duration"));
+    assert!(billed % 100.0 == 0.0 && billed >= 100.0, "billed in 100 ms steps: {report:?}");
+    assert!(billed >= duration && billed - duration <= 100.0, "billed = duration rounded up: {report:?}");
+    let start = log.find("START RequestId").expect("start");
+    let end = log.find("END RequestId").expect("end");
+    let rep = log.find("REPORT RequestId").expect("report");
+    assert!(start < end && end < rep, "START, END, REPORT in order:\n{log}");
+    report
+}
+
+/// Log events of a function through `GET /_lamina/v1/functions/{name}/logs` (SigV4-signed by hand).
+pub async fn log_messages(env: &TestEnv, t: &Tenant, function: &str) -> Vec<String> {
+    let url = format!("{}/_lamina/v1/functions/{function}/logs", env.endpoint());
+    let host = env.server.addr.to_string();
+    let identity: Identity = Credentials::new(&t.access_key_id, &t.secret_access_key, None, None, "t").into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&env.region)
+        .name("lambda")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .expect("params")
+        .into();
+    let headers = [("host", host.as_str())];
+    let signable = SignableRequest::new("GET", &url, headers.into_iter(), SignableBody::Bytes(b"")).expect("signable");
+    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+    let mut req = http::Request::builder().method("GET").uri(&url).header("host", &host).body(()).expect("request");
+    instructions.apply_to_request_http1x(&mut req);
+    let mut out = reqwest::Client::new().get(req.uri().to_string());
+    for (k, v) in req.headers() {
+        out = out.header(k.as_str(), v.as_bytes());
+    }
+    let resp = out.send().await.expect("send");
+    assert_eq!(resp.status().as_u16(), 200, "logs API");
+    let body: Value = resp.json().await.expect("logs JSON");
+    body["Events"]
+        .as_array()
+        .expect("Events")
+        .iter()
+        .map(|e| e["Message"].as_str().or_else(|| e["message"].as_str()).unwrap_or_default().to_owned())
+        .collect()
+}
