@@ -119,7 +119,14 @@ impl Client {
         Ok(body)
     }
 
-    pub async fn create_function(&self, name: &str, runtime: &str, handler: &str, zip: &[u8], memory: u32) -> anyhow::Result<()> {
+    pub async fn create_function(
+        &self,
+        name: &str,
+        runtime: &str,
+        handler: &str,
+        zip: &[u8],
+        memory: u32,
+    ) -> anyhow::Result<()> {
         let body = serde_json::json!({
             "FunctionName": name,
             "Runtime": runtime,

@@ -102,7 +102,8 @@ async fn get_config(client: &Client, concurrency: usize, seconds: u64) -> anyhow
 async fn create(client: &Client, zip_mb: usize, requests: usize, concurrency: usize) -> anyhow::Result<()> {
     let mut payload = vec![0u8; zip_mb * 1024 * 1024];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut payload);
-    let zip = client::zip_stored(&[("lambda_function.py", b"def handler(e, c):\n    return e\n"), ("blob.bin", &payload)]);
+    let zip =
+        client::zip_stored(&[("lambda_function.py", b"def handler(e, c):\n    return e\n"), ("blob.bin", &payload)]);
     let mut stats = Stats::default();
     let started = Instant::now();
     let mut next = 0;
@@ -115,7 +116,10 @@ async fn create(client: &Client, zip_mb: usize, requests: usize, concurrency: us
                     let name = format!("bench-create-{i}");
                     let _ = client.delete_function(&name).await;
                     let t = Instant::now();
-                    client.create_function(&name, "python3.11", "lambda_function.handler", &zip, 128).await.map(|_| t.elapsed())
+                    client
+                        .create_function(&name, "python3.11", "lambda_function.handler", &zip, 128)
+                        .await
+                        .map(|_| t.elapsed())
                 })
             })
             .collect();
@@ -179,8 +183,11 @@ async fn cold(client: &Client, runtime: &str, count: usize) -> anyhow::Result<()
     }
     println!("Cold start, Invoke to handler start ({runtime}): {}", to_handler.summary());
     println!("Cold start, whole Invoke round trip ({runtime}): {}", total.summary());
-    let (program, args): (&str, &[&str]) =
-        if runtime.starts_with("python") { ("/usr/bin/python3.11", &["-c", "pass"]) } else { ("/usr/bin/node", &["-e", "0"]) };
+    let (program, args): (&str, &[&str]) = if runtime.starts_with("python") {
+        ("/usr/bin/python3.11", &["-c", "pass"])
+    } else {
+        ("/usr/bin/node", &["-e", "0"])
+    };
     let mut baseline = Stats::default();
     for _ in 0..count {
         let t = Instant::now();

@@ -2,6 +2,7 @@
 
 mod admin;
 mod concurrency;
+mod events;
 mod functions;
 mod permissions;
 mod sigv4;

@@ -33,6 +33,7 @@ pub struct TestEnv {
     pub data_dir: tempfile::TempDir,
     pub region: String,
     database: Option<String>,
+    opts: ServeOptions,
 }
 
 /// Keys of one tenant.
@@ -56,6 +57,8 @@ impl TestEnv {
         let mut opts = ServeOptions::new(data_dir.path());
         opts.listen = "127.0.0.1:0".parse().expect("addr");
         opts.admin_token = Some("test-admin-token".into());
+        // Retries of failed Event invocations after 0.2 s instead of minutes.
+        opts.queue.retry_delays = vec![Duration::from_millis(200), Duration::from_millis(200)];
         let mut database = None;
         if backend == Backend::Postgres {
             match create_database().await {
@@ -72,8 +75,62 @@ impl TestEnv {
         }
         adjust(&mut opts);
         let region = opts.region.clone();
-        let server = lamina::serve::start(opts).await.expect("start lamina");
-        Some(Self { server, backend, data_dir, region, database })
+        let server = lamina::serve::start(opts.clone()).await.expect("start lamina");
+        Some(Self { server, backend, data_dir, region, database, opts })
+    }
+
+    /// Stops the server and starts a new one on the same data dir and database (a process restart).
+    pub async fn restart(self, adjust: impl FnOnce(&mut ServeOptions)) -> Self {
+        self.server.stop().await.expect("server stopped cleanly");
+        let mut opts = self.opts.clone();
+        adjust(&mut opts);
+        let server = lamina::serve::start(opts.clone()).await.expect("restart lamina");
+        Self { server, opts, ..self }
+    }
+
+    /// Event invocations accepted and not yet finished.
+    pub async fn pending_events(&self) -> i64 {
+        lamina_metadata::on_pool!(self.server.metadata.store(), pool => {
+            sqlx::query_scalar::<_, i64>("select count(*) from async_events").fetch_one(pool).await
+        })
+        .expect("count events")
+    }
+
+    /// Log messages of a function through `GET /_lamina/v1/functions/{name}/logs` (SigV4-signed by hand).
+    pub async fn log_messages(&self, t: &Tenant, function: &str) -> Vec<String> {
+        use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+        let url = format!("{}/_lamina/v1/functions/{function}/logs", self.endpoint());
+        let host = self.server.addr.to_string();
+        let identity: aws_smithy_runtime_api::client::identity::Identity =
+            aws_credential_types::Credentials::new(&t.access_key_id, &t.secret_access_key, None, None, "t").into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("lambda")
+            .time(std::time::SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .expect("params")
+            .into();
+        let headers = [("host", host.as_str())];
+        let signable =
+            SignableRequest::new("GET", &url, headers.into_iter(), SignableBody::Bytes(b"")).expect("signable");
+        let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+        let mut req = http::Request::builder().method("GET").uri(&url).header("host", &host).body(()).expect("request");
+        instructions.apply_to_request_http1x(&mut req);
+        let mut out = reqwest::Client::new().get(req.uri().to_string());
+        for (k, v) in req.headers() {
+            out = out.header(k.as_str(), v.as_bytes());
+        }
+        let resp = out.send().await.expect("send");
+        assert_eq!(resp.status().as_u16(), 200, "logs API");
+        let body: Value = resp.json().await.expect("logs JSON");
+        body["Events"]
+            .as_array()
+            .expect("Events")
+            .iter()
+            .map(|e| e["Message"].as_str().or_else(|| e["message"].as_str()).unwrap_or_default().to_owned())
+            .collect()
     }
 
     /// `http://127.0.0.1:<port>`.

@@ -6,6 +6,7 @@ mod concurrency;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use lamina_async_queue::{Attempt, Event, Queue};
 use lamina_code_storage::CodeStorage;
 use lamina_common::names::{function_arn, qualified_arn};
 use lamina_common::{ApiError, ApiResult, FunctionSnapshot};
@@ -52,10 +53,11 @@ pub struct Invoked {
     pub log_tail: Option<String>,
 }
 
-/// Outcome of Invoke: ran, or only checked (DryRun).
+/// Outcome of Invoke: ran, queued (Event), or only checked (DryRun).
 #[derive(Debug, Clone)]
 pub enum InvokeOutcome {
     Ran(Invoked),
+    Queued,
     Checked,
 }
 
@@ -67,12 +69,33 @@ pub struct InvokeRouter {
     host: ExecHost,
     region: String,
     concurrency: Concurrency,
+    queue: Queue,
 }
 
 impl InvokeRouter {
     /// Wires the router to its peers.
-    pub fn new(metadata: Metadata, code: CodeStorage, host: ExecHost, region: String) -> Self {
-        Self { metadata, code, host, region, concurrency: Concurrency::default() }
+    pub fn new(metadata: Metadata, code: CodeStorage, host: ExecHost, region: String, queue: Queue) -> Self {
+        Self { metadata, code, host, region, concurrency: Concurrency::default(), queue }
+    }
+
+    /// Runs one queued event (the async worker's runner); the request id stays the event's.
+    pub async fn run_event(&self, event: Event) -> Attempt {
+        let req = InvokeRequest {
+            account_id: event.account_id,
+            function_name: event.function_name,
+            qualifier: event.qualifier,
+            request_id: event.request_id,
+            invocation_type: InvocationType::RequestResponse,
+            payload: Bytes::from(event.payload),
+            client_context: None,
+            tail_log: false,
+        };
+        match self.invoke(req).await {
+            Ok(InvokeOutcome::Ran(ran)) if ran.function_error => Attempt::FunctionError,
+            Ok(_) => Attempt::Succeeded,
+            Err(ApiError::ResourceNotFound(_)) => Attempt::Gone,
+            Err(_) => Attempt::Throttled,
+        }
     }
 
     /// The execution host (health, logs).
@@ -109,9 +132,16 @@ impl InvokeRouter {
         match req.invocation_type {
             InvocationType::DryRun => return Ok(InvokeOutcome::Checked),
             InvocationType::Event => {
-                return Err(ApiError::InvalidParameterValue(
-                    "Event (asynchronous) invocations are not supported by this Lamina server yet.".into(),
-                ));
+                self.queue
+                    .enqueue(
+                        &req.request_id,
+                        &req.account_id,
+                        &req.function_name,
+                        req.qualifier.as_deref(),
+                        &req.payload,
+                    )
+                    .await?;
+                return Ok(InvokeOutcome::Queued);
             }
             InvocationType::RequestResponse => {}
         }

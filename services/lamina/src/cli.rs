@@ -57,6 +57,9 @@ pub struct ServeArgs {
     /// Hard-cap each sandbox's CPU in proportion to its memory (1769 MB = one vCPU), as Lambda does.
     #[arg(long, env = "LAMINA_CPU_QUOTA", default_value_t = false)]
     pub cpu_quota: bool,
+    /// Seconds before each retry of a failed Event invocation, e.g. `60,120` (the default: two retries).
+    #[arg(long, env = "LAMINA_ASYNC_RETRY_DELAYS")]
+    pub async_retry_delays: Option<String>,
     /// Seconds an idle warm sandbox is kept.
     #[arg(long, env = "LAMINA_IDLE_TIMEOUT", default_value_t = 600)]
     pub idle_timeout_secs: u64,

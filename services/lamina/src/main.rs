@@ -36,6 +36,14 @@ async fn main() -> anyhow::Result<()> {
                         None => base,
                     }
                 },
+                queue: lamina_async_queue::QueueConfig {
+                    retry_delays: match &args.async_retry_delays {
+                        Some(text) => lamina_async_queue::QueueConfig::parse_delays(text)?,
+                        None => lamina_async_queue::QueueConfig::default().retry_delays,
+                    },
+                    ..lamina_async_queue::QueueConfig::default()
+                },
+                async_worker: true,
             };
             let data_dir = opts.data_dir.clone();
             let region = opts.region.clone();

@@ -34,6 +34,10 @@ pub struct ServeOptions {
     pub max_timeout_s: i64,
     /// Execution host settings (its `data_dir` is set under `data_dir`).
     pub exec: lamina_exec_host::Config,
+    /// Event-invocation retry behaviour.
+    pub queue: lamina_async_queue::QueueConfig,
+    /// Run the async worker in this process (tests turn it off to prove durability).
+    pub async_worker: bool,
 }
 
 impl ServeOptions {
@@ -49,6 +53,8 @@ impl ServeOptions {
             max_memory_mb: 1536,
             max_timeout_s: 300,
             exec: lamina_exec_host::Config { cpu_quota: false, ..lamina_exec_host::Config::default() },
+            queue: lamina_async_queue::QueueConfig::default(),
+            async_worker: true,
         }
     }
 }
@@ -147,8 +153,22 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
     };
     let host =
         lamina_exec_host::ExecHost::start(exec_config, shutdown.child_token()).await.context("start execution host")?;
-    let invoker =
-        lamina_invoke_router::InvokeRouter::new(metadata.clone(), code.clone(), host.clone(), opts.region.clone());
+    let queue = lamina_async_queue::Queue::new(metadata.store().clone(), opts.queue.clone());
+    let invoker = lamina_invoke_router::InvokeRouter::new(
+        metadata.clone(),
+        code.clone(),
+        host.clone(),
+        opts.region.clone(),
+        queue.clone(),
+    );
+    let worker = opts.async_worker.then(|| {
+        let router = invoker.clone();
+        let run = move |event| {
+            let router = router.clone();
+            async move { router.run_event(event).await }
+        };
+        tokio::spawn(queue.work(run, shutdown.child_token()))
+    });
     let config = lamina_frontend::Config {
         region: opts.region.clone(),
         admin_token: admin_token.clone(),
@@ -168,6 +188,9 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
             .context("serve http");
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
         host.shutdown().await;
         served
     });

@@ -114,6 +114,7 @@ pub async fn invoke(
     };
     match state.invoker.invoke(req).await? {
         InvokeOutcome::Checked => Ok(StatusCode::NO_CONTENT.into_response()),
+        InvokeOutcome::Queued => Ok(StatusCode::ACCEPTED.into_response()),
         InvokeOutcome::Ran(ran) => {
             let mut response = (StatusCode::OK, ran.payload).into_response();
             let h = response.headers_mut();
@@ -132,4 +133,28 @@ pub async fn invoke(
             Ok(response)
         }
     }
+}
+
+/// `POST /2014-11-13/functions/{name}/invoke-async` (deprecated): an `Event` invocation.
+pub async fn invoke_async(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let target = resolve(&state, &principal, &name, None, "InvokeFunction").await?;
+    check_payload(&body, InvocationType::Event)?;
+    let req = InvokeRequest {
+        account_id: target.account_id,
+        function_name: target.name,
+        qualifier: target.qualifier,
+        request_id,
+        invocation_type: InvocationType::Event,
+        payload: body,
+        client_context: None,
+        tail_log: false,
+    };
+    state.invoker.invoke(req).await?;
+    Ok((StatusCode::ACCEPTED, [("content-type", "application/json")], "{\"Status\": 202}").into_response())
 }

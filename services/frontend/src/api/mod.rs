@@ -36,6 +36,7 @@ pub fn routes() -> Router<AppState> {
     );
     r = both(r, "/2015-03-31/functions/{name}/code", put(functions::update_code));
     r = both(r, "/2015-03-31/functions/{name}/invocations", post(invoke::invoke));
+    r = both(r, "/2014-11-13/functions/{name}/invoke-async", post(invoke::invoke_async));
     r = both(r, "/2015-03-31/functions/{name}/versions", get(versions::list).post(versions::publish));
     r = both(r, "/2015-03-31/functions/{name}/aliases", get(aliases::list).post(aliases::create));
     r = both(

@@ -42,15 +42,12 @@ pub async fn publish(
     if target.qualifier.is_some() {
         return Err(ApiError::InvalidParameterValue("PublishVersion takes an unqualified function name.".into()));
     }
-    let expected_hex = match &req.code_sha256 {
-        None => None,
-        Some(b64) => Some(
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.as_bytes())
-                .map(hex::encode)
-                .unwrap_or_else(|_| format!("invalid:{b64}")),
-        ),
-    };
+    let expected_hex = req.code_sha256.as_ref().map(|b64| {
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.as_bytes())
+            .map(hex::encode)
+            .unwrap_or_else(|_| format!("invalid:{b64}"))
+    });
     let row = state
         .metadata
         .publish_version(
