@@ -8,18 +8,12 @@ mod limits;
 mod nodejs;
 mod python;
 
-use std::time::SystemTime;
-
-use aws_credential_types::Credentials;
 use aws_sdk_lambda::Client;
 use aws_sdk_lambda::operation::RequestId as _;
 use aws_sdk_lambda::operation::create_function::builders::CreateFunctionFluentBuilder;
 use aws_sdk_lambda::operation::invoke::builders::InvokeFluentBuilder;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{FunctionCode, LogType, Runtime};
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
 use base64::Engine as _;
 use lamina_tests::{Backend, Tenant, TestEnv};
 use serde_json::Value;
@@ -202,36 +196,7 @@ pub fn assert_platform_lines(log: &str, id: &str, memory_mb: u32) -> String {
     report
 }
 
-/// Log events of a function through `GET /_lamina/v1/functions/{name}/logs` (SigV4-signed by hand).
+/// Log events of a function through `GET /_lamina/v1/functions/{name}/logs`.
 pub async fn log_messages(env: &TestEnv, t: &Tenant, function: &str) -> Vec<String> {
-    let url = format!("{}/_lamina/v1/functions/{function}/logs", env.endpoint());
-    let host = env.server.addr.to_string();
-    let identity: Identity = Credentials::new(&t.access_key_id, &t.secret_access_key, None, None, "t").into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&env.region)
-        .name("lambda")
-        .time(SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .expect("params")
-        .into();
-    let headers = [("host", host.as_str())];
-    let signable = SignableRequest::new("GET", &url, headers.into_iter(), SignableBody::Bytes(b"")).expect("signable");
-    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
-    let mut req = http::Request::builder().method("GET").uri(&url).header("host", &host).body(()).expect("request");
-    instructions.apply_to_request_http1x(&mut req);
-    let mut out = reqwest::Client::new().get(req.uri().to_string());
-    for (k, v) in req.headers() {
-        out = out.header(k.as_str(), v.as_bytes());
-    }
-    let resp = out.send().await.expect("send");
-    assert_eq!(resp.status().as_u16(), 200, "logs API");
-    let body: Value = resp.json().await.expect("logs JSON");
-    body["Events"]
-        .as_array()
-        .expect("Events")
-        .iter()
-        .map(|e| e["Message"].as_str().or_else(|| e["message"].as_str()).unwrap_or_default().to_owned())
-        .collect()
+    env.log_messages(t, function).await
 }
