@@ -14,31 +14,7 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{FunctionCode, Runtime};
 use lamina_tests::python_zip;
 
-/// The error code an SDK call failed with.
-pub fn code_of<E, R>(
-    result: Result<R, aws_sdk_lambda::error::SdkError<E, aws_smithy_runtime_api::http::Response>>,
-) -> String
-where
-    E: aws_sdk_lambda::error::ProvideErrorMetadata + std::fmt::Debug,
-    R: std::fmt::Debug,
-{
-    match result {
-        Ok(ok) => panic!("expected an error, got {ok:?}"),
-        Err(err) => {
-            err.as_service_error().and_then(|e| e.code()).map(str::to_owned).unwrap_or_else(|| format!("{err:?}"))
-        }
-    }
-}
-
-/// The HTTP status of a failed SDK call.
-pub fn status_of<E, R>(
-    result: &Result<R, aws_sdk_lambda::error::SdkError<E, aws_smithy_runtime_api::http::Response>>,
-) -> u16 {
-    match result {
-        Ok(_) => 200,
-        Err(err) => err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0),
-    }
-}
+pub use lamina_tests::{code_of, status_of};
 
 /// A CreateFunction request for a small Python function, ready to adjust.
 pub fn create_python(

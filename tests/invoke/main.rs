@@ -18,31 +18,7 @@ use base64::Engine as _;
 use lamina_tests::{Backend, Tenant, TestEnv};
 use serde_json::Value;
 
-/// The error code an SDK call failed with.
-pub fn code_of<E, R>(
-    result: Result<R, aws_sdk_lambda::error::SdkError<E, aws_smithy_runtime_api::http::Response>>,
-) -> String
-where
-    E: aws_sdk_lambda::error::ProvideErrorMetadata + std::fmt::Debug,
-    R: std::fmt::Debug,
-{
-    match result {
-        Ok(ok) => panic!("expected an error, got {ok:?}"),
-        Err(err) => {
-            err.as_service_error().and_then(|e| e.code()).map(str::to_owned).unwrap_or_else(|| format!("{err:?}"))
-        }
-    }
-}
-
-/// The HTTP status of a failed SDK call (200 for a success).
-pub fn status_of<E, R>(
-    result: &Result<R, aws_sdk_lambda::error::SdkError<E, aws_smithy_runtime_api::http::Response>>,
-) -> u16 {
-    match result {
-        Ok(_) => 200,
-        Err(err) => err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0),
-    }
-}
+pub use lamina_tests::{code_of, status_of};
 
 /// A server on SQLite with one tenant and its client.
 pub struct Fixture {

@@ -300,3 +300,29 @@ macro_rules! backend_tests {
         }
     };
 }
+
+/// The error code an SDK call failed with (panics on success).
+pub fn code_of<E, R>(
+    result: Result<R, aws_sdk_lambda::error::SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> String
+where
+    E: aws_sdk_lambda::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(ok) => panic!("expected an error, got {ok:?}"),
+        Err(err) => {
+            err.as_service_error().and_then(|e| e.code()).map(str::to_owned).unwrap_or_else(|| format!("{err:?}"))
+        }
+    }
+}
+
+/// The HTTP status of an SDK call (200 for a success).
+pub fn status_of<E, R>(
+    result: &Result<R, aws_sdk_lambda::error::SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> u16 {
+    match result {
+        Ok(_) => 200,
+        Err(err) => err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0),
+    }
+}

@@ -306,12 +306,16 @@ pub async fn update_configuration(
         })
         .await
         .map_err(|e| not_found_as_arn(e, &state, &target))?;
-    let row = if req.publish {
-        state.metadata.publish_version(&target.account_id, &target.name, None, None, Some(&row.revision_id)).await?
-    } else {
-        row
-    };
+    let row = publish_if(&state, &target, req.publish, row).await?;
     Ok(Json(configuration(&state.config.region, &row, false)))
+}
+
+/// With `Publish: true`, the version just published from the updated `$LATEST`.
+async fn publish_if(state: &AppState, target: &Target, publish: bool, row: FunctionRow) -> ApiResult<FunctionRow> {
+    if !publish {
+        return Ok(row);
+    }
+    state.metadata.publish_version(&target.account_id, &target.name, None, None, Some(&row.revision_id)).await
 }
 
 fn not_found_as_arn(err: ApiError, state: &AppState, target: &Target) -> ApiError {
@@ -365,11 +369,7 @@ pub async fn update_code(
     if old_sha != row.code_sha256 {
         release_code(&state, &[old_sha]).await;
     }
-    let row = if req.publish {
-        state.metadata.publish_version(&target.account_id, &target.name, None, None, Some(&row.revision_id)).await?
-    } else {
-        row
-    };
+    let row = publish_if(&state, &target, req.publish, row).await?;
     Ok(Json(configuration(&state.config.region, &row, false)))
 }
 
