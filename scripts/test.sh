@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Lamina's whole test suite. Provides what the tests need: PostgreSQL on 127.0.0.1:5432
-# (trust auth, user postgres) and Redis on 127.0.0.1:6379. Where they are not running it starts
-# throwaway instances from the installed binaries, installing Debian's packages first if needed.
+# (trust auth, user postgres), Redis on 127.0.0.1:6379 and nftables (sandbox networking).
+# Where they are not running it starts throwaway instances from the installed binaries,
+# installing Debian's packages first if needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,8 +56,17 @@ ensure_redis() {
     log "Redis did not start"; return 1
 }
 
+# The execution host gives each sandbox its own network namespace with NAT egress installed
+# through nftables (docs/security.md); without `nft` it refuses to start sandboxes.
+ensure_nftables() {
+    if [ -x /usr/sbin/nft ] || command -v nft >/dev/null; then return 0; fi
+    if [ "$(id -u)" != 0 ]; then log "nft not installed (sandboxes need it; run as root)"; return 0; fi
+    apt_install nftables
+}
+
 ensure_postgres
 ensure_redis
+ensure_nftables
 # Leftover databases of interrupted runs.
 if command -v psql >/dev/null; then
     psql -h 127.0.0.1 -U postgres -At -c "select datname from pg_database where datname like 'lamina_test_%'" postgres 2>/dev/null |

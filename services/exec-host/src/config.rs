@@ -45,6 +45,20 @@ pub struct Config {
     pub require_isolation: bool,
     /// Apply a hard CPU quota proportional to memory (1769 MB = one vCPU) on top of CPU shares.
     pub cpu_quota: bool,
+    /// Run sandboxes in the host's network namespace when per-sandbox networks are unavailable
+    /// (nftables missing, no veth support). Insecure: sandboxes can then reach every service on
+    /// the host's loopback. Without it such a host refuses to start sandboxes.
+    pub insecure_shared_network: bool,
+    /// Host TCP ports sandboxes may reach on their own `127.0.0.1` (forwarded to the host's
+    /// `127.0.0.1`), e.g. `"18000-18999,5000"`. Empty: none. Env `LAMINA_SANDBOX_ALLOW_HOST_PORTS`.
+    pub allow_host_ports: String,
+    /// IPv4 range sandbox links are numbered from (one /30 per sandbox); must not overlap any
+    /// network sandboxes need to reach.
+    pub sandbox_network: String,
+    /// Extra IPv4 networks (CIDR) sandboxes may not reach, e.g. the operator's private ranges.
+    /// Loopback, link-local (169.254.0.0/16, cloud metadata), multicast and other sandboxes are
+    /// always blocked, as is every address of the host itself.
+    pub blocked_networks: Vec<String>,
 }
 
 impl Default for Config {
@@ -61,6 +75,10 @@ impl Default for Config {
             log_retention_events: 10_000,
             require_isolation: true,
             cpu_quota: true,
+            insecure_shared_network: false,
+            allow_host_ports: String::new(),
+            sandbox_network: "10.234.0.0/16".to_string(),
+            blocked_networks: Vec::new(),
         }
     }
 }
@@ -72,6 +90,13 @@ impl Config {
         anyhow::ensure!(self.memory_budget_mb >= 128, "exec_host.memory_budget_mb must be >= 128");
         anyhow::ensure!(self.tmp_size_mb > 0, "exec_host.tmp_size_mb must be > 0");
         anyhow::ensure!(!self.idle_timeout.is_zero(), "exec_host.idle_timeout must be > 0");
+        crate::net::parse_port_ranges(&self.allow_host_ports)
+            .map_err(|e| anyhow::anyhow!("exec_host.allow_host_ports: {e:#}"))?;
+        crate::net::Ipv4Net::parse(&self.sandbox_network)
+            .map_err(|e| anyhow::anyhow!("exec_host.sandbox_network: {e:#}"))?;
+        for n in &self.blocked_networks {
+            crate::net::Ipv4Net::parse(n).map_err(|e| anyhow::anyhow!("exec_host.blocked_networks: {e:#}"))?;
+        }
         for (name, spec) in &self.runtimes {
             anyhow::ensure!(!spec.command.is_empty(), "exec_host.runtimes.{name}.command is empty");
             anyhow::ensure!(
@@ -152,6 +177,7 @@ pub fn probe_runtimes() -> BTreeMap<String, RuntimeSpec> {
             );
         }
     }
+    probe_java(&mut map);
     for id in ["provided", "provided.al2", "provided.al2023"] {
         map.insert(
             id.to_string(),
@@ -159,6 +185,66 @@ pub fn probe_runtimes() -> BTreeMap<String, RuntimeSpec> {
         );
     }
     map
+}
+
+/// JVM flags of the `java<N>` runtimes, chosen for start-up time and footprint (docs/runtimes-java.md):
+/// serial GC (no GC threads, smallest overhead), C1 only, the JDK's class-data-sharing archive, no
+/// hsperfdata file in `/tmp`, UTF-8 and IPv4 as in AWS. `bootstrap.sh` adds the heap, RAM and CPU
+/// sizes derived from `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`.
+const JAVA_FLAGS: &[&str] = &[
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-Xshare:auto",
+    "-XX:-UsePerfData",
+    "-Dfile.encoding=UTF-8",
+    "-Djava.net.preferIPv4Stack=true",
+];
+
+/// Registers `java<major>` (major >= 17) for the JDK behind `/usr/bin/java` and for each other JDK in
+/// `/usr/lib/jvm`, when the build embedded the Java runtime jar. The command runs the JVM through
+/// `/var/runtime/java/bootstrap.sh`, which sizes it from the function's memory.
+fn probe_java(map: &mut BTreeMap<String, RuntimeSpec>) {
+    let Some(jar) = option_env!("LAMINA_JAVA_RUNTIME_JAR") else {
+        return;
+    };
+    let Some(sh) = system_real_path(Path::new("/bin/sh")) else {
+        return;
+    };
+    let mut candidates = vec![PathBuf::from("/usr/bin/java")];
+    if let Ok(entries) = std::fs::read_dir("/usr/lib/jvm") {
+        let mut homes: Vec<PathBuf> = entries.flatten().map(|e| e.path().join("bin/java")).collect();
+        homes.sort();
+        candidates.extend(homes);
+    }
+    for candidate in candidates {
+        let Some(real) = system_real_path(&candidate) else {
+            continue;
+        };
+        // <home>/bin/java -> <home>/release: JAVA_VERSION="17.0.15"
+        let Some(home) = Path::new(&real).parent().and_then(Path::parent) else {
+            continue;
+        };
+        let Ok(release) = std::fs::read_to_string(home.join("release")) else {
+            continue;
+        };
+        let major = release
+            .lines()
+            .find_map(|l| l.strip_prefix("JAVA_VERSION="))
+            .map(|v| v.trim().trim_matches('"'))
+            .and_then(|v| v.strip_prefix("1.").unwrap_or(v).split(['.', '-', '+']).next())
+            .and_then(|m| m.parse::<u32>().ok());
+        let Some(major) = major.filter(|m| *m >= 17) else {
+            continue;
+        };
+        let id = format!("java{major}");
+        if map.contains_key(&id) {
+            continue;
+        }
+        let mut command = vec![sh.clone(), "/var/runtime/java/bootstrap.sh".to_string(), real];
+        command.extend(JAVA_FLAGS.iter().map(|f| f.to_string()));
+        command.extend(["-cp".to_string(), format!("/var/runtime/{jar}"), "lamina.runtime.Bootstrap".to_string()]);
+        map.insert(id.clone(), RuntimeSpec { command, exec_env: format!("AWS_Lambda_{id}") });
+    }
 }
 
 /// The canonical path of an executable if it lives in a directory sandboxes see (`/usr`, `/bin`, ...).

@@ -113,16 +113,56 @@ impl ExecHost {
             }
             None => None,
         };
-        let namespaces = match crate::isolation::probe_namespaces(&sandboxes_dir, &runtime_dir).await {
+        let mut network = if crate::spawn::is_root() {
+            let c = &config;
+            match crate::net::Network::setup(&c.sandbox_network, &c.blocked_networks, &c.allow_host_ports) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    missing.push(format!("network: {e:#}"));
+                    None
+                }
+            }
+        } else {
+            missing.push("network: not running as root".into());
+            None
+        };
+        use crate::isolation::probe_namespaces as probe;
+        let first = probe(&sandboxes_dir, &runtime_dir, network.as_ref()).await;
+        let namespaces = match first {
             Ok(()) => true,
+            Err(e) if network.is_some() => {
+                // Tell a broken sandbox network apart from broken namespaces.
+                network = None;
+                match probe(&sandboxes_dir, &runtime_dir, None).await {
+                    Ok(()) => {
+                        missing.push(format!("network: {e}"));
+                        true
+                    }
+                    Err(e) => {
+                        missing.push(format!("namespaces: {e}"));
+                        false
+                    }
+                }
+            }
             Err(e) => {
                 missing.push(format!("namespaces: {e}"));
                 false
             }
         };
-        let isolation = Isolation { namespaces, cgroups, missing };
+        let isolation = Isolation { namespaces, cgroups, network, missing };
         for m in &isolation.missing {
             tracing::warn!("sandbox isolation feature unavailable: {m}");
+        }
+        if isolation.network.is_none() {
+            if config.insecure_shared_network {
+                tracing::warn!(
+                    "sandboxes share the host's network namespace (insecure_shared_network): they can reach every service on this host"
+                );
+            } else if config.require_isolation {
+                tracing::warn!(
+                    "sandboxes will not start: no per-sandbox network namespace and insecure_shared_network is off"
+                );
+            }
         }
         if !isolation.complete() {
             if config.require_isolation {
@@ -186,10 +226,13 @@ impl ExecHost {
             .runtimes
             .get(&f.runtime)
             .with_context(|| format!("runtime {:?} is not installed on this host", f.runtime))?;
-        if inner.config.require_isolation && !inner.isolation.complete() {
+        let iso = &inner.isolation;
+        let shared_ok = inner.config.insecure_shared_network && iso.network.is_none();
+        if inner.config.require_isolation && !iso.complete() && !(shared_ok && iso.namespaces && iso.cgroups.is_some())
+        {
             return Err(ExecError::Internal(anyhow::anyhow!(
                 "sandbox isolation unavailable: {}",
-                inner.isolation.missing.join("; ")
+                iso.missing.join("; ")
             )));
         }
         let code_dir = inner.code.ensure(&f.code_sha256_hex, &f.code_zip_path).await.context("unpack function code")?;
@@ -304,7 +347,12 @@ impl ExecHost {
                 let error_type = if oom { "Runtime.OutOfMemory" } else { "Runtime.ExitError" };
                 let message = format!("RequestId: {id} Error: Runtime exited with error: {desc}");
                 extra.push(format!("{message}\n{error_type}"));
-                let doc = serde_json::json!({"errorType": error_type, "errorMessage": message});
+                // semantics ERR Decision: a Node.js process dying mid-invocation has its own answer.
+                let doc = if !oom && inv.function.runtime.starts_with("nodejs") {
+                    serde_json::json!({"errorMessage": "Process exited before completing request"})
+                } else {
+                    serde_json::json!({"errorType": error_type, "errorMessage": message})
+                };
                 (Bytes::from(doc.to_string()), true, false, false)
             }
             RunEnd::Timeout => {
@@ -403,6 +451,15 @@ impl ExecHost {
                     crate::cgroup::Version::V1 => "v1",
                     crate::cgroup::Version::V2 => "v2",
                 }),
+                "network": {
+                    "mode": match (&inner.isolation.network, inner.isolation.namespaces) {
+                        (Some(_), true) => "namespace",
+                        _ if inner.config.insecure_shared_network => "shared_insecure",
+                        _ => "unavailable",
+                    },
+                    "insecure_shared_network": inner.config.insecure_shared_network,
+                    "allow_host_ports": inner.config.allow_host_ports,
+                },
             },
             "sandboxes": {"live": live, "idle": idle, "max": inner.config.max_sandboxes},
             "memory_mb": {"used": used, "budget": inner.pool.budget_mb()},

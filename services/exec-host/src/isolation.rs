@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::cgroup::Cgroups;
+use crate::net::Network;
 use crate::spawn::{MountOp, SandboxPlan, cpath};
 
 /// System directories shared read-only with every sandbox (symlinks are recreated as symlinks).
@@ -38,13 +39,16 @@ pub(crate) struct Isolation {
     pub(crate) namespaces: bool,
     /// Sandbox cgroups (memory at least).
     pub(crate) cgroups: Option<Cgroups>,
+    /// Per-sandbox network namespaces with NAT egress; `None` when unavailable (see `missing`).
+    pub(crate) network: Option<Network>,
     /// Human-readable notes on what is unavailable.
     pub(crate) missing: Vec<String>,
 }
 
 impl Isolation {
+    /// Every layer is available (a missing sandbox network makes this false).
     pub(crate) fn complete(&self) -> bool {
-        self.namespaces && self.cgroups.is_some()
+        self.namespaces && self.cgroups.is_some() && self.network.is_some()
     }
 
     pub(crate) fn available(&self) -> Vec<&'static str> {
@@ -61,7 +65,11 @@ impl Isolation {
                 "no_new_privs",
                 "caps_dropped",
                 "rlimits",
+                "seccomp",
             ]);
+            if self.network.is_some() {
+                v.push("net_ns");
+            }
         }
         if let Some(cg) = &self.cgroups {
             v.extend(cg.features());
@@ -114,6 +122,22 @@ pub(crate) fn plan(spec: &RootSpec<'_>) -> anyhow::Result<SandboxPlan> {
         }
         ops.push(MountOp::Bind { src: cpath(&host)?, dst, readonly: true, dev: false });
     }
+    // Debian's JDKs keep their configuration (java.security, jvm.cfg) under /etc/java-<N>-openjdk,
+    // linked from the JDK directory: without it the JVM cannot start.
+    let mut jdk_conf: Vec<String> = std::fs::read_dir("/etc")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    jdk_conf.retain(|n| n.starts_with("java-") && n.ends_with("-openjdk"));
+    jdk_conf.sort();
+    for e in &jdk_conf {
+        let host = Path::new("/etc").join(e);
+        if !host.is_dir() {
+            continue;
+        }
+        let dst = at(&format!("etc/{e}"))?;
+        ops.push(MountOp::Mkdir(dst.clone()));
+        ops.push(MountOp::Bind { src: cpath(&host)?, dst, readonly: true, dev: false });
+    }
     let passwd = format!(
         "root:x:0:0:root:/root:/sbin/nologin\nsbx_user{uid}:x:{uid}:{gid}::/tmp:/sbin/nologin\n",
         uid = spec.uid,
@@ -162,11 +186,14 @@ pub(crate) fn plan(spec: &RootSpec<'_>) -> anyhow::Result<SandboxPlan> {
         gid: spec.gid,
         nofile: 1024,
         nproc: 1024,
+        netns: None,
+        seccomp: Some(crate::seccomp::Filter::sandbox()),
     })
 }
 
-/// Probes namespaces by starting `/bin/true` in a throw-away sandbox.
-pub(crate) async fn probe_namespaces(work: &Path, runtime_dir: &Path) -> Result<(), String> {
+/// Probes namespaces (and, given `network`, a sandbox network) by starting `/bin/true` in a
+/// throw-away sandbox with the seccomp filter.
+pub(crate) async fn probe_namespaces(work: &Path, runtime_dir: &Path, network: Option<&Network>) -> Result<(), String> {
     if !crate::spawn::is_root() {
         return Err("not running as root: namespaces, pivot_root and uid switching need root".into());
     }
@@ -177,14 +204,22 @@ pub(crate) async fn probe_namespaces(work: &Path, runtime_dir: &Path) -> Result<
         std::fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
         std::fs::create_dir_all(&code).map_err(|e| format!("create {}: {e}", code.display()))?;
         let spec = RootSpec { root: &root, code_dir: &code, runtime_dir, tmp_size_mb: 1, uid: 9999, gid: 9999 };
-        let plan = plan(&spec).map_err(|e| format!("{e:#}"))?;
+        let mut plan = plan(&spec).map_err(|e| format!("{e:#}"))?;
         let cmd = vec!["/bin/true".to_string()];
-        let spawned = tokio::task::spawn_blocking(move || crate::spawn::spawn(&cmd, &[], Some(plan), &[], None))
-            .await
-            .map_err(|e| format!("join: {e}"))?
-            .map_err(|e| format!("{e:#}"))?;
+        let network = network.cloned();
+        let (spawned, net) = tokio::task::spawn_blocking(move || {
+            let net = network.map(|n| n.create_sandbox()).transpose()?;
+            plan.netns = net.as_ref().map(|n| std::os::fd::AsRawFd::as_raw_fd(&n.ns));
+            crate::spawn::spawn(&cmd, &[], Some(plan), &[], None).map(|s| (s, net))
+        })
+        .await
+        .map_err(|e| format!("join: {e}"))?
+        .map_err(|e| format!("{e:#}"))?;
         let mut child = spawned.child;
         let status = child.wait().await.map_err(|e| format!("wait: {e}"))?;
+        if let Some(net) = net {
+            let _ = tokio::task::spawn_blocking(move || crate::net::delete_link(&net.host_if)).await;
+        }
         if status.success() { Ok(()) } else { Err(format!("probe sandbox exited with {status}")) }
     }
     .await;

@@ -9,9 +9,11 @@ mod host;
 mod isolation;
 mod logs;
 pub mod metrics;
+mod net;
 mod pool;
 mod runtime_api;
 mod sandbox;
+mod seccomp;
 mod spawn;
 
 pub use config::{Config, RuntimeSpec, probe_runtimes};

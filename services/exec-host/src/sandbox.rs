@@ -2,6 +2,7 @@
 //! Runtime API endpoint, log capture and cgroup.
 
 use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -156,8 +157,17 @@ impl Sandbox {
     ) -> anyhow::Result<Arc<Sandbox>> {
         let f = a.function;
         let isolated = a.isolation.namespaces;
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.context("bind runtime api")?;
-        let port = listener.local_addr().context("runtime api address")?.port();
+        // With its own network namespace the sandbox gets the Runtime API at a fixed address
+        // inside it; otherwise the API listens on a host loopback port (guarded by a uid check).
+        let network = if isolated { a.isolation.network.clone() } else { None };
+        let (host_listener, api_addr) = match &network {
+            Some(_) => (None, format!("127.0.0.1:{}", crate::net::RUNTIME_API_PORT)),
+            None => {
+                let l = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.context("bind runtime api")?;
+                let port = l.local_addr().context("runtime api address")?.port();
+                (Some(l), format!("127.0.0.1:{port}"))
+            }
+        };
 
         let (task_root, runtime_root) = if isolated {
             ("/var/task".to_string(), "/var/runtime".to_string())
@@ -189,7 +199,7 @@ impl Sandbox {
             ("_HANDLER", f.handler.clone()),
             ("LAMBDA_TASK_ROOT", task_root.clone()),
             ("LAMBDA_RUNTIME_DIR", runtime_root),
-            ("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}")),
+            ("AWS_LAMBDA_RUNTIME_API", api_addr),
             ("TZ", ":UTC".to_string()),
             ("LANG", "en_US.UTF-8".to_string()),
             ("PATH", "/usr/local/bin:/usr/bin/:/bin:/opt/bin".to_string()),
@@ -205,7 +215,7 @@ impl Sandbox {
         } else {
             None
         };
-        let plan = match &root_dir {
+        let mut plan = match &root_dir {
             Some(root) => Some(crate::isolation::plan(&RootSpec {
                 root,
                 code_dir: a.code_dir,
@@ -219,11 +229,24 @@ impl Sandbox {
         let procs = cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
         let cwd = (!isolated).then(|| a.code_dir.to_path_buf());
         let spawned_at = Instant::now();
-        let spawned =
-            tokio::task::spawn_blocking(move || crate::spawn::spawn(&command, &env, plan, &procs, cwd.as_deref()))
-                .await
-                .context("join spawn task")?;
-        let spawned = match spawned {
+        let spawned = tokio::task::spawn_blocking(move || {
+            let net = network.map(|n| n.create_sandbox()).transpose().context("create sandbox network")?;
+            if let (Some(p), Some(n)) = (plan.as_mut(), net.as_ref()) {
+                p.netns = Some(n.ns.as_raw_fd());
+            }
+            match crate::spawn::spawn(&command, &env, plan, &procs, cwd.as_deref()) {
+                Ok(s) => Ok((s, net)),
+                Err(e) => {
+                    if let Some(n) = net {
+                        let _ = crate::net::delete_link(&n.host_if);
+                    }
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .context("join spawn task")?;
+        let (spawned, net) = match spawned {
             Ok(s) => s,
             Err(e) => {
                 if let Some(cg) = &cgroup {
@@ -240,7 +263,24 @@ impl Sandbox {
         let pid = child.id();
         let logs = LogCapture::start(vec![spawned.stdout, spawned.stderr], cancel.clone())
             .context("capture runtime output")?;
-        let api = RuntimeApi::new(a.config.max_response_bytes, logs.clone(), isolated.then_some(a.uid));
+        let (listener, peer_uid, net_if) = match net {
+            Some(n) => {
+                if let Some(proxy) = n.proxy {
+                    let proxy = tokio::net::TcpListener::from_std(proxy).context("register host-port proxy")?;
+                    let ports = a.isolation.network.as_ref().map(|n| n.allow_ports().to_vec()).unwrap_or_default();
+                    tokio::spawn(crate::net::serve_host_proxy(proxy, ports, cancel.clone()));
+                }
+                let l = tokio::net::TcpListener::from_std(n.api).context("register runtime api listener")?;
+                // Only processes inside the namespace can connect: no per-connection check.
+                (l, None, Some(n.host_if))
+            }
+            None => {
+                let l = host_listener.context("runtime api listener")?;
+                (l, isolated.then_some(a.uid), None)
+            }
+        };
+        tracing::debug!(sandbox = a.id, net_if = net_if.as_deref().unwrap_or("host"), "sandbox started");
+        let api = RuntimeApi::new(a.config.max_response_bytes, logs.clone(), peer_uid);
         tokio::spawn(crate::runtime_api::serve(listener, api.clone(), cancel.clone()));
         let (exit_tx, exit) = watch::channel(None);
         tokio::spawn(async move {
@@ -338,6 +378,8 @@ impl Sandbox {
         if let Some(cg) = &self.cgroup {
             cg.remove().await;
         }
+        // The veth pair needs no deletion: the kernel removes it with the network namespace once
+        // the last process and socket in it are gone (deleting it here would cost ~35 ms).
         if let Some(d) = &self.root_dir {
             // Only the empty mount point exists on the host side (mounts live in the sandbox's
             // namespace), so a plain rmdir is enough and never recurses into shared directories.

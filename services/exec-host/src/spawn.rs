@@ -2,6 +2,9 @@
 //! privilege drop. Everything runs in the forked child before `exec`, so it uses only raw
 //! syscalls on data prepared before the fork (the host is multi-threaded).
 //!
+//! Before the fork the caller may have created a network namespace (see `net`): A joins it first.
+//! C installs the seccomp filter as its very last step.
+//!
 //! Process tree: host ─ A (joins cgroups, unshares, waits) ─ B (pid 1 of the new PID namespace:
 //! builds the root, reaps orphans) ─ C (drops privileges, execs the runtime). When C exits B
 //! exits with C's status (which kills everything left in the namespace) and A mirrors it, so the
@@ -53,6 +56,10 @@ pub(crate) struct SandboxPlan {
     /// RLIMIT_NOFILE and RLIMIT_NPROC.
     pub(crate) nofile: u64,
     pub(crate) nproc: u64,
+    /// Network namespace to join (an open `/proc/<tid>/ns/net`); `None` shares the host's.
+    pub(crate) netns: Option<RawFd>,
+    /// Seccomp filter installed last, just before `exec`.
+    pub(crate) seccomp: Option<crate::seccomp::Filter>,
 }
 
 impl MountOp {
@@ -91,6 +98,8 @@ const STEP_RLIMIT: u32 = 10;
 const STEP_CAPS: u32 = 11;
 const STEP_SETID: u32 = 12;
 const STEP_NNP: u32 = 13;
+const STEP_NETNS: u32 = 14;
+const STEP_SECCOMP: u32 = 15;
 const STEP_OPS: u32 = 100;
 
 fn step_name(step: u32, plan_ops: &[String]) -> String {
@@ -108,6 +117,8 @@ fn step_name(step: u32, plan_ops: &[String]) -> String {
         STEP_CAPS => "drop capabilities".into(),
         STEP_SETID => "switch user".into(),
         STEP_NNP => "no_new_privs".into(),
+        STEP_NETNS => "join network namespace".into(),
+        STEP_SECCOMP => "install seccomp filter".into(),
         s if s >= STEP_OPS => plan_ops.get((s - STEP_OPS) as usize).cloned().unwrap_or_else(|| format!("step {s}")),
         s => format!("step {s}"),
     }
@@ -289,6 +300,12 @@ fn child_setup(cg_fds: &[RawFd], diag: RawFd, plan: Option<&SandboxPlan>) -> io:
         }
     }
     let Some(plan) = plan else { return Ok(()) };
+    if let Some(ns) = plan.netns {
+        // SAFETY: setns(2) on an fd the plan holds open; changes only this process.
+        if unsafe { libc::setns(ns, libc::CLONE_NEWNET) } != 0 {
+            return Err(report(diag, STEP_NETNS));
+        }
+    }
     let flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWCGROUP;
     // SAFETY: unshare(2) only changes this process's namespaces.
@@ -413,7 +430,10 @@ fn run_op(op: &MountOp) -> bool {
             mount(c"tmpfs".as_ptr(), dst, c"tmpfs".as_ptr(), libc::MS_NOSUID | libc::MS_NODEV, data.as_ptr())
         }
         MountOp::Proc { dst } => {
-            mount(c"proc".as_ptr(), dst, c"proc".as_ptr(), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, null)
+            // hidepid=2: the runtime sees only its own uid's processes, not the root-owned reaper
+            // (pid 1), whose command line is the server's own.
+            let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            mount(c"proc".as_ptr(), dst, c"proc".as_ptr(), flags, c"hidepid=2".as_ptr().cast())
         }
     }
 }
@@ -448,6 +468,12 @@ fn drop_privileges(plan: &SandboxPlan, diag: RawFd) -> io::Result<()> {
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) != 0 {
             return Err(report(diag, STEP_NNP));
         }
+    }
+    // Last: from here on the denied system calls fail, including those a setup step would need.
+    if let Some(filter) = &plan.seccomp
+        && filter.apply().is_err()
+    {
+        return Err(report(diag, STEP_SECCOMP));
     }
     Ok(())
 }

@@ -54,9 +54,20 @@ pub struct ServeArgs {
     /// Largest Timeout accepted, in seconds.
     #[arg(long, env = "LAMINA_MAX_TIMEOUT", default_value_t = 300)]
     pub max_timeout: i64,
-    /// Hard-cap each sandbox's CPU in proportion to its memory (1769 MB = one vCPU), as Lambda does.
-    #[arg(long, env = "LAMINA_CPU_QUOTA", default_value_t = false)]
+    /// Hard-cap each sandbox's CPU in proportion to its memory (1769 MB = one vCPU), as Lambda does
+    /// (`--cpu-quota false` leaves only proportional shares).
+    #[arg(long, env = "LAMINA_CPU_QUOTA", default_value_t = true, action = clap::ArgAction::Set)]
     pub cpu_quota: bool,
+    /// Host TCP ports sandboxes may reach on their own 127.0.0.1, e.g. `18000-18999,5000` (default none).
+    #[arg(long, env = "LAMINA_SANDBOX_ALLOW_HOST_PORTS", default_value = "")]
+    pub sandbox_allow_host_ports: String,
+    /// Extra IPv4 networks (CIDR, comma-separated) sandboxes may not reach.
+    #[arg(long, env = "LAMINA_SANDBOX_BLOCKED_NETWORKS", value_delimiter = ',')]
+    pub sandbox_blocked_networks: Vec<String>,
+    /// Run sandboxes on the host's network when per-sandbox networks are unavailable. INSECURE:
+    /// functions can then reach every service on the host's loopback.
+    #[arg(long, env = "LAMINA_INSECURE_SHARED_NETWORK")]
+    pub insecure_shared_network: bool,
     /// Seconds before each retry of a failed Event invocation, e.g. `60,120` (the default: two retries).
     #[arg(long, env = "LAMINA_ASYNC_RETRY_DELAYS")]
     pub async_retry_delays: Option<String>,

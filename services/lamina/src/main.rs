@@ -26,8 +26,14 @@ async fn main() -> anyhow::Result<()> {
                 max_memory_mb: args.max_memory_mb,
                 max_timeout_s: args.max_timeout,
                 exec: {
+                    if args.insecure_shared_network {
+                        tracing::warn!("--insecure-shared-network: sandboxes may share the host's network");
+                    }
                     let base = lamina_exec_host::Config {
                         cpu_quota: args.cpu_quota,
+                        allow_host_ports: args.sandbox_allow_host_ports.clone(),
+                        blocked_networks: args.sandbox_blocked_networks.clone(),
+                        insecure_shared_network: args.insecure_shared_network,
                         idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs),
                         ..lamina_exec_host::Config::default()
                     };

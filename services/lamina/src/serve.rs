@@ -52,7 +52,7 @@ impl ServeOptions {
             master_key: None,
             max_memory_mb: 1536,
             max_timeout_s: 300,
-            exec: lamina_exec_host::Config { cpu_quota: false, ..lamina_exec_host::Config::default() },
+            exec: lamina_exec_host::Config::default(),
             queue: lamina_async_queue::QueueConfig::default(),
             async_worker: true,
         }
