@@ -53,6 +53,9 @@ enum Command {
         requests: usize,
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
+        /// MemorySize of the function (CPU share follows it when the server caps CPU).
+        #[arg(long, default_value_t = 128)]
+        memory: u32,
     },
     /// Cold starts: Invoke to handler start, against starting the interpreter alone.
     Cold {
@@ -60,6 +63,8 @@ enum Command {
         runtime: String,
         #[arg(long, default_value_t = 20)]
         count: usize,
+        #[arg(long, default_value_t = 128)]
+        memory: u32,
     },
 }
 
@@ -71,8 +76,10 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::GetConfig { concurrency, seconds } => get_config(&client, concurrency, seconds).await,
         Command::Create { zip_mb, requests, concurrency } => create(&client, zip_mb, requests, concurrency).await,
-        Command::Warm { runtime, requests, concurrency } => warm(&client, &runtime, requests, concurrency).await,
-        Command::Cold { runtime, count } => cold(&client, &runtime, count).await,
+        Command::Warm { runtime, requests, concurrency, memory } => {
+            warm(&client, &runtime, requests, concurrency, memory).await
+        }
+        Command::Cold { runtime, count, memory } => cold(&client, &runtime, count, memory).await,
     }
 }
 
@@ -85,14 +92,14 @@ fn handler(runtime: &str) -> &'static str {
     if runtime.starts_with("python") { "lambda_function.handler" } else { "index.handler" }
 }
 
-async fn ensure_function(client: &Client, name: &str, runtime: &str, body: &str) -> anyhow::Result<()> {
+async fn ensure_function(client: &Client, name: &str, runtime: &str, body: &str, memory: u32) -> anyhow::Result<()> {
     let _ = client.delete_function(name).await;
-    client.create_function(name, runtime, handler(runtime), &function_zip(runtime, body), 128).await
+    client.create_function(name, runtime, handler(runtime), &function_zip(runtime, body), memory).await
 }
 
 async fn get_config(client: &Client, concurrency: usize, seconds: u64) -> anyhow::Result<()> {
     let name = "bench-get-config";
-    ensure_function(client, name, "python3.11", "def handler(e, c):\n    return e\n").await?;
+    ensure_function(client, name, "python3.11", "def handler(e, c):\n    return e\n", 128).await?;
     let request = client.presigned_get(&format!("/2015-03-31/functions/{name}/configuration"))?;
     let stats = client.hammer(request, concurrency, Duration::from_secs(seconds)).await?;
     println!("GetFunctionConfiguration, {concurrency} connections, {seconds} s: {}", stats.summary());
@@ -144,9 +151,9 @@ fn noop_body(runtime: &str) -> &'static str {
     }
 }
 
-async fn warm(client: &Client, runtime: &str, requests: usize, concurrency: usize) -> anyhow::Result<()> {
+async fn warm(client: &Client, runtime: &str, requests: usize, concurrency: usize, memory: u32) -> anyhow::Result<()> {
     let name = format!("bench-warm-{}", runtime.replace('.', "-"));
-    ensure_function(client, &name, runtime, noop_body(runtime)).await?;
+    ensure_function(client, &name, runtime, noop_body(runtime), memory).await?;
     client.invoke(&name, b"{}").await?;
     let request = client.presigned_post(&format!("/2015-03-31/functions/{name}/invocations"), b"{}")?;
     let lamina = client.fixed_count(request, concurrency, requests).await?;
@@ -161,7 +168,7 @@ async fn warm(client: &Client, runtime: &str, requests: usize, concurrency: usiz
     Ok(())
 }
 
-async fn cold(client: &Client, runtime: &str, count: usize) -> anyhow::Result<()> {
+async fn cold(client: &Client, runtime: &str, count: usize, memory: u32) -> anyhow::Result<()> {
     let body = if runtime.starts_with("python") {
         "import time\ndef handler(event, context):\n    return time.time()\n"
     } else {
@@ -171,7 +178,7 @@ async fn cold(client: &Client, runtime: &str, count: usize) -> anyhow::Result<()
     let mut total = Stats::default();
     for i in 0..count {
         let name = format!("bench-cold-{}-{i}", runtime.replace('.', "-"));
-        ensure_function(client, &name, runtime, body).await?;
+        ensure_function(client, &name, runtime, body, memory).await?;
         let sent = std::time::SystemTime::now();
         let t = Instant::now();
         let out = client.invoke(&name, b"{}").await?;

@@ -11,7 +11,7 @@ use lamina_code_storage::CodeStorage;
 use lamina_common::names::{function_arn, qualified_arn};
 use lamina_common::{ApiError, ApiResult, FunctionSnapshot};
 use lamina_exec_host::{ExecError, ExecHost, Invocation};
-use lamina_metadata::{FunctionRow, Metadata};
+use lamina_metadata::{FunctionRow, InvokeTarget, Metadata};
 
 pub use concurrency::{Concurrency, Slot};
 
@@ -108,27 +108,26 @@ impl InvokeRouter {
         self.concurrency.in_flight(account_id)
     }
 
-    async fn resolve(&self, req: &InvokeRequest) -> ApiResult<FunctionRow> {
+    /// The version to run (an alias resolved, weights applied) and the limits that apply to it.
+    async fn resolve(&self, req: &InvokeRequest) -> ApiResult<InvokeTarget> {
         let arn = match &req.qualifier {
             Some(q) => qualified_arn(&self.region, &req.account_id, &req.function_name, q),
             None => function_arn(&self.region, &req.account_id, &req.function_name),
         };
         let not_found = || ApiError::function_not_found(&arn);
-        let resolved = self
-            .metadata
-            .resolve_version(&req.account_id, &req.function_name, req.qualifier.as_deref())
-            .await?
-            .ok_or_else(not_found)?;
-        let Some(extra) = resolved.alias.as_ref().and_then(|a| a.routing_config.as_deref()).and_then(pick_weighted)
-        else {
-            return Ok(resolved.row);
+        let q = req.qualifier.as_deref().unwrap_or("$LATEST");
+        let version = if q == "$LATEST" || q.bytes().all(|b| b.is_ascii_digit()) {
+            q.to_owned()
+        } else {
+            let alias = self.metadata.get_alias(&req.account_id, &req.function_name, q).await?.ok_or_else(not_found)?;
+            alias.routing_config.as_deref().and_then(pick_weighted).unwrap_or(alias.function_version)
         };
-        self.metadata.get_version(&req.account_id, &req.function_name, &extra).await?.ok_or_else(not_found)
+        self.metadata.invoke_target(&req.account_id, &req.function_name, &version).await?.ok_or_else(not_found)
     }
 
     /// Runs (or, for DryRun, only checks) one invocation.
     pub async fn invoke(&self, req: InvokeRequest) -> ApiResult<InvokeOutcome> {
-        let row = self.resolve(&req).await?;
+        let target = self.resolve(&req).await?;
         match req.invocation_type {
             InvocationType::DryRun => return Ok(InvokeOutcome::Checked),
             InvocationType::Event => {
@@ -145,7 +144,8 @@ impl InvokeRouter {
             }
             InvocationType::RequestResponse => {}
         }
-        let slot = self.acquire(&req.account_id, &row.function_name).await?;
+        let slot = self.acquire(&target)?;
+        let row = target.row;
         let invoked_arn = match &req.qualifier {
             Some(q) => qualified_arn(&self.region, &req.account_id, &req.function_name, q),
             None => function_arn(&self.region, &req.account_id, &req.function_name),
@@ -189,20 +189,20 @@ impl InvokeRouter {
     }
 
     /// Takes a slot from the function's reservation, or from the account's unreserved pool.
-    async fn acquire(&self, account_id: &str, function_name: &str) -> ApiResult<Slot> {
+    fn acquire(&self, target: &InvokeTarget) -> ApiResult<Slot> {
         let throttled = |reason: &'static str| {
             metrics::counter!(metrics_names::THROTTLES, "reason" => reason).increment(1);
             ApiError::TooManyRequests { message: "Rate Exceeded.".into(), reason }
         };
-        if let Some(reserved) = self.metadata.reserved_concurrency(account_id, function_name).await? {
-            let key = format!("{account_id}/{function_name}");
+        let account_id = &target.row.account_id;
+        if let Some(reserved) = target.reserved {
+            let key = format!("{account_id}/{}", target.row.function_name);
             return self
                 .concurrency
                 .try_acquire(&key, reserved.max(0) as usize)
                 .ok_or_else(|| throttled("ReservedFunctionConcurrentInvocationLimitExceeded"));
         }
-        let limit = self.metadata.account(account_id).await?.concurrent_executions;
-        let unreserved = limit - self.metadata.reserved_total(account_id, None).await?;
+        let unreserved = target.account_limit - target.reserved_total;
         self.concurrency
             .try_acquire(account_id, unreserved.max(0) as usize)
             .ok_or_else(|| throttled("ConcurrentInvocationLimitExceeded"))

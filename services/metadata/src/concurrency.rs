@@ -41,3 +41,34 @@ impl Metadata {
         Ok(())
     }
 }
+
+/// What Invoke needs about one version, read in a single query: the row and the limits that apply.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InvokeTarget {
+    #[sqlx(flatten)]
+    pub row: crate::FunctionRow,
+    /// The account's concurrent-executions limit.
+    pub account_limit: i64,
+    /// The function's reservation, if any.
+    pub reserved: Option<i64>,
+    /// Sum of every reservation of the account.
+    pub reserved_total: i64,
+}
+
+impl Metadata {
+    /// One version (`$LATEST` or a number) with the account's concurrency limits.
+    pub async fn invoke_target(&self, account_id: &str, name: &str, version: &str) -> ApiResult<Option<InvokeTarget>> {
+        let sql = "select fv.account_id, fv.function_name, fv.version, fv.description, fv.runtime, fv.role, fv.handler, \
+                   fv.memory_size, fv.timeout, fv.environment, fv.vpc_config, fv.code_sha256, fv.code_size, fv.revision_id, \
+                   fv.last_modified, a.concurrent_executions as account_limit, fc.reserved as reserved, \
+                   cast((select coalesce(sum(r.reserved), 0) from function_concurrency r where r.account_id = $1) as bigint) \
+                   as reserved_total \
+                   from function_versions fv \
+                   join accounts a on a.account_id = fv.account_id \
+                   left join function_concurrency fc on fc.account_id = fv.account_id and fc.function_name = fv.function_name \
+                   where fv.account_id = $1 and fv.function_name = $2 and fv.version = $3";
+        Ok(on_pool!(&self.store, pool => sqlx::query_as::<_, InvokeTarget>(sql)
+            .bind(account_id).bind(name).bind(version).fetch_optional(pool).await)
+        .context("load invoke target")?)
+    }
+}

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 pub use accounts::{Account, AccountLimits, NewAccount};
 pub use aliases::{AliasRow, Resolved};
+pub use concurrency::InvokeTarget;
 pub use crypto::SecretCipher;
 pub use functions::{FunctionRow, NewFunction};
 pub use policies::Policy;
