@@ -82,3 +82,18 @@ log "cargo tests"
 # Bounded parallelism: integration tests start real servers and real runtime processes.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo test --workspace --all-targets "$@"
+
+log "boto3 smoke test against a real 'lamina serve'"
+PY=$(command -v python3)
+"$PY" -c 'import boto3' 2>/dev/null || "$PY" -m pip install -q boto3
+SMOKE_DIR=$(mktemp -d)
+SMOKE_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cargo build -q -p lamina
+target/debug/lamina serve --data-dir "$SMOKE_DIR/data" --listen "127.0.0.1:$SMOKE_PORT" >"$SMOKE_DIR/serve.log" 2>&1 &
+SMOKE_PID=$!
+trap 'kill $SMOKE_PID 2>/dev/null || true; rm -rf "$SMOKE_DIR"' EXIT
+for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$SMOKE_PORT/health" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+"$PY" scripts/smoke-boto3.py "http://127.0.0.1:$SMOKE_PORT" "$SMOKE_DIR/data/credentials" || { cat "$SMOKE_DIR/serve.log"; exit 1; }
