@@ -1,9 +1,10 @@
-//! End-to-end Invoke through the Rust AWS SDK: real sandboxes running the Python, Node.js and
+//! End-to-end Invoke through the Rust AWS SDK: real sandboxes running the Python, Node.js, Java and
 //! custom (`provided*`) runtimes. Execution does not depend on the metadata engine, so every test
 //! runs on SQLite, each with its own server.
 
 mod custom;
 mod isolation;
+mod java;
 mod limits;
 mod nodejs;
 mod python;
