@@ -43,6 +43,12 @@ pub(crate) struct SandboxCgroup {
     dirs: Vec<PathBuf>,
     /// The directory holding the memory controller files.
     memory_dir: PathBuf,
+    /// v1: the cpu controller's directory.
+    cpu_dir: Option<PathBuf>,
+    has_pids: bool,
+    has_cpu: bool,
+    /// The peak-usage file, opened once and re-read with `pread` after each invocation.
+    peak: std::sync::OnceLock<Option<std::fs::File>>,
 }
 
 impl Cgroups {
@@ -83,22 +89,63 @@ impl Cgroups {
 
     /// Creates the cgroup(s) of one sandbox and applies its limits.
     pub(crate) fn create(&self, name: &str, memory_mb: u64, cpu_quota: bool) -> anyhow::Result<SandboxCgroup> {
-        let bytes = memory_mb * 1024 * 1024;
+        let cg = self.create_dirs(name)?;
+        cg.apply_limits(memory_mb, cpu_quota)?;
+        Ok(cg)
+    }
+
+    /// Creates the (empty, unlimited) cgroup directories of one sandbox; `apply_limits` must run
+    /// before any sandbox process starts in them.
+    pub(crate) fn create_dirs(&self, name: &str) -> anyhow::Result<SandboxCgroup> {
         let mem_parent = self.memory.as_ref().context("no memory cgroup")?;
         let memory_dir = mem_parent.join(name);
-        let mut cg = SandboxCgroup { version: self.version, dirs: Vec::new(), memory_dir: memory_dir.clone() };
+        let mut cg = SandboxCgroup {
+            version: self.version,
+            dirs: Vec::new(),
+            memory_dir: memory_dir.clone(),
+            cpu_dir: None,
+            has_pids: self.pids.is_some(),
+            has_cpu: self.cpu.is_some(),
+            peak: std::sync::OnceLock::new(),
+        };
+        let result = (|| {
+            mkdir(&memory_dir)?;
+            cg.dirs.push(memory_dir.clone());
+            if self.version == Version::V1 {
+                for parent in [&self.pids, &self.cpu].into_iter().flatten() {
+                    let d = parent.join(name);
+                    mkdir(&d)?;
+                    cg.dirs.push(d);
+                }
+                cg.cpu_dir = self.cpu.as_ref().map(|c| c.join(name));
+            }
+            anyhow::Ok(())
+        })();
+        if let Err(e) = result {
+            for d in cg.dirs.iter().rev() {
+                let _ = std::fs::remove_dir(d);
+            }
+            return Err(e);
+        }
+        Ok(cg)
+    }
+}
+
+impl SandboxCgroup {
+    /// Sets the memory, pids and CPU limits of a sandbox of `memory_mb`.
+    pub(crate) fn apply_limits(&self, memory_mb: u64, cpu_quota: bool) -> anyhow::Result<()> {
+        let bytes = memory_mb * 1024 * 1024;
+        let memory_dir = &self.memory_dir;
         let quota = (CPU_PERIOD_US * memory_mb / MB_PER_VCPU).max(1000);
         match self.version {
             Version::V2 => {
-                mkdir(&memory_dir)?;
-                cg.dirs.push(memory_dir.clone());
                 write(&memory_dir.join("memory.max"), &bytes.to_string())?;
                 let _ = write(&memory_dir.join("memory.swap.max"), "0");
                 let _ = write(&memory_dir.join("memory.oom.group"), "1");
-                if self.pids.is_some() {
+                if self.has_pids {
                     write(&memory_dir.join("pids.max"), &PIDS_MAX.to_string())?;
                 }
-                if self.cpu.is_some() {
+                if self.has_cpu {
                     let weight = (100 * memory_mb / MB_PER_VCPU).clamp(1, 10_000);
                     write(&memory_dir.join("cpu.weight"), &weight.to_string())?;
                     if cpu_quota {
@@ -113,24 +160,18 @@ impl Cgroups {
                 }
             }
             Version::V1 => {
-                mkdir(&memory_dir)?;
-                cg.dirs.push(memory_dir.clone());
                 write(&memory_dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
                 let memsw = memory_dir.join("memory.memsw.limit_in_bytes");
                 if memsw.exists() {
                     write(&memsw, &bytes.to_string())?;
                 }
                 let _ = write(&memory_dir.join("memory.swappiness"), "0");
-                if let Some(p) = &self.pids {
-                    let d = p.join(name);
-                    mkdir(&d)?;
-                    cg.dirs.push(d.clone());
+                if self.has_pids
+                    && let Some(d) = self.dirs.get(1)
+                {
                     write(&d.join("pids.max"), &PIDS_MAX.to_string())?;
                 }
-                if let Some(c) = &self.cpu {
-                    let d = c.join(name);
-                    mkdir(&d)?;
-                    cg.dirs.push(d.clone());
+                if let Some(d) = &self.cpu_dir {
                     let shares = (1024 * memory_mb / MB_PER_VCPU).max(2);
                     write(&d.join("cpu.shares"), &shares.to_string())?;
                     if cpu_quota {
@@ -144,9 +185,25 @@ impl Cgroups {
                 }
             }
         }
-        Ok(cg)
+        Ok(())
     }
 
+    /// Moves the calling thread (only it, not the whole process) into the sandbox's cgroups, so
+    /// that a process it forks starts there without a migration on the cold-start path (v1 only:
+    /// v2 keeps a process's threads together). Returns false on v2.
+    pub(crate) fn join_thread(&self) -> anyhow::Result<bool> {
+        if self.version != Version::V1 {
+            return Ok(false);
+        }
+        for d in &self.dirs {
+            // "0" names the writing thread.
+            write(&d.join("tasks"), "0")?;
+        }
+        Ok(true)
+    }
+}
+
+impl Cgroups {
     /// Kills and removes sandbox cgroups of host instances whose process is gone.
     pub(crate) async fn remove_stale(&self) {
         for parent in [&self.memory, &self.pids, &self.cpu].into_iter().flatten() {
@@ -166,7 +223,15 @@ impl Cgroups {
                 };
                 for e in children.flatten() {
                     if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                        let stale = SandboxCgroup { version: self.version, dirs: vec![e.path()], memory_dir: e.path() };
+                        let stale = SandboxCgroup {
+                            version: self.version,
+                            dirs: vec![e.path()],
+                            memory_dir: e.path(),
+                            cpu_dir: None,
+                            has_pids: false,
+                            has_cpu: false,
+                            peak: std::sync::OnceLock::new(),
+                        };
                         stale.kill().await;
                         stale.remove().await;
                     }
@@ -221,7 +286,9 @@ impl SandboxCgroup {
             Version::V1 => "memory.max_usage_in_bytes",
             Version::V2 => "memory.peak",
         };
-        read_u64(&self.memory_dir.join(file)).or_else(|| read_u64(&self.memory_dir.join("memory.current"))).unwrap_or(0)
+        // Called after every invocation: keep the file open and re-read it from offset 0.
+        let peak = self.peak.get_or_init(|| std::fs::File::open(self.memory_dir.join(file)).ok());
+        peak.as_ref().and_then(pread_u64).or_else(|| read_u64(&self.memory_dir.join("memory.current"))).unwrap_or(0)
     }
 
     /// True if the kernel's OOM killer acted in this cgroup.
@@ -275,7 +342,24 @@ impl SandboxCgroup {
         }
         out.sort_unstable();
         out.dedup();
+        // A spare sandbox's setup thread lives in these cgroups until it has forked the runtime
+        // (see `spare`); cgroup.procs then lists this host's own pid, which must never be killed.
+        let own = std::process::id() as i32;
+        out.retain(|&p| p != own);
         out
+    }
+
+    /// `remove` for threads outside the runtime (retries for up to a second).
+    pub(crate) fn remove_now(&self) {
+        for d in &self.dirs {
+            for _ in 0..100 {
+                match std::fs::remove_dir(d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }
     }
 
     /// Removes the cgroup directories (retrying while the last processes exit).
@@ -375,6 +459,13 @@ fn mkdir(p: &Path) -> anyhow::Result<()> {
 
 fn write(p: &Path, v: &str) -> anyhow::Result<()> {
     std::fs::write(p, v).with_context(|| format!("write {v:?} to {}", p.display()))
+}
+
+fn pread_u64(f: &std::fs::File) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 32];
+    let n = f.read_at(&mut buf, 0).ok()?;
+    std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
 }
 
 fn read_u64(p: &Path) -> Option<u64> {

@@ -1,6 +1,6 @@
 //! The code cache: each deployment package is unzipped once into `data_dir/code/<sha256hex>/`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -12,15 +12,27 @@ use anyhow::Context;
 pub(crate) struct CodeCache {
     root: PathBuf,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Packages known to be unpacked: every invoke checks, and a `stat` through the blocking
+    /// pool costs a thread hop on the warm path. Unpacked directories are never removed.
+    unpacked: Mutex<HashSet<String>>,
 }
 
 impl CodeCache {
     pub(crate) fn new(root: PathBuf) -> Self {
-        CodeCache { root, locks: Mutex::new(HashMap::new()) }
+        CodeCache { root, locks: Mutex::new(HashMap::new()), unpacked: Mutex::new(HashSet::new()) }
     }
 
     /// Returns the directory holding the unzipped package, extracting it first if needed.
     pub(crate) async fn ensure(&self, sha256_hex: &str, zip_path: &Path) -> anyhow::Result<PathBuf> {
+        if self.unpacked.lock().expect("code set poisoned").contains(sha256_hex) {
+            return Ok(self.root.join(sha256_hex));
+        }
+        let dir = self.ensure_on_disk(sha256_hex, zip_path).await?;
+        self.unpacked.lock().expect("code set poisoned").insert(sha256_hex.to_string());
+        Ok(dir)
+    }
+
+    async fn ensure_on_disk(&self, sha256_hex: &str, zip_path: &Path) -> anyhow::Result<PathBuf> {
         anyhow::ensure!(
             !sha256_hex.is_empty() && sha256_hex.bytes().all(|b| b.is_ascii_hexdigit()),
             "code sha256 {sha256_hex:?} is not hex"

@@ -21,6 +21,7 @@ use crate::metrics as m;
 use crate::pool::{Acquired, Pool};
 use crate::runtime_api::{Pending, RuntimeResult};
 use crate::sandbox::{RunEnd, Sandbox, SandboxKey, StartArgs};
+use crate::spare::Spares;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/runtimes.rs"));
@@ -67,6 +68,8 @@ pub struct InvokeOutcome {
 struct Inner {
     config: Config,
     isolation: Isolation,
+    /// Function-independent sandbox parts prepared ahead of cold starts.
+    spares: Option<Arc<Spares>>,
     code: CodeCache,
     pool: Pool,
     logs: LogStore,
@@ -171,7 +174,13 @@ impl ExecHost {
                 tracing::warn!("running sandboxes WITHOUT full isolation (require_isolation = false)");
             }
         }
+        let spares =
+            if isolation.namespaces { Spares::new(isolation.network.clone(), isolation.cgroups.clone()) } else { None };
+        if let Some(s) = &spares {
+            s.refill();
+        }
         let inner = Arc::new(Inner {
+            spares,
             code: CodeCache::new(data_dir.join("code")),
             pool: Pool::new(config.memory_budget_mb, config.max_sandboxes),
             logs: LogStore::new(config.log_retention_events),
@@ -275,7 +284,8 @@ impl ExecHost {
                         config: &inner.config,
                         isolation: &inner.isolation,
                     };
-                    match Sandbox::start(args).await {
+                    let spare = inner.spares.as_ref().and_then(Spares::claim);
+                    match Sandbox::start(args, spare).await {
                         Ok(sb) => {
                             inner.pool.started(&sb);
                             metrics::counter!(m::COLD_STARTS_TOTAL, &labels).increment(1);
@@ -483,6 +493,9 @@ impl ExecHost {
         }
         self.inner.destroys.reopen();
         self.update_gauge();
+        if let Some(spares) = self.inner.spares.clone() {
+            let _ = tokio::task::spawn_blocking(move || spares.close()).await;
+        }
         if let Some(cg) = &self.inner.isolation.cgroups {
             cg.remove_instance();
         }

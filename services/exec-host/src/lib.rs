@@ -14,6 +14,7 @@ mod pool;
 mod runtime_api;
 mod sandbox;
 mod seccomp;
+mod spare;
 mod spawn;
 
 pub use config::{Config, RuntimeSpec, probe_runtimes};

@@ -149,7 +149,8 @@ impl Network {
             .map_err(|_| anyhow::anyhow!("network namespace thread panicked"))?
     }
 
-    fn create_in_new_ns(&self) -> anyhow::Result<SandboxNet> {
+    /// Does `create_sandbox`'s work on the calling thread, which stays in the new namespace.
+    pub(crate) fn create_in_new_ns(&self) -> anyhow::Result<SandboxNet> {
         // Sockets keep the namespace they were created in: these two act on the host.
         let rtnl = Netlink::open().context("open netlink socket")?;
         let host_ctl = inet_socket().context("open control socket")?;

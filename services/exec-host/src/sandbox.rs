@@ -19,6 +19,7 @@ use crate::config::{Config, RuntimeSpec};
 use crate::isolation::{Isolation, RootSpec};
 use crate::logs::{Captured, LogCapture};
 use crate::runtime_api::{Pending, RuntimeApi, RuntimeResult};
+use crate::spare::Spare;
 
 /// Warm sandboxes are only reused for exactly this key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -129,18 +130,28 @@ pub(crate) struct Sandbox {
 impl Sandbox {
     /// Starts the runtime process. The runtime initialises in the background; its first `/next`
     /// call marks the end of init.
-    pub(crate) async fn start(a: StartArgs<'_>) -> anyhow::Result<Arc<Sandbox>> {
+    /// With a `spare` (see `spare`), its network namespace and cgroups are used.
+    pub(crate) async fn start(a: StartArgs<'_>, mut spare: Option<Spare>) -> anyhow::Result<Arc<Sandbox>> {
         let f = a.function;
         let name = format!("sbx-{}-{}", a.id, uuid::Uuid::new_v4().simple());
         let log_stream =
             format!("{}/[{}]{}", chrono::Utc::now().format("%Y/%m/%d"), f.version, uuid::Uuid::new_v4().simple());
         let memory_mb = u64::from(f.memory_mb);
-        let cgroup = match &a.isolation.cgroups {
-            Some(cg) => Some(cg.create(&name, memory_mb, a.config.cpu_quota).context("create sandbox cgroup")?),
-            None => None,
+        let cgroup = match (spare.as_mut().and_then(|s| s.cgroup.take()), &a.isolation.cgroups) {
+            (Some(cg), _) => {
+                if let Err(e) = cg.apply_limits(memory_mb, a.config.cpu_quota) {
+                    // Ends the spare's thread, so the cgroups are empty.
+                    drop(spare);
+                    cg.remove().await;
+                    return Err(e.context("limit sandbox cgroup"));
+                }
+                Some(cg)
+            }
+            (None, Some(cg)) => Some(cg.create(&name, memory_mb, a.config.cpu_quota).context("create sandbox cgroup")?),
+            (None, None) => None,
         };
         let cancel = CancellationToken::new();
-        let result = Self::start_inner(&a, &name, log_stream, memory_mb, cgroup, cancel.clone()).await;
+        let result = Self::start_inner(&a, &name, log_stream, memory_mb, cgroup, spare, cancel.clone()).await;
         if result.is_err() {
             cancel.cancel();
         }
@@ -153,6 +164,7 @@ impl Sandbox {
         log_stream: String,
         memory_mb: u64,
         cgroup: Option<SandboxCgroup>,
+        spare: Option<Spare>,
         cancel: CancellationToken,
     ) -> anyhow::Result<Arc<Sandbox>> {
         let f = a.function;
@@ -210,7 +222,8 @@ impl Sandbox {
 
         let root_dir = if isolated {
             let d = a.sandboxes_dir.join(name);
-            tokio::fs::create_dir_all(&d).await.with_context(|| format!("create {}", d.display()))?;
+            // One mkdir below an existing directory: cheaper inline than through the blocking pool.
+            std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
             Some(d)
         } else {
             None
@@ -229,23 +242,52 @@ impl Sandbox {
         let procs = cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
         let cwd = (!isolated).then(|| a.code_dir.to_path_buf());
         let spawned_at = Instant::now();
-        let spawned = tokio::task::spawn_blocking(move || {
-            let net = network.map(|n| n.create_sandbox()).transpose().context("create sandbox network")?;
-            if let (Some(p), Some(n)) = (plan.as_mut(), net.as_ref()) {
-                p.netns = Some(n.ns.as_raw_fd());
-            }
-            match crate::spawn::spawn(&command, &env, plan, &procs, cwd.as_deref()) {
-                Ok(s) => Ok((s, net)),
-                Err(e) => {
-                    if let Some(n) = net {
-                        let _ = crate::net::delete_link(&n.host_if);
-                    }
-                    Err(e)
+        let spawned = match spare {
+            Some(mut spare) => {
+                // The runtime is forked by the spare's thread and inherits its network namespace
+                // (so `plan.netns` stays unset) and, if it joined them, its cgroups.
+                let net = spare.net.take();
+                let matches = isolated && network.is_some() == net.is_some();
+                let procs = if spare.thread_in_cgroup { Vec::new() } else { procs };
+                let rt = tokio::runtime::Handle::current();
+                if !matches {
+                    Err(anyhow::anyhow!("spare sandbox does not match this host's isolation"))
+                } else {
+                    spare
+                        .run(move || {
+                            let _rt = rt.enter();
+                            match crate::spawn::spawn(&command, &env, plan, &procs, cwd.as_deref()) {
+                                Ok(s) => Ok((s, net)),
+                                Err(e) => {
+                                    if let Some(n) = net {
+                                        let _ = crate::net::delete_link(&n.host_if);
+                                    }
+                                    Err(e)
+                                }
+                            }
+                        })
+                        .await
+                        .and_then(|r| r)
                 }
             }
-        })
-        .await
-        .context("join spawn task")?;
+            None => tokio::task::spawn_blocking(move || {
+                let net = network.map(|n| n.create_sandbox()).transpose().context("create sandbox network")?;
+                if let (Some(p), Some(n)) = (plan.as_mut(), net.as_ref()) {
+                    p.netns = Some(n.ns.as_raw_fd());
+                }
+                match crate::spawn::spawn(&command, &env, plan, &procs, cwd.as_deref()) {
+                    Ok(s) => Ok((s, net)),
+                    Err(e) => {
+                        if let Some(n) = net {
+                            let _ = crate::net::delete_link(&n.host_if);
+                        }
+                        Err(e)
+                    }
+                }
+            })
+            .await
+            .context("join spawn task")?,
+        };
         let (spawned, net) = match spawned {
             Ok(s) => s,
             Err(e) => {
