@@ -78,6 +78,9 @@ PYTHON=/usr/bin/python3
 log "runtime bootstrap tests"
 "$PYTHON" runtimes/test_bootstraps.py
 
+log "building binaries the tests run (lamina, the Rust lambda_runtime fixture)"
+cargo build -p lamina -p lamina-fixture-rust-runtime
+
 log "cargo tests"
 # Bounded parallelism: integration tests start real servers and real runtime processes.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
@@ -88,7 +91,6 @@ PY=$(command -v python3)
 "$PY" -c 'import boto3' 2>/dev/null || "$PY" -m pip install -q boto3
 SMOKE_DIR=$(mktemp -d)
 SMOKE_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cargo build -q -p lamina
 target/debug/lamina serve --data-dir "$SMOKE_DIR/data" --listen "127.0.0.1:$SMOKE_PORT" >"$SMOKE_DIR/serve.log" 2>&1 &
 SMOKE_PID=$!
 trap 'kill $SMOKE_PID 2>/dev/null || true; rm -rf "$SMOKE_DIR"' EXIT

@@ -55,7 +55,8 @@ struct State {
     first_next: Option<Instant>,
     /// When the last invocation was handed out.
     delivered: Option<Instant>,
-    init_failed: bool,
+    /// The `/init/error` document, kept for an invocation submitted after it arrived.
+    init_error: Option<Bytes>,
 }
 
 /// State shared by the sandbox and its Runtime API server.
@@ -78,7 +79,15 @@ impl RuntimeApi {
 
     /// Queues an invocation for the next `/next` call.
     pub(crate) fn submit(&self, p: Pending) {
-        self.state().pending = Some(p);
+        let mut st = self.state();
+        // A runtime can fail its init before the first invocation is even queued.
+        if let Some(doc) = st.init_error.clone() {
+            drop(st);
+            let _ = p.done.send(RuntimeResult::InitError(doc));
+            return;
+        }
+        st.pending = Some(p);
+        drop(st);
         self.notify.notify_waiters();
     }
 
@@ -98,7 +107,7 @@ impl RuntimeApi {
     }
 
     pub(crate) fn init_failed(&self) -> bool {
-        self.state().init_failed
+        self.state().init_error.is_some()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -313,7 +322,7 @@ async fn init_error(api: &RuntimeApi, req: Request<Incoming>) -> Response<Full<B
     let doc = error_document(body, &error_type);
     let waiter = {
         let mut st = api.state();
-        st.init_failed = true;
+        st.init_error = Some(doc.clone());
         st.pending.take().map(|p| p.done).or_else(|| st.current.take().map(|c| c.done))
     };
     if let Some(done) = waiter {
