@@ -165,6 +165,14 @@ impl AdminTarget {
     }
 }
 
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreatedAccount {
+    account_id: String,
+    access_key_id: String,
+    secret_access_key: String,
+}
+
 /// Runs an `account` subcommand and prints its JSON result.
 pub async fn run_account(cmd: AccountCommand) -> anyhow::Result<()> {
     use reqwest::Method;
@@ -178,11 +186,14 @@ pub async fn run_account(cmd: AccountCommand) -> anyhow::Result<()> {
                 body["CodeStorageBytes"] = n.into();
             }
             let key = target.call(Method::POST, "/accounts", Some(body)).await?;
-            json!({
-                "AccountId": key["AccountId"],
-                "AccessKeyId": key["AccessKeyId"],
-                "SecretAccessKey": key["SecretAccessKey"],
-            })
+            // Field order as documented: AccountId, AccessKeyId, SecretAccessKey.
+            let created = CreatedAccount {
+                account_id: key["AccountId"].as_str().unwrap_or_default().to_owned(),
+                access_key_id: key["AccessKeyId"].as_str().unwrap_or_default().to_owned(),
+                secret_access_key: key["SecretAccessKey"].as_str().unwrap_or_default().to_owned(),
+            };
+            println!("{}", serde_json::to_string(&created)?);
+            return Ok(());
         }
         AccountCommand::List { target } => target.call(Method::GET, "/accounts", None).await?,
         AccountCommand::SetLimits { account_id, concurrent_executions, code_storage_bytes, target } => {

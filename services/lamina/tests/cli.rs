@@ -59,6 +59,7 @@ fn serve_first_start_and_account_commands() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).expect("utf8");
     assert_eq!(stdout.lines().count(), 1, "exactly one JSON object: {stdout}");
+    assert!(stdout.starts_with("{\"AccountId\":\""), "documented field order: {stdout}");
     let key: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     let id = key["AccountId"].as_str().expect("AccountId");
     assert!(id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()), "{id}");
