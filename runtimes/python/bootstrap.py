@@ -10,14 +10,12 @@ following the contract of shared/spec/programming-model.md and semantics.md (ERR
 Standard library only: the sandbox sees nothing but the host's Python installation.
 """
 
+import _socket
 import importlib
 import json
-import logging
 import os
-import socket
 import sys
 import time
-import traceback
 
 API_PREFIX = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
@@ -67,8 +65,16 @@ class RuntimeAPI:
 
     def _connect(self):
         self.close()
-        self.sock = socket.create_connection(self.target)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # The C module, not `socket`: its Python wrapper (enum and friends) costs ~3 ms of start-up.
+        family, kind, proto, _, address = _socket.getaddrinfo(*self.target, 0, _socket.SOCK_STREAM)[0]
+        self.sock = _socket.socket(family, kind, proto)
+        try:
+            self.sock.connect(address)
+        except OSError:
+            self.sock.close()
+            self.sock = None
+            raise
+        self.sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         self.buf = b""
 
     def close(self):
@@ -202,26 +208,24 @@ def _write(stream, text):
     stream.flush()
 
 
-class _LambdaLogHandler(logging.Handler):
-    """Root-logger handler producing ``[LEVEL]\\t<time>Z\\t<request id>\\t<message>``.
+def _setup_logging(logging):
+    """Gives the root logger Lambda's format and default level (WARNING)."""
 
-    It looks sys.stdout up at emit time so user code that rebinds sys.stdout still
-    reaches the captured stream, as with print."""
+    class _LambdaLogHandler(logging.Handler):
+        """``[LEVEL]\\t<time>Z\\t<request id>\\t<message>``, to sys.stdout looked up at emit time, so user
+        code that rebinds sys.stdout still reaches the captured stream, as with print."""
 
-    def emit(self, record):
-        try:
-            _write(sys.stdout, self.format(record) + "\n")
-        except Exception:
-            self.handleError(record)
+        def emit(self, record):
+            try:
+                _write(sys.stdout, self.format(record) + "\n")
+            except Exception:
+                self.handleError(record)
 
+    class _RequestIdFilter(logging.Filter):
+        def filter(self, record):
+            record.aws_request_id = _request_id
+            return True
 
-class _RequestIdFilter(logging.Filter):
-    def filter(self, record):
-        record.aws_request_id = _request_id
-        return True
-
-
-def _setup_logging():
     formatter = logging.Formatter(
         "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
         "%Y-%m-%dT%H:%M:%S",
@@ -233,6 +237,32 @@ def _setup_logging():
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.WARNING)  # AWS default; users raise it with setLevel(INFO)
+
+
+class _LoggingOnImport:
+    """Configures `logging` the moment anything imports it.
+
+    Importing logging (and the traceback/threading/string modules it pulls in) costs ~5 ms; a
+    function that never logs should not pay it on every cold start, and one that does sees a
+    root logger already set up when its own `import logging` returns."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "logging":
+            return None
+        sys.meta_path.remove(self)
+        import importlib.machinery
+
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            load(module)
+            _setup_logging(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
 
 
 def _log_error(error):
@@ -274,6 +304,8 @@ def _user_frames(tb):
 
     Frames are reduced to (file, line, function, source) before formatting so Python 3.11's
     column carets stay out of the payload, matching the AWS runtime's strings."""
+    import traceback  # only failing invocations pay for it
+
     frames = [(f.filename, f.lineno, f.name, f.line) for f in traceback.extract_tb(tb)]
     while frames and _is_runtime_frame(frames[0][0]):
         frames.pop(0)
@@ -453,7 +485,10 @@ def main():
     if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
         sys.path.pop(0)
     sys.path.insert(0, task_root)
-    _setup_logging()
+    if "logging" in sys.modules:
+        _setup_logging(sys.modules["logging"])
+    else:
+        sys.meta_path.insert(0, _LoggingOnImport())
 
     try:
         handler = load_handler(os.environ.get("_HANDLER", ""))
