@@ -148,44 +148,33 @@ impl Client {
 
     /// `concurrency` connections sending `request` back to back for `duration`.
     pub async fn hammer(&self, request: Signed, concurrency: usize, duration: Duration) -> anyhow::Result<Stats> {
-        let request = Arc::new(request);
         let deadline = Instant::now() + duration;
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..concurrency)
-            .map(|_| {
-                let (client, request) = (self.clone(), request.clone());
-                tokio::spawn(async move {
-                    let mut stats = Stats::default();
-                    while Instant::now() < deadline {
-                        let t = Instant::now();
-                        match client.send(&request).await {
-                            Ok((status, _)) if status < 300 => stats.record(t.elapsed()),
-                            _ => stats.errors += 1,
-                        }
-                    }
-                    stats
-                })
-            })
-            .collect();
-        let mut all = Stats::default();
-        for t in tasks {
-            all.merge(t.await?);
-        }
-        all.elapsed = started.elapsed();
-        Ok(all)
+        self.workers(request, concurrency, move |_| Instant::now() < deadline).await
     }
 
     /// `total` sends of `request` spread over `concurrency` workers.
     pub async fn fixed_count(&self, request: Signed, concurrency: usize, total: usize) -> anyhow::Result<Stats> {
+        let per = total.div_ceil(concurrency.max(1));
+        self.workers(request, concurrency, move |sent| sent < per).await
+    }
+
+    /// Runs `concurrency` workers, each sending while `more(sent so far)` holds.
+    async fn workers(
+        &self,
+        request: Signed,
+        concurrency: usize,
+        more: impl Fn(usize) -> bool + Copy + Send + 'static,
+    ) -> anyhow::Result<Stats> {
         let request = Arc::new(request);
         let started = Instant::now();
-        let per = total.div_ceil(concurrency.max(1));
         let tasks: Vec<_> = (0..concurrency.max(1))
             .map(|_| {
                 let (client, request) = (self.clone(), request.clone());
                 tokio::spawn(async move {
                     let mut stats = Stats::default();
-                    for _ in 0..per {
+                    let mut sent = 0;
+                    while more(sent) {
+                        sent += 1;
                         let t = Instant::now();
                         match client.send(&request).await {
                             Ok((status, _)) if status < 300 => stats.record(t.elapsed()),

@@ -21,74 +21,10 @@ const RUNTIME: &str = "java17";
 
 /// The handlers, as (path, source). `dep/` is packaged only inside `lib/dep.jar`.
 const SOURCES: &[(&str, &str)] = &[
-    (
-        "example/RequestClass.java",
-        r#"package example;
-
-public class RequestClass {
-    String firstName;
-    String lastName;
-
-    public String getFirstName() { return firstName; }
-    public void setFirstName(String firstName) { this.firstName = firstName; }
-    public String getLastName() { return lastName; }
-    public void setLastName(String lastName) { this.lastName = lastName; }
-
-    public RequestClass() {}
-}
-"#,
-    ),
-    (
-        "example/ResponseClass.java",
-        r#"package example;
-
-public class ResponseClass {
-    String greetings;
-
-    public String getGreetings() { return greetings; }
-    public void setGreetings(String greetings) { this.greetings = greetings; }
-
-    public ResponseClass(String greetings) { this.greetings = greetings; }
-
-    public ResponseClass() {}
-}
-"#,
-    ),
-    (
-        "example/Hello.java",
-        r#"package example;
-
-import com.amazonaws.services.lambda.runtime.Context;
-
-public class Hello {
-    public ResponseClass myHandler(RequestClass request, Context context) {
-        String greetingString = String.format("Hello %s, %s.", request.firstName, request.lastName);
-        return new ResponseClass(greetingString);
-    }
-}
-"#,
-    ),
-    (
-        "example/Upper.java",
-        r#"package example;
-
-import com.amazonaws.services.lambda.runtime.Context;
-import com.amazonaws.services.lambda.runtime.RequestStreamHandler;
-import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
-
-public class Upper implements RequestStreamHandler {
-    public void handleRequest(InputStream inputStream, OutputStream outputStream, Context context)
-            throws IOException {
-        int letter;
-        while ((letter = inputStream.read()) != -1) {
-            outputStream.write(Character.toUpperCase(letter));
-        }
-    }
-}
-"#,
-    ),
+    ("example/RequestClass.java", include_str!("../fixtures/java/example/RequestClass.java")),
+    ("example/ResponseClass.java", include_str!("../fixtures/java/example/ResponseClass.java")),
+    ("example/Hello.java", include_str!("../fixtures/java/example/Hello.java")),
+    ("example/Upper.java", include_str!("../fixtures/java/example/Upper.java")),
     (
         "example/MapHandler.java",
         r#"package example;
@@ -160,17 +96,7 @@ public class Probe implements RequestHandler<Map<String, Object>, Map<String, Ob
 }
 "#,
     ),
-    (
-        "example/UsesDep.java",
-        r#"package example;
-
-public class UsesDep {
-    public static String handler(String name) {
-        return dep.Greeter.greet(name);
-    }
-}
-"#,
-    ),
+    ("example/UsesDep.java", include_str!("../fixtures/java/example/UsesDep.java")),
     (
         "dep/Greeter.java",
         r#"package dep;
