@@ -225,8 +225,10 @@ class Sandbox:
             "LANG": "en_US.UTF-8",
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "MY_VAR": "from-function-config",
+            "PYTHONDONTWRITEBYTECODE": "1",  # keep the source tree clean
         }
-        cmd = [PYTHON, "-u", PY_BOOTSTRAP] if runtime == "python" else [NODE, NODE_BOOTSTRAP]
+        # The execution host's command line (config.rs): -S, site-packages added by the runtime.
+        cmd = [PYTHON, "-u", "-S", PY_BOOTSTRAP] if runtime == "python" else [NODE, NODE_BOOTSTRAP]
         self.proc = subprocess.Popen(cmd, cwd=cwd or task_root, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.output = OutputCapture(self.proc)
@@ -435,6 +437,90 @@ def py_none_result():
 
 
 @test
+def py_json_codec_matches_json():
+    # The runtime's JSON functions (on the C accelerator) must agree with json.loads/json.dumps.
+    sys.path.insert(0, os.path.join(HERE, "python"))
+    sys.dont_write_bytecode = True
+    try:
+        import lamina_runtime as rt
+    finally:
+        sys.path.pop(0)
+    import decimal
+    docs = ['{}', '[]', ' {"a": [1, 2.5, -3e10, true, false, null, "x\\u00e9\\ud83d\\ude00"]} ', '"\u2713"',
+            '12345678901234567890', '-0.0', '[NaN, Infinity, -Infinity]', '{"a": {"a": {"a": 1}}}', '\t\r\n 7 \n']
+    for doc in docs:
+        for data in (doc, doc.encode("utf-8")):
+            got, want = rt.json_loads(data), json.loads(data)
+            eq(json.dumps(got, sort_keys=True), json.dumps(want, sort_keys=True), "loads %r" % data)
+    for bad in ['', ' ', '{', '{"a": 1} x', '[1,]', "{'a': 1}", b'\xff', b'\xef\xbb\xbf{}', '\ufeff{}']:
+        try:
+            json.loads(bad)
+            expected = None
+        except ValueError as exc:
+            expected = (type(exc), str(exc))
+        try:
+            rt.json_loads(bad)
+            got = None
+        except ValueError as exc:
+            got = (type(exc), str(exc))
+        eq(got, expected, "error for %r" % (bad,))
+
+    def default(value):
+        if isinstance(value, decimal.Decimal):
+            return float(value)
+        raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
+
+    values = [None, True, 1, -2.5, float("nan"), "h\u00e9llo \u2713 \U0001f600", [1, [2, {"k": (3, 4)}]],
+              {"b": 1, "a": 2, 3: "int key", None: 0}, {"price": decimal.Decimal("1.5")}, ""]
+    for value in values:
+        eq(rt.json_dumps(value, default=default), json.dumps(value, default=default), "dumps %r" % (value,))
+    for value in ({"x": object()}, {(1, 2): 1}):
+        with_json = with_rt = None
+        try:
+            json.dumps(value, default=default)
+        except TypeError as exc:
+            with_json = str(exc)
+        try:
+            rt.json_dumps(value, default=default)
+        except TypeError as exc:
+            with_rt = str(exc)
+        eq(with_rt, with_json, "dumps error for %r" % (value,))
+    circular = []
+    circular.append(circular)
+    try:
+        rt.json_dumps(circular)
+        raise AssertionError("circular structure was encoded")
+    except ValueError as exc:
+        eq(str(exc), "Circular reference detected")
+
+
+@test
+def py_without_site_keeps_site_packages_and_exit_and_starts_lean():
+    site_dirs = json.loads(subprocess.run(
+        [PYTHON, "-c", "import json, os, site; print(json.dumps([p for p in site.getsitepackages() if os.path.isdir(p)]))"],
+        capture_output=True, check=True, env={}).stdout)
+    box = Sandbox("python", task_root({"lambda_function.py": """
+        import builtins
+        import sys
+
+
+        def handler(event, context):
+            heavy = ("site", "re", "json", "encodings.idna", "logging", "importlib.util", "traceback", "socket")
+            return {"path": sys.path, "no_site": sys.flags.no_site, "exit": callable(getattr(builtins, "exit", None)),
+                    "heavy": [m for m in heavy if m in sys.modules]}
+    """}), "lambda_function.handler")
+    r = box.invoke({})
+    eq(r["kind"], "response")
+    doc = r["json"]
+    eq((doc["no_site"], doc["exit"]), (1, True))
+    eq(doc["heavy"], [], "modules whose import would slow every cold start")
+    eq(doc["path"][0], box.task_root, "the task root comes first")
+    for d in site_dirs:
+        assert d in doc["path"], "%s missing from sys.path %r" % (d, doc["path"])
+    eq([p for p in doc["path"] if os.path.dirname(PY_BOOTSTRAP) == p], [], "the runtime's directory is not on sys.path")
+
+
+@test
 def py_empty_event_is_none():
     r = py_main().invoke(raw=b"")
     eq(r["json"], "event is None")
@@ -607,7 +693,7 @@ def py_init_other_exception():
                                "lambda_function.handler")
     doc = rec["json"]
     eq((doc["errorType"], doc["errorMessage"]), ("ValueError", "bad config"))
-    assert doc["stackTrace"] and all("bootstrap.py" not in s and "<frozen" not in s for s in doc["stackTrace"]), doc
+    assert doc["stackTrace"] and all("bootstrap.py" not in s and "lamina_runtime" not in s and "<frozen" not in s for s in doc["stackTrace"]), doc
     assert "lambda_function.py" in doc["stackTrace"][0], doc
     assert "[ERROR] ValueError: bad config\n" in box.all_output("stderr")
 

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Barrier, Mutex, mpsc, oneshot};
 
 use crate::stats::Stats;
 
@@ -49,8 +49,38 @@ async fn respond(State(api): State<Api>, Path(_id): Path<String>, body: Bytes) -
     "{\"status\":\"OK\"}"
 }
 
-/// Runs `requests` sequential invocations of `handler_body` on the real bootstrap, directly.
-pub async fn run(runtime: &str, handler_body: &str, requests: usize) -> anyhow::Result<Stats> {
+/// Runs `requests` invocations of `handler_body` on `concurrency` real bootstrap processes, each
+/// driven sequentially over its own minimal Runtime API: the same shape of load as `concurrency`
+/// clients invoking through Lamina, which then runs that many sandboxes.
+pub async fn run(runtime: &str, handler_body: &str, requests: usize, concurrency: usize) -> anyhow::Result<Stats> {
+    let concurrency = concurrency.max(1);
+    // Every process has started and answered once before the timed part begins.
+    let ready = Arc::new(Barrier::new(concurrency));
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let share = (requests / concurrency + usize::from(worker < requests % concurrency)).max(1);
+        let (runtime, body, ready) = (runtime.to_owned(), handler_body.to_owned(), ready.clone());
+        tasks.push(tokio::spawn(async move { run_one(&runtime, &body, share, worker, &ready).await }));
+    }
+    let mut stats = Stats::default();
+    let mut wall = std::time::Duration::ZERO;
+    for task in tasks {
+        let one = task.await??;
+        wall = wall.max(one.elapsed);
+        stats.merge(one);
+    }
+    stats.elapsed = wall;
+    Ok(stats)
+}
+
+/// One bootstrap process, `requests` sequential invocations after a first (start-up) one.
+async fn run_one(
+    runtime: &str,
+    handler_body: &str,
+    requests: usize,
+    worker: usize,
+    ready: &Barrier,
+) -> anyhow::Result<Stats> {
     let (tx, rx) = mpsc::channel::<(String, Bytes)>(1);
     let api = Api { events: Arc::new(Mutex::new(rx)), pending: Arc::default() };
     let app = Router::new()
@@ -62,7 +92,7 @@ pub async fn run(runtime: &str, handler_body: &str, requests: usize) -> anyhow::
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let task = tempfile_dir()?;
+    let task = tempfile_dir(worker)?;
     let repo = std::env::current_dir()?;
     let (program, file, bootstrap) = if runtime.starts_with("python") {
         ("/usr/bin/python3.11", "lambda_function.py", repo.join("runtimes/python/bootstrap.py"))
@@ -71,7 +101,10 @@ pub async fn run(runtime: &str, handler_body: &str, requests: usize) -> anyhow::
     };
     std::fs::write(task.join(file), handler_body)?;
     let handler = if runtime.starts_with("python") { "lambda_function.handler" } else { "index.handler" };
+    // The execution host's command line: `-S` for Python (the runtime adds site-packages itself).
+    let flags: &[&str] = if runtime.starts_with("python") { &["-u", "-S"] } else { &[] };
     let mut child = tokio::process::Command::new(program)
+        .args(flags)
         .arg(&bootstrap)
         .current_dir(&task)
         .env_clear()
@@ -88,6 +121,7 @@ pub async fn run(runtime: &str, handler_body: &str, requests: usize) -> anyhow::
     let mut started = Instant::now();
     for i in 0..=requests {
         if i == 1 {
+            ready.wait().await;
             started = Instant::now();
         }
         let (done_tx, done_rx) = oneshot::channel();
@@ -105,8 +139,8 @@ pub async fn run(runtime: &str, handler_body: &str, requests: usize) -> anyhow::
     Ok(stats)
 }
 
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("lamina-direct-{}", std::process::id()));
+fn tempfile_dir(worker: usize) -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("lamina-direct-{}-{worker}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

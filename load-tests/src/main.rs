@@ -56,6 +56,9 @@ enum Command {
         /// MemorySize of the function (CPU share follows it when the server caps CPU).
         #[arg(long, default_value_t = 128)]
         memory: u32,
+        /// Pid of the `lamina serve` process: also report its CPU time per invocation.
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
     /// Cold starts: Invoke to handler start, against starting the interpreter alone.
     Cold {
@@ -76,8 +79,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::GetConfig { concurrency, seconds } => get_config(&client, concurrency, seconds).await,
         Command::Create { zip_mb, requests, concurrency } => create(&client, zip_mb, requests, concurrency).await,
-        Command::Warm { runtime, requests, concurrency, memory } => {
-            warm(&client, &runtime, requests, concurrency, memory).await
+        Command::Warm { runtime, requests, concurrency, memory, server_pid } => {
+            warm(&client, &runtime, requests, concurrency, memory, server_pid).await
         }
         Command::Cold { runtime, count, memory } => cold(&client, &runtime, count, memory).await,
     }
@@ -151,15 +154,39 @@ fn noop_body(runtime: &str) -> &'static str {
     }
 }
 
-async fn warm(client: &Client, runtime: &str, requests: usize, concurrency: usize, memory: u32) -> anyhow::Result<()> {
+/// CPU time of a process so far, all its threads (first field of each task's `schedstat`, in ns).
+fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let stat = std::fs::read_to_string(task?.path().join("schedstat")).unwrap_or_default();
+        total += stat.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    }
+    Ok(Duration::from_nanos(total))
+}
+
+async fn warm(
+    client: &Client,
+    runtime: &str,
+    requests: usize,
+    concurrency: usize,
+    memory: u32,
+    server_pid: Option<u32>,
+) -> anyhow::Result<()> {
     let name = format!("bench-warm-{}", runtime.replace('.', "-"));
     ensure_function(client, &name, runtime, noop_body(runtime), memory).await?;
     client.invoke(&name, b"{}").await?;
     let request = client.presigned_post(&format!("/2015-03-31/functions/{name}/invocations"), b"{}")?;
+    // One sandbox per client is started (and warmed) before the timed run.
+    client.fixed_count(request.clone(), concurrency, concurrency * 50).await?;
+    let cpu_before = server_pid.map(cpu_time).transpose()?;
     let lamina = client.fixed_count(request, concurrency, requests).await?;
     println!("Warm invoke through Lamina ({runtime}, {concurrency} concurrent): {}", lamina.summary());
-    let direct = direct::run(runtime, noop_body(runtime), requests).await?;
-    println!("Same runtime driven directly over the Runtime API: {}", direct.summary());
+    if let (Some(pid), Some(before)) = (server_pid, cpu_before) {
+        let used = cpu_time(pid)?.saturating_sub(before);
+        println!("Server CPU per invocation: {:.0} us", used.as_secs_f64() * 1e6 / requests.max(1) as f64);
+    }
+    let direct = direct::run(runtime, noop_body(runtime), requests, concurrency).await?;
+    println!("Same runtime driven directly over the Runtime API ({concurrency} processes): {}", direct.summary());
     println!(
         "Overhead at p50: {:.3} ms; throughput ratio: {:.0} %",
         lamina.percentile(50.0).as_secs_f64() * 1e3 - direct.percentile(50.0).as_secs_f64() * 1e3,
@@ -190,18 +217,22 @@ async fn cold(client: &Client, runtime: &str, count: usize, memory: u32) -> anyh
     }
     println!("Cold start, Invoke to handler start ({runtime}): {}", to_handler.summary());
     println!("Cold start, whole Invoke round trip ({runtime}): {}", total.summary());
-    let (program, args): (&str, &[&str]) = if runtime.starts_with("python") {
-        ("/usr/bin/python3.11", &["-c", "pass"])
+    // The baseline, and for Python also the interpreter started the way Lamina starts it
+    // (`-S`, see docs/runtimes.md).
+    let baselines: &[(&str, &[&str])] = if runtime.starts_with("python") {
+        &[("/usr/bin/python3.11", &["-c", "pass"]), ("/usr/bin/python3.11", &["-S", "-c", "pass"])]
     } else {
-        ("/usr/bin/node", &["-e", "0"])
+        &[("/usr/bin/node", &["-e", "0"])]
     };
-    let mut baseline = Stats::default();
-    for _ in 0..count {
-        let t = Instant::now();
-        let status = tokio::process::Command::new(program).args(args).status().await?;
-        anyhow::ensure!(status.success(), "{program} failed");
-        baseline.record(t.elapsed());
+    for (program, args) in baselines {
+        let mut baseline = Stats::default();
+        for _ in 0..count {
+            let t = Instant::now();
+            let status = tokio::process::Command::new(program).args(*args).status().await?;
+            anyhow::ensure!(status.success(), "{program} failed");
+            baseline.record(t.elapsed());
+        }
+        println!("Baseline `{program} {}`: {}", args.join(" "), baseline.summary());
     }
-    println!("Baseline `{program} {}`: {}", args.join(" "), baseline.summary());
     Ok(())
 }

@@ -25,7 +25,8 @@ fn collect(dir: &Path, base: &Path, out: &mut Vec<(String, PathBuf)>) {
         let path = entry.path();
         let Ok(ft) = entry.file_type() else { continue };
         if ft.is_dir() {
-            if path == base.join(JAVA_SRC) {
+            // Bytecode left by running the bootstrap tests is not part of the runtime.
+            if path == base.join(JAVA_SRC) || entry.file_name() == "__pycache__" {
                 continue;
             }
             collect(&path, base, out);

@@ -6,6 +6,7 @@ mod custom;
 mod isolation;
 mod java;
 mod limits;
+mod matrix;
 mod nodejs;
 mod python;
 

@@ -1,6 +1,7 @@
 //! Types shared by every Lamina service: errors in AWS shape, names and ARNs, timestamps.
 pub mod error;
 pub mod function;
+pub mod ids;
 pub mod names;
 pub mod policy;
 pub mod time;

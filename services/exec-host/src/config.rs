@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuntimeSpec {
     /// Program and arguments as seen inside the sandbox, e.g.
-    /// `["/usr/bin/python3.11", "-u", "/var/runtime/python/bootstrap.py"]`, or `["/var/task/bootstrap"]`
+    /// `["/usr/bin/python3.11", "-u", "-S", "/var/runtime/python/bootstrap.py"]`, or `["/var/task/bootstrap"]`
     /// for the custom runtimes.
     pub command: Vec<String>,
     /// Value of `AWS_EXECUTION_ENV`, e.g. `AWS_Lambda_python3.11`.
@@ -151,7 +151,8 @@ pub fn probe_runtimes() -> BTreeMap<String, RuntimeSpec> {
             map.insert(
                 id.clone(),
                 RuntimeSpec {
-                    command: vec![real, "-u".into(), "/var/runtime/python/bootstrap.py".into()],
+                    // -S: the runtime puts site-packages on sys.path itself, without site's start-up cost.
+                    command: vec![real, "-u".into(), "-S".into(), "/var/runtime/python/bootstrap.py".into()],
                     exec_env: format!("AWS_Lambda_{id}"),
                 },
             );

@@ -101,6 +101,7 @@ impl ExecHost {
             tokio::fs::create_dir_all(d).await.with_context(|| format!("create {}", d.display()))?;
         }
         write_bootstraps(&runtime_dir).await?;
+        precompile_python(&runtime_dir, &config.runtimes).await;
 
         let (cgroups, mut missing) = crate::cgroup::Cgroups::detect();
         let cgroups = match cgroups {
@@ -129,14 +130,14 @@ impl ExecHost {
             missing.push("network: not running as root".into());
             None
         };
-        use crate::isolation::probe_namespaces as probe;
-        let first = probe(&sandboxes_dir, &runtime_dir, network.as_ref()).await;
+        use crate::isolation::probe_namespaces;
+        let first = probe_namespaces(&sandboxes_dir, &runtime_dir, network.as_ref(), false).await;
         let namespaces = match first {
             Ok(()) => true,
             Err(e) if network.is_some() => {
                 // Tell a broken sandbox network apart from broken namespaces.
                 network = None;
-                match probe(&sandboxes_dir, &runtime_dir, None).await {
+                match probe_namespaces(&sandboxes_dir, &runtime_dir, None, false).await {
                     Ok(()) => {
                         missing.push(format!("network: {e}"));
                         true
@@ -152,7 +153,17 @@ impl ExecHost {
                 false
             }
         };
-        let isolation = Isolation { namespaces, cgroups, network, missing };
+        // A layer of its own: a kernel without user namespaces still gets the other ones.
+        let user_ns = namespaces && {
+            match probe_namespaces(&sandboxes_dir, &runtime_dir, None, true).await {
+                Ok(()) => true,
+                Err(e) => {
+                    missing.push(format!("user namespace: {e}"));
+                    false
+                }
+            }
+        };
+        let isolation = Isolation { namespaces, user_ns, cgroups, network, missing };
         for m in &isolation.missing {
             tracing::warn!("sandbox isolation feature unavailable: {m}");
         }
@@ -174,8 +185,14 @@ impl ExecHost {
                 tracing::warn!("running sandboxes WITHOUT full isolation (require_isolation = false)");
             }
         }
-        let spares =
-            if isolation.namespaces { Spares::new(isolation.network.clone(), isolation.cgroups.clone()) } else { None };
+        let spares = isolation.namespaces.then(|| {
+            let root = crate::spare::RootBase {
+                sandboxes_dir: sandboxes_dir.clone(),
+                runtime_dir: runtime_dir.clone(),
+                tmp_size_mb: config.tmp_size_mb,
+            };
+            Spares::new(isolation.network.clone(), isolation.cgroups.clone(), root)
+        });
         if let Some(s) = &spares {
             s.refill();
         }
@@ -538,4 +555,36 @@ async fn write_bootstraps(dir: &std::path::Path) -> anyhow::Result<()> {
         tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).await?;
     }
     Ok(())
+}
+
+/// Byte-compiles the Python runtime module for every interpreter a runtime is started with, so a
+/// cold start loads cached bytecode (the sandbox's `/var/runtime` is read-only, so Python could
+/// not cache it there itself). A failure only costs speed: Python then compiles in memory.
+async fn precompile_python(
+    dir: &std::path::Path,
+    runtimes: &std::collections::BTreeMap<String, crate::config::RuntimeSpec>,
+) {
+    let module = dir.join("python/lamina_runtime.py");
+    let interpreters: std::collections::BTreeSet<&String> = runtimes
+        .values()
+        .filter(|spec| spec.command.iter().any(|arg| arg.starts_with("/var/runtime/python/")))
+        .filter_map(|spec| spec.command.first())
+        .collect();
+    for interpreter in interpreters {
+        let out = tokio::process::Command::new(interpreter)
+            .args(["-S", "-c", "import py_compile, sys; py_compile.compile(sys.argv[1], doraise=True)"])
+            .arg(&module)
+            .env_clear()
+            .output()
+            .await;
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => tracing::warn!(
+                %interpreter,
+                "byte-compiling the Python runtime failed (cold starts will be slower): {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => tracing::warn!(%interpreter, "byte-compiling the Python runtime failed: {e}"),
+        }
+    }
 }

@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use crate::cgroup::Cgroups;
 use crate::net::Network;
-use crate::spawn::{MountOp, SandboxPlan, cpath};
+use crate::spawn::{IdMaps, MountOp, SandboxPlan, cpath};
 
 /// System directories shared read-only with every sandbox (symlinks are recreated as symlinks).
 const SYSTEM_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib64", "lib32", "libx32"];
@@ -37,6 +37,8 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
 pub(crate) struct Isolation {
     /// Mount/PID/IPC/UTS namespaces, pivot_root and the uid switch work.
     pub(crate) namespaces: bool,
+    /// Runtimes start in their own user namespace (see `spawn`).
+    pub(crate) user_ns: bool,
     /// Sandbox cgroups (memory at least).
     pub(crate) cgroups: Option<Cgroups>,
     /// Per-sandbox network namespaces with NAT egress; `None` when unavailable (see `missing`).
@@ -48,7 +50,7 @@ pub(crate) struct Isolation {
 impl Isolation {
     /// Every layer is available (a missing sandbox network makes this false).
     pub(crate) fn complete(&self) -> bool {
-        self.namespaces && self.cgroups.is_some() && self.network.is_some()
+        self.namespaces && self.user_ns && self.cgroups.is_some() && self.network.is_some()
     }
 
     pub(crate) fn available(&self) -> Vec<&'static str> {
@@ -67,6 +69,9 @@ impl Isolation {
                 "rlimits",
                 "seccomp",
             ]);
+            if self.user_ns {
+                v.push("user_ns");
+            }
             if self.network.is_some() {
                 v.push("net_ns");
             }
@@ -86,11 +91,49 @@ pub(crate) struct RootSpec<'a> {
     pub(crate) tmp_size_mb: u64,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
+    /// Run the runtime in its own user namespace (see `spawn`).
+    pub(crate) user_ns: bool,
 }
 
-/// The steps that assemble `/` for a sandbox.
-pub(crate) fn plan(spec: &RootSpec<'_>) -> anyhow::Result<SandboxPlan> {
+/// The steps that assemble `/` for a sandbox. With `premounted`, the function-independent part
+/// ([`base_ops`]) is already mounted on `spec.root` in the mount namespace the runtime will
+/// inherit (a spare shell's: see `spare`), and only the sandbox's own steps remain.
+pub(crate) fn plan(spec: &RootSpec<'_>, premounted: bool) -> anyhow::Result<SandboxPlan> {
     let root = spec.root;
+    let at = |rel: &str| cpath(&root.join(rel));
+    let base = if premounted { Vec::new() } else { base_ops(root, spec.runtime_dir, spec.tmp_size_mb)? };
+    let passwd = format!(
+        "root:x:0:0:root:/root:/sbin/nologin\nsbx_user{uid}:x:{uid}:{gid}::/tmp:/sbin/nologin\n",
+        uid = spec.uid,
+        gid = spec.gid
+    );
+    let group = format!("root:x:0:\nsbx_user{uid}:x:{gid}:\n", uid = spec.uid, gid = spec.gid);
+    let ops = vec![
+        MountOp::WriteFile(at("etc/passwd")?, passwd.into_bytes()),
+        MountOp::WriteFile(at("etc/group")?, group.into_bytes()),
+        MountOp::Proc { dst: at("proc")? },
+        MountOp::Bind { src: cpath(spec.code_dir)?, dst: at("var/task")?, readonly: true, dev: false },
+    ];
+    Ok(SandboxPlan {
+        root: cpath(root)?,
+        base,
+        premounted,
+        ops,
+        workdir: c"/var/task".to_owned(),
+        hostname: c"sandbox".to_owned(),
+        uid: spec.uid,
+        gid: spec.gid,
+        nofile: 1024,
+        nproc: 1024,
+        netns: None,
+        seccomp: Some(crate::seccomp::Filter::sandbox()),
+        user_ns: spec.user_ns.then(|| IdMaps::identity(spec.uid, spec.gid)),
+    })
+}
+
+/// The function-independent steps: system directories, `/etc`, `/dev`, `/tmp`, `/var/runtime`
+/// and the mount points the sandbox's own steps use.
+pub(crate) fn base_ops(root: &Path, runtime_dir: &Path, tmp_size_mb: u64) -> anyhow::Result<Vec<MountOp>> {
     let at = |rel: &str| cpath(&root.join(rel));
     let mut ops = Vec::new();
     for d in SYSTEM_DIRS {
@@ -138,15 +181,6 @@ pub(crate) fn plan(spec: &RootSpec<'_>) -> anyhow::Result<SandboxPlan> {
         ops.push(MountOp::Mkdir(dst.clone()));
         ops.push(MountOp::Bind { src: cpath(&host)?, dst, readonly: true, dev: false });
     }
-    let passwd = format!(
-        "root:x:0:0:root:/root:/sbin/nologin\nsbx_user{uid}:x:{uid}:{gid}::/tmp:/sbin/nologin\n",
-        uid = spec.uid,
-        gid = spec.gid
-    );
-    let group = format!("root:x:0:\nsbx_user{uid}:x:{gid}:\n", uid = spec.uid, gid = spec.gid);
-    ops.push(MountOp::WriteFile(at("etc/passwd")?, passwd.into_bytes()));
-    ops.push(MountOp::WriteFile(at("etc/group")?, group.into_bytes()));
-
     ops.push(MountOp::Mkdir(at("dev")?));
     ops.push(MountOp::Tmpfs { dst: at("dev")?, data: c"size=64k,mode=755".to_owned() });
     for d in DEVICES {
@@ -166,34 +200,25 @@ pub(crate) fn plan(spec: &RootSpec<'_>) -> anyhow::Result<SandboxPlan> {
         ops.push(MountOp::Symlink { target: cpath(Path::new(target))?, link: at(&format!("dev/{name}"))? });
     }
     ops.push(MountOp::Mkdir(at("proc")?));
-    ops.push(MountOp::Proc { dst: at("proc")? });
     ops.push(MountOp::Mkdir(at("tmp")?));
-    let tmp = std::ffi::CString::new(format!("size={}m,mode=1777", spec.tmp_size_mb)).context("tmpfs options")?;
+    let tmp = std::ffi::CString::new(format!("size={tmp_size_mb}m,mode=1777")).context("tmpfs options")?;
     ops.push(MountOp::Tmpfs { dst: at("tmp")?, data: tmp });
     ops.push(MountOp::Mkdir(at("opt")?));
     ops.push(MountOp::Mkdir(at("var")?));
     ops.push(MountOp::Mkdir(at("var/task")?));
-    ops.push(MountOp::Bind { src: cpath(spec.code_dir)?, dst: at("var/task")?, readonly: true, dev: false });
     ops.push(MountOp::Mkdir(at("var/runtime")?));
-    ops.push(MountOp::Bind { src: cpath(spec.runtime_dir)?, dst: at("var/runtime")?, readonly: true, dev: false });
-
-    Ok(SandboxPlan {
-        root: cpath(root)?,
-        ops,
-        workdir: c"/var/task".to_owned(),
-        hostname: c"sandbox".to_owned(),
-        uid: spec.uid,
-        gid: spec.gid,
-        nofile: 1024,
-        nproc: 1024,
-        netns: None,
-        seccomp: Some(crate::seccomp::Filter::sandbox()),
-    })
+    ops.push(MountOp::Bind { src: cpath(runtime_dir)?, dst: at("var/runtime")?, readonly: true, dev: false });
+    Ok(ops)
 }
 
-/// Probes namespaces (and, given `network`, a sandbox network) by starting `/bin/true` in a
-/// throw-away sandbox with the seccomp filter.
-pub(crate) async fn probe_namespaces(work: &Path, runtime_dir: &Path, network: Option<&Network>) -> Result<(), String> {
+/// Probes namespaces (and, given `network`, a sandbox network; with `user_ns`, a user namespace)
+/// by starting `/bin/true` in a throw-away sandbox with the seccomp filter.
+pub(crate) async fn probe_namespaces(
+    work: &Path,
+    runtime_dir: &Path,
+    network: Option<&Network>,
+    user_ns: bool,
+) -> Result<(), String> {
     if !crate::spawn::is_root() {
         return Err("not running as root: namespaces, pivot_root and uid switching need root".into());
     }
@@ -203,8 +228,9 @@ pub(crate) async fn probe_namespaces(work: &Path, runtime_dir: &Path, network: O
     let result = async {
         std::fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
         std::fs::create_dir_all(&code).map_err(|e| format!("create {}: {e}", code.display()))?;
-        let spec = RootSpec { root: &root, code_dir: &code, runtime_dir, tmp_size_mb: 1, uid: 9999, gid: 9999 };
-        let mut plan = plan(&spec).map_err(|e| format!("{e:#}"))?;
+        let spec =
+            RootSpec { root: &root, code_dir: &code, runtime_dir, tmp_size_mb: 1, uid: 9999, gid: 9999, user_ns };
+        let mut plan = plan(&spec, false).map_err(|e| format!("{e:#}"))?;
         let cmd = vec!["/bin/true".to_string()];
         let network = network.cloned();
         let (spawned, net) = tokio::task::spawn_blocking(move || {

@@ -164,7 +164,7 @@ impl Sandbox {
         log_stream: String,
         memory_mb: u64,
         cgroup: Option<SandboxCgroup>,
-        spare: Option<Spare>,
+        mut spare: Option<Spare>,
         cancel: CancellationToken,
     ) -> anyhow::Result<Arc<Sandbox>> {
         let f = a.function;
@@ -220,23 +220,31 @@ impl Sandbox {
         }
         let env: Vec<(String, String)> = env.into_iter().collect();
 
-        let root_dir = if isolated {
-            let d = a.sandboxes_dir.join(name);
-            // One mkdir below an existing directory: cheaper inline than through the blocking pool.
-            std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
-            Some(d)
-        } else {
-            None
+        // A spare's root is premounted in the namespace its thread hands to the runtime.
+        let premounted = spare.as_mut().and_then(|s| s.root.take());
+        let root_dir = match (&premounted, isolated) {
+            (Some(d), _) => Some(d.clone()),
+            (None, true) => {
+                let d = a.sandboxes_dir.join(name);
+                // One mkdir below an existing directory: cheaper inline than through the blocking pool.
+                std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
+                Some(d)
+            }
+            (None, false) => None,
         };
         let mut plan = match &root_dir {
-            Some(root) => Some(crate::isolation::plan(&RootSpec {
-                root,
-                code_dir: a.code_dir,
-                runtime_dir: a.runtime_dir,
-                tmp_size_mb: a.config.tmp_size_mb,
-                uid: a.uid,
-                gid: a.uid,
-            })?),
+            Some(root) => Some(crate::isolation::plan(
+                &RootSpec {
+                    root,
+                    code_dir: a.code_dir,
+                    runtime_dir: a.runtime_dir,
+                    tmp_size_mb: a.config.tmp_size_mb,
+                    uid: a.uid,
+                    gid: a.uid,
+                    user_ns: a.isolation.user_ns,
+                },
+                premounted.is_some(),
+            )?),
             None => None,
         };
         let procs = cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();

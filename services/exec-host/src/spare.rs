@@ -2,14 +2,17 @@
 //! so that a cold start only claims one.
 //!
 //! A spare is a parked thread that has `unshare`d a new network namespace (veth pair, addresses,
-//! Runtime API listener: see `net`) and, on cgroup v1, moved itself into a fresh, empty sandbox
-//! cgroup. On a cold start the sandbox's limits are written, then the thread forks the runtime,
-//! which inherits both the namespace and the cgroups, and ends. This takes the two slowest
+//! Runtime API listener: see `net`), on cgroup v1 moved itself into a fresh, empty sandbox
+//! cgroup, and `unshare`d a mount namespace in which it mounted the function-independent part of a
+//! sandbox root (`isolation::base_ops`: ~60 mount calls). On a cold start the sandbox's limits are
+//! written, then the thread forks the runtime, which inherits the namespaces and the cgroups, and
+//! ends; the runtime's side only mounts what is its own (code, `/proc`, `/etc/passwd`). This takes the two slowest
 //! function-independent steps off the cold path: creating the network (~1.5 ms) and the cgroup
 //! migration of the new process, which waits for an RCU grace period (0 to 25 ms, ~12 ms typical).
 //! While parked, the thread is the only task in the cgroups; it never runs code other than ours.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -30,6 +33,8 @@ pub(crate) struct Spare {
     pub(crate) thread_in_cgroup: bool,
     /// The network namespace the thread lives in.
     pub(crate) net: Option<SandboxNet>,
+    /// The sandbox root, premounted in the thread's mount namespace (removed with an unused spare).
+    pub(crate) root: Option<PathBuf>,
     jobs: mpsc::Sender<Job>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -64,7 +69,19 @@ impl Drop for Spare {
         if let Some(cg) = self.cgroup.take() {
             cg.remove_now();
         }
+        // The mounts went with the thread's namespace: only the empty directory is left.
+        if let Some(root) = self.root.take() {
+            let _ = std::fs::remove_dir(root);
+        }
     }
+}
+
+/// Where spares premount sandbox roots, and what goes in them.
+#[derive(Clone)]
+pub(crate) struct RootBase {
+    pub(crate) sandboxes_dir: PathBuf,
+    pub(crate) runtime_dir: PathBuf,
+    pub(crate) tmp_size_mb: u64,
 }
 
 /// The spare shells of one host.
@@ -74,21 +91,20 @@ pub(crate) struct Spares {
     closed: AtomicBool,
     network: Option<Network>,
     cgroups: Option<Cgroups>,
+    root: RootBase,
 }
 
 impl Spares {
-    /// `None` when there is nothing function-independent worth preparing.
-    pub(crate) fn new(network: Option<Network>, cgroups: Option<Cgroups>) -> Option<Arc<Spares>> {
-        if network.is_none() && cgroups.is_none() {
-            return None;
-        }
-        Some(Arc::new(Spares {
+    /// For a host with working namespaces (the root is always worth premounting).
+    pub(crate) fn new(network: Option<Network>, cgroups: Option<Cgroups>, root: RootBase) -> Arc<Spares> {
+        Arc::new(Spares {
             ready: Mutex::new(VecDeque::new()),
             filling: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             network,
             cgroups,
-        }))
+            root,
+        })
     }
 
     /// Takes a ready spare (and starts preparing its replacement).
@@ -137,6 +153,17 @@ impl Spares {
         let (jobs, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let (network, cgroups, cg_name) = (self.network.clone(), self.cgroups.clone(), name.clone());
+        let root = self.root.sandboxes_dir.join(&name);
+        std::fs::create_dir(&root).map_err(|e| anyhow::anyhow!("create {}: {e}", root.display()))?;
+        let base = crate::isolation::base_ops(&root, &self.root.runtime_dir, self.root.tmp_size_mb)
+            .and_then(|ops| Ok((crate::spawn::cpath(&root)?, ops)));
+        let (root_c, base) = match base {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = std::fs::remove_dir(&root);
+                return Err(e);
+            }
+        };
         let thread = std::thread::Builder::new().name("lamina-spare".into()).spawn(move || {
             let setup = (|| -> anyhow::Result<(Option<SandboxNet>, Option<SandboxCgroup>, bool)> {
                 let cgroup = cgroups.as_ref().map(|c| c.create_dirs(&cg_name)).transpose()?;
@@ -160,6 +187,15 @@ impl Spares {
                         return Err(e);
                     }
                 };
+                if let Err(e) = crate::spawn::premount(&root_c, &base) {
+                    if let Some(cg) = cgroup {
+                        std::thread::spawn(move || cg.remove_now());
+                    }
+                    if let Some(n) = net {
+                        let _ = crate::net::delete_link(&n.host_if);
+                    }
+                    return Err(e);
+                }
                 Ok((net, cgroup, joined))
             })();
             let ok = setup.is_ok();
@@ -170,12 +206,15 @@ impl Spares {
                 job();
             }
         })?;
-        match ready_rx.recv() {
+        let out = match ready_rx.recv() {
             Ok(Ok((net, cgroup, thread_in_cgroup))) => {
-                Ok(Spare { cgroup, thread_in_cgroup, net, jobs, thread: Some(thread) })
+                return Ok(Spare { cgroup, thread_in_cgroup, net, root: Some(root), jobs, thread: Some(thread) });
             }
             Ok(Err(e)) => Err(e),
-            Err(_) => anyhow::bail!("spare sandbox thread panicked"),
-        }
+            Err(_) => Err(anyhow::anyhow!("spare sandbox thread panicked")),
+        };
+        let _ = thread.join();
+        let _ = std::fs::remove_dir(&root);
+        out
     }
 }

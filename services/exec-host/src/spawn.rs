@@ -6,7 +6,9 @@
 //! C installs the seccomp filter as its very last step.
 //!
 //! Process tree: host ─ A (joins cgroups, unshares, waits) ─ B (pid 1 of the new PID namespace:
-//! builds the root, reaps orphans) ─ C (drops privileges, execs the runtime). When C exits B
+//! builds the root, reaps orphans) ─ C (in its own user namespace, where only the sandbox's uid
+//! and gid are mapped, identically: host root does not exist there; drops privileges, execs the
+//! runtime). B writes C's id maps while C waits on a pipe. When C exits B
 //! exits with C's status (which kills everything left in the namespace) and A mirrors it, so the
 //! host's `wait` on A reports the runtime's status: exit code, or 128+signal.
 #![allow(unsafe_code)]
@@ -44,7 +46,11 @@ pub(crate) enum MountOp {
 pub(crate) struct SandboxPlan {
     /// Host path of the (empty) directory that becomes `/`.
     pub(crate) root: CString,
-    /// Steps run in order after mounting a small tmpfs on `root`.
+    /// Function-independent steps run after mounting a small tmpfs on `root` (see [`premount`]).
+    pub(crate) base: Vec<MountOp>,
+    /// `base` is already mounted, in the mount namespace the child inherits (and copies).
+    pub(crate) premounted: bool,
+    /// The sandbox's own steps, run after `base`.
     pub(crate) ops: Vec<MountOp>,
     /// Working directory inside the sandbox.
     pub(crate) workdir: CString,
@@ -60,6 +66,22 @@ pub(crate) struct SandboxPlan {
     pub(crate) netns: Option<RawFd>,
     /// Seccomp filter installed last, just before `exec`.
     pub(crate) seccomp: Option<crate::seccomp::Filter>,
+    /// Start the runtime in a new user namespace with these `uid_map` / `gid_map` contents.
+    pub(crate) user_ns: Option<IdMaps>,
+}
+
+/// The id maps of a sandbox's user namespace, formatted before the fork.
+#[derive(Debug)]
+pub(crate) struct IdMaps {
+    pub(crate) uid_map: Vec<u8>,
+    pub(crate) gid_map: Vec<u8>,
+}
+
+impl IdMaps {
+    /// Maps the sandbox's uid and gid to themselves, and nothing else.
+    pub(crate) fn identity(uid: u32, gid: u32) -> Self {
+        Self { uid_map: format!("{uid} {uid} 1\n").into_bytes(), gid_map: format!("{gid} {gid} 1\n").into_bytes() }
+    }
 }
 
 impl MountOp {
@@ -88,7 +110,6 @@ pub(crate) struct Spawned {
 const STEP_CGROUP: u32 = 1;
 const STEP_UNSHARE: u32 = 2;
 const STEP_FORK: u32 = 3;
-const STEP_PRIVATE: u32 = 4;
 const STEP_ROOT_TMPFS: u32 = 5;
 const STEP_ROOT_RO: u32 = 6;
 const STEP_PIVOT: u32 = 7;
@@ -100,15 +121,16 @@ const STEP_SETID: u32 = 12;
 const STEP_NNP: u32 = 13;
 const STEP_NETNS: u32 = 14;
 const STEP_SECCOMP: u32 = 15;
+const STEP_USERNS: u32 = 16;
 const STEP_OPS: u32 = 100;
+const STEP_BASE_OPS: u32 = 1000;
 
 fn step_name(step: u32, plan_ops: &[String]) -> String {
     match step {
         STEP_CGROUP => "join cgroup".into(),
         STEP_UNSHARE => "unshare namespaces".into(),
         STEP_FORK => "fork".into(),
-        STEP_PRIVATE => "make mounts private".into(),
-        STEP_ROOT_TMPFS => "mount root tmpfs".into(),
+        STEP_ROOT_TMPFS => "make mounts private and mount the root tmpfs".into(),
         STEP_ROOT_RO => "remount root read-only".into(),
         STEP_PIVOT => "pivot_root".into(),
         STEP_CHDIR => "chdir".into(),
@@ -119,6 +141,7 @@ fn step_name(step: u32, plan_ops: &[String]) -> String {
         STEP_NNP => "no_new_privs".into(),
         STEP_NETNS => "join network namespace".into(),
         STEP_SECCOMP => "install seccomp filter".into(),
+        STEP_USERNS => "create user namespace".into(),
         s if s >= STEP_OPS => plan_ops.get((s - STEP_OPS) as usize).cloned().unwrap_or_else(|| format!("step {s}")),
         s => format!("step {s}"),
     }
@@ -141,8 +164,13 @@ pub(crate) fn spawn(
         cg_fds.push(OwnedFd::from(f));
     }
     let (diag_r, diag_w) = pipe_cloexec().context("create diagnostics pipe")?;
-    let op_names: Vec<String> =
-        plan.as_ref().map(|p| p.ops.iter().map(MountOp::describe).collect()).unwrap_or_default();
+    // Indexed by step - STEP_OPS: the sandbox's own steps, then (from STEP_BASE_OPS) the base.
+    let mut op_names: Vec<String> = Vec::new();
+    if let Some(p) = &plan {
+        op_names = p.ops.iter().map(MountOp::describe).collect();
+        op_names.resize((STEP_BASE_OPS - STEP_OPS) as usize, String::new());
+        op_names.extend(p.base.iter().map(MountOp::describe));
+    }
 
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args).env_clear().envs(env.iter().map(|(k, v)| (k, v)));
@@ -306,6 +334,18 @@ fn child_setup(cg_fds: &[RawFd], diag: RawFd, plan: Option<&SandboxPlan>) -> io:
             return Err(report(diag, STEP_NETNS));
         }
     }
+    // Drop every inherited descriptor but stdio and the diagnostics pipe now: this process and B
+    // never exec, and a copy of a descriptor another host thread has open for writing (a package
+    // being unzipped) would make exec'ing that file fail with ETXTBSY until B is done.
+    // SAFETY: close_range on our own fd table; the fds still needed are 0-2 and `diag`.
+    unsafe {
+        if diag > 3 {
+            libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, (diag - 1) as libc::c_uint, 0 as libc::c_uint);
+        }
+        libc::syscall(libc::SYS_close_range, (diag + 1) as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint);
+    }
+    // A mount namespace of its own even over a premounted root: pivot_root would otherwise also
+    // move the root of the spare thread that shares the premounted namespace.
     let flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWCGROUP;
     // SAFETY: unshare(2) only changes this process's namespaces.
@@ -323,7 +363,10 @@ fn child_setup(cg_fds: &[RawFd], diag: RawFd, plan: Option<&SandboxPlan>) -> io:
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
     build_root(plan, diag);
-    let c = raw_fork();
+    let c = match &plan.user_ns {
+        Some(maps) => fork_into_user_ns(maps, diag),
+        None => raw_fork(),
+    };
     if c < 0 {
         die(diag, STEP_FORK);
     }
@@ -334,6 +377,87 @@ fn child_setup(cg_fds: &[RawFd], diag: RawFd, plan: Option<&SandboxPlan>) -> io:
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
     drop_privileges(plan, diag)
+}
+
+/// Forks C into a new user namespace and writes its id maps (B has the privilege to, C does
+/// not); C goes on only once they are in place. Returns like fork: C's pid in B, 0 in C.
+fn fork_into_user_ns(maps: &IdMaps, diag: RawFd) -> libc::pid_t {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two fds into our stack array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        die(diag, STEP_USERNS);
+    }
+    let [ready_r, ready_w] = fds;
+    let flags = (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_long;
+    // SAFETY: clone without CLONE_VM and without a new stack behaves like fork(2).
+    let c = unsafe { libc::syscall(libc::SYS_clone, flags, 0 as libc::c_long, 0, 0, 0) as libc::pid_t };
+    if c < 0 {
+        die(diag, STEP_USERNS);
+    }
+    if c == 0 {
+        let mut byte = 0u8;
+        // SAFETY: close/read on the pipe created above, into a stack byte.
+        let n = unsafe {
+            libc::close(ready_w);
+            let n = libc::read(ready_r, (&raw mut byte).cast(), 1);
+            libc::close(ready_r);
+            n
+        };
+        if n != 1 {
+            // B failed (and reported why) or died.
+            // SAFETY: _exit never returns and is async-signal-safe.
+            unsafe { libc::_exit(126) }
+        }
+        return 0;
+    }
+    // SAFETY: closes our copy of the read end.
+    unsafe { libc::close(ready_r) };
+    if !write_id_map(c, b"uid_map", &maps.uid_map) || !write_id_map(c, b"gid_map", &maps.gid_map) {
+        let _ = kill(c, libc::SIGKILL);
+        die(diag, STEP_USERNS);
+    }
+    // SAFETY: one byte from a static buffer to the pipe we own, then close it.
+    unsafe {
+        libc::write(ready_w, b"1".as_ptr().cast(), 1);
+        libc::close(ready_w);
+    }
+    c
+}
+
+/// Writes `/proc/<pid>/<file>`; the path is built on the stack (no allocation after the fork).
+fn write_id_map(pid: libc::pid_t, file: &[u8], contents: &[u8]) -> bool {
+    let mut path = [0u8; 64];
+    let mut len = 0;
+    let mut push = |bytes: &[u8]| {
+        path[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
+    };
+    push(b"/proc/");
+    let mut digits = [0u8; 10];
+    let mut n = pid as u32;
+    let mut d = digits.len();
+    loop {
+        d -= 1;
+        digits[d] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    push(&digits[d..]);
+    push(b"/");
+    push(file);
+    // SAFETY: `path` is NUL-terminated (zero-filled, at most 6 + 10 + 1 + 7 bytes used); the
+    // buffer written is owned by the plan.
+    unsafe {
+        let fd = libc::open(path.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return false;
+        }
+        let ok = libc::write(fd, contents.as_ptr().cast(), contents.len()) == contents.len() as isize;
+        libc::close(fd);
+        ok
+    }
 }
 
 fn mount(
@@ -347,21 +471,57 @@ fn mount(
     unsafe { libc::mount(src, dst.as_ptr(), fstype, flags, data.cast()) == 0 }
 }
 
-fn build_root(plan: &SandboxPlan, diag: RawFd) {
+/// Gives the calling thread its own mount namespace holding the function-independent part of a
+/// sandbox root at `root` (a spare shell's preparation, off the cold path). Runs on an ordinary
+/// thread: a mount namespace, unlike a user namespace, can be unshared by one thread alone.
+pub(crate) fn premount(root: &CString, base: &[MountOp]) -> anyhow::Result<()> {
+    // SAFETY: unshare(2) only changes this thread's namespaces.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(io::Error::last_os_error()).context("unshare mount namespace");
+    }
+    if let Err(step) = mount_base(root, base) {
+        let e = io::Error::last_os_error();
+        return Err(e).with_context(|| match step {
+            None => "prepare sandbox root".to_owned(),
+            Some(i) => base[i].describe(),
+        });
+    }
+    Ok(())
+}
+
+/// Private propagation, the root tmpfs, then `base`; `Err(Some(i))` names the failed step.
+fn mount_base(root: &CString, base: &[MountOp]) -> Result<(), Option<usize>> {
     let null = std::ptr::null();
     let slash = c"/";
     // SAFETY: mount(2) with static strings; makes every mount in our new namespace private.
     if unsafe { libc::mount(null, slash.as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, null.cast()) } != 0 {
-        die(diag, STEP_PRIVATE);
+        return Err(None);
     }
     if !mount(
         c"tmpfs".as_ptr(),
-        &plan.root,
+        root,
         c"tmpfs".as_ptr(),
         libc::MS_NOSUID | libc::MS_NODEV,
         c"size=4m,mode=755".as_ptr(),
     ) {
-        die(diag, STEP_ROOT_TMPFS);
+        return Err(None);
+    }
+    for (i, op) in base.iter().enumerate() {
+        if !run_op(op) {
+            return Err(Some(i));
+        }
+    }
+    Ok(())
+}
+
+fn build_root(plan: &SandboxPlan, diag: RawFd) {
+    let null = std::ptr::null();
+    if !plan.premounted {
+        match mount_base(&plan.root, &plan.base) {
+            Ok(()) => {}
+            Err(None) => die(diag, STEP_ROOT_TMPFS),
+            Err(Some(i)) => die(diag, STEP_BASE_OPS + i as u32),
+        }
     }
     for (i, op) in plan.ops.iter().enumerate() {
         if !run_op(op) {

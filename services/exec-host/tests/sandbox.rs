@@ -64,6 +64,13 @@ async fn isolation_probe() {
     assert_eq!(v["cap_eff"], "0000000000000000", "{v}");
     assert_eq!(v["no_new_privs"], "1", "{v}");
     assert_eq!(v["hostname"], "sandbox");
+    // Its own user namespace maps the sandbox's ids and nothing else: host root (owner of /usr)
+    // shows up as the overflow id.
+    let uid = v["uid"].as_u64().expect("uid").to_string();
+    assert_eq!(v["uid_map"], json!([uid, uid, "1"]), "{v}");
+    assert_eq!(v["gid_map"], json!([uid, uid, "1"]), "{v}");
+    assert_eq!(v["usr_owner"], 65534, "{v}");
+    assert!(health["isolation"]["available"].as_array().expect("available").contains(&json!("user_ns")), "{health}");
     // Only the runtime's own processes are visible: not the host's, and not the root-owned reaper
     // (pid 1, hidden by hidepid=2 because its command line is the server's).
     let pids: Vec<u64> = v["pids"].as_array().expect("pids").iter().filter_map(|p| p.as_u64()).collect();

@@ -11,7 +11,7 @@ pub struct RequestId(pub String);
 
 /// Assigns the id before routing and stamps it on the response.
 pub async fn assign(mut request: Request, next: Next) -> Response {
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = lamina_common::ids::random_uuid().to_string();
     request.extensions_mut().insert(RequestId(id.clone()));
     let span =
         tracing::debug_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());

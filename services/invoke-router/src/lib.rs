@@ -2,6 +2,7 @@
 //! invocation to an execution host.
 
 mod concurrency;
+mod detach;
 
 use std::collections::BTreeMap;
 
@@ -164,12 +165,12 @@ impl InvokeRouter {
         };
         // The run finishes (and frees its slot and sandbox) even if the caller goes away.
         let host = self.host.clone();
-        let run = tokio::spawn(async move {
+        let result = detach::RunToCompletion::new(async move {
             let result = host.invoke(invocation).await;
             drop(slot);
             result
-        });
-        let result = run.await.map_err(|e| ApiError::Internal(anyhow::anyhow!("invocation task failed: {e}")))?;
+        })
+        .await;
         match result {
             Ok(out) => Ok(InvokeOutcome::Ran(Invoked {
                 executed_version,
@@ -234,7 +235,7 @@ fn serde_json_map(text: &str) -> Option<BTreeMap<String, String>> {
 
 /// An X-Ray-shaped trace id for the Runtime API.
 fn trace_id() -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = lamina_common::ids::random_uuid().simple().to_string();
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     format!("Root=1-{secs:08x}-{};Parent={};Sampled=0", &id[..24], &id[..16])
 }

@@ -108,6 +108,7 @@ impl Metadata {
 
     /// Changes an account's limits; absent fields keep their value.
     pub async fn set_limits(&self, account_id: &str, limits: AccountLimits) -> ApiResult<Account> {
+        let _invalidates = self.cache.writing();
         let current = self.account(account_id).await?;
         let concurrency = limits.concurrent_executions.unwrap_or(current.concurrent_executions);
         let storage = limits.code_storage_bytes.unwrap_or(current.code_storage_bytes);

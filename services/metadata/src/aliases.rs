@@ -29,19 +29,27 @@ impl Metadata {
             .context("list aliases")?)
     }
 
-    /// One alias.
+    /// One alias (cached: see `read_cache`).
     pub async fn get_alias(&self, account_id: &str, name: &str, alias: &str) -> ApiResult<Option<AliasRow>> {
         let sql = concat!(
             "select account_id, function_name, alias_name, function_version, description, routing_config, revision_id ",
             "from aliases where account_id = $1 and function_name = $2 and alias_name = $3"
         );
-        Ok(on_pool!(&self.store, pool => sqlx::query_as::<_, AliasRow>(sql)
+        let key = (account_id, name, alias);
+        if let Some(hit) = self.cache.alias(&key) {
+            return Ok(hit);
+        }
+        let generation = self.cache.generation();
+        let found = on_pool!(&self.store, pool => sqlx::query_as::<_, AliasRow>(sql)
             .bind(account_id).bind(name).bind(alias).fetch_optional(pool).await)
-        .context("load alias")?)
+        .context("load alias")?;
+        self.cache.put_alias(&key, generation, found.clone());
+        Ok(found)
     }
 
     /// Creates an alias; the caller has checked that its versions exist.
     pub async fn create_alias(&self, mut row: AliasRow) -> ApiResult<AliasRow> {
+        let _invalidates = self.cache.writing();
         row.revision_id = uuid::Uuid::new_v4().to_string();
         let sql = "insert into aliases (account_id, function_name, alias_name, function_version, description, routing_config, \
                    revision_id, created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $8) on conflict do nothing";
@@ -61,6 +69,7 @@ impl Metadata {
 
     /// Stores a changed alias, guarded by its previous revision.
     pub async fn update_alias(&self, previous_revision: &str, mut row: AliasRow) -> ApiResult<AliasRow> {
+        let _invalidates = self.cache.writing();
         row.revision_id = uuid::Uuid::new_v4().to_string();
         let sql = "update aliases set function_version = $4, description = $5, routing_config = $6, revision_id = $7, updated_at = $8 \
                    where account_id = $1 and function_name = $2 and alias_name = $3 and revision_id = $9";
@@ -81,6 +90,7 @@ impl Metadata {
 
     /// Deletes an alias (and its policy); false when it did not exist.
     pub async fn delete_alias(&self, account_id: &str, name: &str, alias: &str) -> ApiResult<bool> {
+        let _invalidates = self.cache.writing();
         let n = on_pool!(&self.store, pool => {
             let mut tx = pool.begin().await.context("begin delete alias")?;
             let n = sqlx::query("delete from aliases where account_id = $1 and function_name = $2 and alias_name = $3")

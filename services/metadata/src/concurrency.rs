@@ -24,6 +24,7 @@ impl Metadata {
 
     /// Sets a reservation.
     pub async fn put_reserved_concurrency(&self, account_id: &str, name: &str, reserved: i64) -> ApiResult<()> {
+        let _invalidates = self.cache.writing();
         let sql = "insert into function_concurrency (account_id, function_name, reserved, created_at, updated_at) \
                    values ($1, $2, $3, $4, $4) on conflict (account_id, function_name) \
                    do update set reserved = $3, updated_at = $4";
@@ -35,6 +36,7 @@ impl Metadata {
 
     /// Removes a reservation.
     pub async fn delete_reserved_concurrency(&self, account_id: &str, name: &str) -> ApiResult<()> {
+        let _invalidates = self.cache.writing();
         let sql = "delete from function_concurrency where account_id = $1 and function_name = $2";
         on_pool!(&self.store, pool => sqlx::query(sql).bind(account_id).bind(name).execute(pool).await.map(|_| ()))
             .context("delete reserved concurrency")?;
@@ -56,7 +58,7 @@ pub struct InvokeTarget {
 }
 
 impl Metadata {
-    /// One version (`$LATEST` or a number) with the account's concurrency limits.
+    /// One version (`$LATEST` or a number) with the account's concurrency limits (cached: see `read_cache`).
     pub async fn invoke_target(&self, account_id: &str, name: &str, version: &str) -> ApiResult<Option<InvokeTarget>> {
         let sql = "select fv.account_id, fv.function_name, fv.version, fv.description, fv.runtime, fv.role, fv.handler, \
                    fv.memory_size, fv.timeout, fv.environment, fv.vpc_config, fv.code_sha256, fv.code_size, fv.revision_id, \
@@ -67,8 +69,15 @@ impl Metadata {
                    join accounts a on a.account_id = fv.account_id \
                    left join function_concurrency fc on fc.account_id = fv.account_id and fc.function_name = fv.function_name \
                    where fv.account_id = $1 and fv.function_name = $2 and fv.version = $3";
-        Ok(on_pool!(&self.store, pool => sqlx::query_as::<_, InvokeTarget>(sql)
+        let key = (account_id, name, version);
+        if let Some(hit) = self.cache.target(&key) {
+            return Ok(hit);
+        }
+        let generation = self.cache.generation();
+        let found = on_pool!(&self.store, pool => sqlx::query_as::<_, InvokeTarget>(sql)
             .bind(account_id).bind(name).bind(version).fetch_optional(pool).await)
-        .context("load invoke target")?)
+        .context("load invoke target")?;
+        self.cache.put_target(&key, generation, found.clone());
+        Ok(found)
     }
 }

@@ -91,6 +91,7 @@ impl Metadata {
 
     /// Creates `$LATEST` (and version 1 when `publish`); returns the row to report.
     pub async fn create_function(&self, account_id: &str, new: NewFunction, publish: bool) -> ApiResult<FunctionRow> {
+        let _invalidates = self.cache.writing();
         let extra = if publish { new.code_size * 2 } else { new.code_size };
         self.ensure_storage(account_id, extra).await?;
         let now = now_ms();
@@ -170,6 +171,7 @@ impl Metadata {
     where
         F: FnOnce(&mut FunctionRow) -> ApiResult<()>,
     {
+        let _invalidates = self.cache.writing();
         let current = self
             .get_version(account_id, name, LATEST)
             .await?
@@ -198,6 +200,7 @@ impl Metadata {
 
     /// Deletes a function with all its versions; returns the code digests it referenced.
     pub async fn delete_function(&self, account_id: &str, name: &str) -> ApiResult<Vec<String>> {
+        let _invalidates = self.cache.writing();
         let shas: Vec<String> = in_tx!(&self.store, tx => {
             let shas: Vec<String> = sqlx::query_scalar(
                 "delete from function_versions where account_id = $1 and function_name = $2 returning code_sha256",
@@ -218,6 +221,7 @@ impl Metadata {
 
     /// Deletes one published version (and its policy) unless an alias points to it; returns its code digest.
     pub async fn delete_version(&self, account_id: &str, name: &str, version: &str) -> ApiResult<Vec<String>> {
+        let _invalidates = self.cache.writing();
         let aliases = self.list_aliases(account_id, name).await?;
         if let Some(alias) = aliases.iter().find(|a| {
             a.function_version == version

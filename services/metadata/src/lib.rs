@@ -6,6 +6,7 @@ pub mod concurrency;
 pub mod crypto;
 pub mod functions;
 pub mod policies;
+mod read_cache;
 pub mod store;
 pub mod versions;
 
@@ -24,13 +25,14 @@ pub use store::Store;
 pub struct Metadata {
     pub(crate) store: Store,
     pub(crate) cipher: Arc<SecretCipher>,
+    pub(crate) cache: Arc<read_cache::ReadCache>,
 }
 
 impl Metadata {
     /// Connects to `database_url` (`sqlite://…` or `postgres://…`) and applies migrations.
     pub async fn connect(database_url: &str, cipher: SecretCipher) -> anyhow::Result<Self> {
         let store = Store::connect(database_url).await?;
-        Ok(Self { store, cipher: Arc::new(cipher) })
+        Ok(Self { store, cipher: Arc::new(cipher), cache: Arc::new(read_cache::ReadCache::new()) })
     }
 
     /// The storage engine in use (`sqlite` or `postgres`).

@@ -48,6 +48,7 @@ impl Metadata {
         statements: &[Statement],
         previous_revision: Option<&str>,
     ) -> ApiResult<String> {
+        let _invalidates = self.cache.writing();
         let text = serde_json::to_string(statements).context("serialise policy")?;
         let revision = uuid::Uuid::new_v4().to_string();
         let now = now_ms();

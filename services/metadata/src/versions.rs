@@ -46,6 +46,7 @@ impl Metadata {
         description: Option<&str>,
         expected_revision: Option<&str>,
     ) -> ApiResult<FunctionRow> {
+        let _invalidates = self.cache.writing();
         let versions = self.list_versions(account_id, name).await?;
         let Some(latest) = versions.iter().find(|r| r.version == "$LATEST").cloned() else {
             return Err(ApiError::ResourceNotFound(format!("Function not found: {name}")));

@@ -79,6 +79,9 @@ def handle(ev, rid, hdrs):
         except Exception:
             out["task_writable"] = False
         out["hostname"] = os.uname().nodename
+        out["uid_map"] = open("/proc/self/uid_map").read().split()
+        out["gid_map"] = open("/proc/self/gid_map").read().split()
+        out["usr_owner"] = os.stat("/usr").st_uid
         return out
     if a == "tmp_write":
         open("/tmp/" + ev["name"], "w").write("secret")
