@@ -301,7 +301,7 @@ impl ExecHost {
                         config: &inner.config,
                         isolation: &inner.isolation,
                     };
-                    let spare = inner.spares.as_ref().and_then(Spares::claim);
+                    let spare = inner.spares.as_deref().and_then(Spares::claim);
                     match Sandbox::start(args, spare).await {
                         Ok(sb) => {
                             inner.pool.started(&sb);
@@ -311,6 +311,9 @@ impl ExecHost {
                         }
                         Err(e) => {
                             inner.pool.forget(id);
+                            if let Some(s) = &inner.spares {
+                                s.refill();
+                            }
                             return Err(ExecError::Internal(e.context("start sandbox")));
                         }
                     }
@@ -318,6 +321,10 @@ impl ExecHost {
             }
         };
         let outcome = self.run_in(&sandbox, &inv, cold).await;
+        if cold && let Some(s) = &inner.spares {
+            // Replaces the spare this cold start used, now that the runtime has started.
+            s.refill();
+        }
         metrics::histogram!(m::DURATION_MS, &labels).record(outcome.0.duration_ms);
         if outcome.0.function_error {
             let error_type = error_type_of(&outcome.0.payload);

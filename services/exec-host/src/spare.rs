@@ -107,11 +107,11 @@ impl Spares {
         })
     }
 
-    /// Takes a ready spare (and starts preparing its replacement).
-    pub(crate) fn claim(self: &Arc<Self>) -> Option<Spare> {
-        let spare = self.ready.lock().expect("spares poisoned").pop_front();
-        self.refill();
-        spare
+    /// Takes a ready spare. The caller calls [`Spares::refill`] once its cold start is over:
+    /// preparing a replacement (a network namespace, ~60 mounts) while the runtime starts would
+    /// compete with it for the CPU and the kernel's mount lock.
+    pub(crate) fn claim(&self) -> Option<Spare> {
+        self.ready.lock().expect("spares poisoned").pop_front()
     }
 
     /// Tops the set up to `SPARES` in the background (one filler at a time).
