@@ -172,6 +172,9 @@ class _ApiServer(ThreadingHTTPServer):
 
 class _ApiHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY a kept-alive connection (past
+    # TCP's quick-ACK start) stalls each response on the client's 40 ms delayed ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
@@ -1064,6 +1067,7 @@ def main():
     started = time.monotonic()
     try:
         for fn in TESTS:
+            t0 = time.monotonic()
             try:
                 fn()
             except Exception:
@@ -1071,7 +1075,7 @@ def main():
                 print("FAIL %s\n%s" % (fn.__name__, textwrap.indent(traceback.format_exc(), "    ")))
             else:
                 passed += 1
-                print("ok   %s" % fn.__name__)
+                print("ok   %s (%.2f s)" % (fn.__name__, time.monotonic() - t0))
     finally:
         for box in SANDBOXES:
             box.close()

@@ -119,18 +119,20 @@ function die(message) {
 }
 
 // ---------------------------------------------------------------------------
-// Runtime API client. A fresh connection per call (loopback traffic): idle keep-alive
-// sockets would otherwise have to be proven harmless to the empty-event-loop detection.
+// Runtime API client, on kept-alive connections: a connection per call cost the host an accept,
+// a handshake and a teardown per request. An idle kept-alive socket is unref'd by the agent, so
+// it does not keep the event loop alive ('beforeExit' still detects an empty loop).
 // ---------------------------------------------------------------------------
 
 const apiAddress = process.env.AWS_LAMBDA_RUNTIME_API || '';
 const apiHost = apiAddress.slice(0, apiAddress.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
 const apiPort = Number(apiAddress.slice(apiAddress.lastIndexOf(':') + 1));
+const apiAgent = new http.Agent({ keepAlive: true });
 
-function apiCall(method, suffix, body, headers) {
+function apiCall(method, suffix, body, headers, retried = false) {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: apiHost, port: apiPort, method, path: API_PREFIX + suffix, headers, agent: false },
+      { host: apiHost, port: apiPort, method, path: API_PREFIX + suffix, headers, agent: apiAgent },
       (res) => {
         const chunks = [];
         res.on('data', (chunk) => chunks.push(chunk));
@@ -138,7 +140,14 @@ function apiCall(method, suffix, body, headers) {
           body: Buffer.concat(chunks) }));
         res.on('error', reject);
       });
-    req.on('error', reject);
+    req.on('error', (err) => {
+      // A kept-alive connection the host closed while idle fails on reuse: retry once, fresh.
+      if (req.reusedSocket && !retried && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+        resolve(apiCall(method, suffix, body, headers, true));
+      } else {
+        reject(err);
+      }
+    });
     req.end(body);
   });
 }
