@@ -264,15 +264,7 @@ impl Sandbox {
                     spare
                         .run(move || {
                             let _rt = rt.enter();
-                            match crate::spawn::spawn(&command, &env, plan, &procs, cwd.as_deref()) {
-                                Ok(s) => Ok((s, net)),
-                                Err(e) => {
-                                    if let Some(n) = net {
-                                        let _ = crate::net::delete_link(&n.host_if);
-                                    }
-                                    Err(e)
-                                }
-                            }
+                            spawn_in(&command, &env, plan, &procs, cwd.as_deref(), net)
                         })
                         .await
                         .and_then(|r| r)
@@ -283,15 +275,7 @@ impl Sandbox {
                 if let (Some(p), Some(n)) = (plan.as_mut(), net.as_ref()) {
                     p.netns = Some(n.ns.as_raw_fd());
                 }
-                match crate::spawn::spawn(&command, &env, plan, &procs, cwd.as_deref()) {
-                    Ok(s) => Ok((s, net)),
-                    Err(e) => {
-                        if let Some(n) = net {
-                            let _ = crate::net::delete_link(&n.host_if);
-                        }
-                        Err(e)
-                    }
-                }
+                spawn_in(&command, &env, plan, &procs, cwd.as_deref(), net)
             })
             .await
             .context("join spawn task")?,
@@ -434,6 +418,26 @@ impl Sandbox {
             // Only the empty mount point exists on the host side (mounts live in the sandbox's
             // namespace), so a plain rmdir is enough and never recurses into shared directories.
             let _ = tokio::fs::remove_dir(d).await;
+        }
+    }
+}
+
+/// Starts the runtime (blocking); the sandbox network is deleted again if that fails.
+fn spawn_in(
+    command: &[String],
+    env: &[(String, String)],
+    plan: Option<crate::spawn::SandboxPlan>,
+    procs: &[PathBuf],
+    cwd: Option<&Path>,
+    net: Option<crate::net::SandboxNet>,
+) -> anyhow::Result<(crate::spawn::Spawned, Option<crate::net::SandboxNet>)> {
+    match crate::spawn::spawn(command, env, plan, procs, cwd) {
+        Ok(s) => Ok((s, net)),
+        Err(e) => {
+            if let Some(n) = net {
+                let _ = crate::net::delete_link(&n.host_if);
+            }
+            Err(e)
         }
     }
 }

@@ -35,16 +35,11 @@ impl Metadata {
             "select account_id, function_name, alias_name, function_version, description, routing_config, revision_id ",
             "from aliases where account_id = $1 and function_name = $2 and alias_name = $3"
         );
-        let key = (account_id, name, alias);
-        if let Some(hit) = self.cache.alias(&key) {
-            return Ok(hit);
-        }
-        let generation = self.cache.generation();
-        let found = on_pool!(&self.store, pool => sqlx::query_as::<_, AliasRow>(sql)
-            .bind(account_id).bind(name).bind(alias).fetch_optional(pool).await)
-        .context("load alias")?;
-        self.cache.put_alias(&key, generation, found.clone());
-        Ok(found)
+        let load = async {
+            on_pool!(&self.store, pool => sqlx::query_as::<_, AliasRow>(sql)
+                .bind(account_id).bind(name).bind(alias).fetch_optional(pool).await)
+        };
+        Ok(self.cache.alias((account_id, name, alias), load).await.context("load alias")?)
     }
 
     /// Creates an alias; the caller has checked that its versions exist.

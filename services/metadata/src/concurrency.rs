@@ -69,15 +69,10 @@ impl Metadata {
                    join accounts a on a.account_id = fv.account_id \
                    left join function_concurrency fc on fc.account_id = fv.account_id and fc.function_name = fv.function_name \
                    where fv.account_id = $1 and fv.function_name = $2 and fv.version = $3";
-        let key = (account_id, name, version);
-        if let Some(hit) = self.cache.target(&key) {
-            return Ok(hit);
-        }
-        let generation = self.cache.generation();
-        let found = on_pool!(&self.store, pool => sqlx::query_as::<_, InvokeTarget>(sql)
-            .bind(account_id).bind(name).bind(version).fetch_optional(pool).await)
-        .context("load invoke target")?;
-        self.cache.put_target(&key, generation, found.clone());
-        Ok(found)
+        let load = async {
+            on_pool!(&self.store, pool => sqlx::query_as::<_, InvokeTarget>(sql)
+                .bind(account_id).bind(name).bind(version).fetch_optional(pool).await)
+        };
+        Ok(self.cache.target((account_id, name, version), load).await.context("load invoke target")?)
     }
 }

@@ -66,24 +66,41 @@ impl ReadCache {
     }
 
     /// The generation to tag a value read from the database *after* this call.
-    pub(crate) fn generation(&self) -> u64 {
+    fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub(crate) fn target(&self, key: &(&str, &str, &str)) -> Option<Option<InvokeTarget>> {
-        self.targets.get(key, self.generation())
+    /// The invoke target for `key`, from the cache or from `load` (whose answer is then cached).
+    pub(crate) async fn target<E>(
+        &self,
+        key: (&str, &str, &str),
+        load: impl Future<Output = Result<Option<InvokeTarget>, E>>,
+    ) -> Result<Option<InvokeTarget>, E> {
+        self.get_or_load(&self.targets, key, load).await
     }
 
-    pub(crate) fn put_target(&self, key: &(&str, &str, &str), generation: u64, value: Option<InvokeTarget>) {
-        self.targets.put(key, generation, value);
+    /// The alias for `key`, from the cache or from `load`.
+    pub(crate) async fn alias<E>(
+        &self,
+        key: (&str, &str, &str),
+        load: impl Future<Output = Result<Option<AliasRow>, E>>,
+    ) -> Result<Option<AliasRow>, E> {
+        self.get_or_load(&self.aliases, key, load).await
     }
 
-    pub(crate) fn alias(&self, key: &(&str, &str, &str)) -> Option<Option<AliasRow>> {
-        self.aliases.get(key, self.generation())
-    }
-
-    pub(crate) fn put_alias(&self, key: &(&str, &str, &str), generation: u64, value: Option<AliasRow>) {
-        self.aliases.put(key, generation, value);
+    async fn get_or_load<T: Clone, E>(
+        &self,
+        map: &Map<T>,
+        key: (&str, &str, &str),
+        load: impl Future<Output = Result<Option<T>, E>>,
+    ) -> Result<Option<T>, E> {
+        let generation = self.generation();
+        if let Some(hit) = map.get(&key, generation) {
+            return Ok(hit);
+        }
+        let found = load.await?;
+        map.put(&key, generation, found.clone());
+        Ok(found)
     }
 
     /// Held across a write; invalidates everything when dropped.
@@ -117,32 +134,37 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_write_makes_entries_read_before_it_stale() {
+    async fn lookup(cache: &ReadCache, loaded: Option<AliasRow>) -> Option<String> {
+        let found = cache.alias(("a", "f", "live"), async { Ok::<_, ()>(loaded) }).await;
+        found.expect("infallible").map(|a| a.function_version)
+    }
+
+    #[tokio::test]
+    async fn a_write_makes_entries_read_before_it_stale() {
         let cache = ReadCache::new();
-        let key = ("a", "f", "live");
-        let generation = cache.generation();
-        cache.put_alias(&key, generation, Some(alias("1")));
-        assert_eq!(cache.alias(&key).flatten().map(|a| a.function_version), Some("1".into()));
+        assert_eq!(lookup(&cache, Some(alias("1"))).await, Some("1".into()));
+        assert_eq!(lookup(&cache, Some(alias("2"))).await, Some("1".into()), "served from the cache");
         drop(cache.writing());
-        assert!(cache.alias(&key).is_none(), "entry survived a write");
+        assert_eq!(lookup(&cache, Some(alias("2"))).await, Some("2".into()), "entry survived a write");
     }
 
-    #[test]
-    fn a_value_read_while_a_write_ran_is_not_trusted() {
+    #[tokio::test]
+    async fn a_value_read_while_a_write_ran_is_not_trusted() {
         let cache = ReadCache::new();
-        let key = ("a", "f", "live");
-        let before = cache.generation();
-        drop(cache.writing()); // the write commits between the read's start and its put
-        cache.put_alias(&key, before, Some(alias("1")));
-        assert!(cache.alias(&key).is_none());
+        let stale = cache
+            .alias(("a", "f", "live"), async {
+                drop(cache.writing()); // the write commits while the read is in flight
+                Ok::<_, ()>(Some(alias("1")))
+            })
+            .await;
+        assert_eq!(stale.expect("infallible").map(|a| a.function_version), Some("1".into()));
+        assert_eq!(lookup(&cache, Some(alias("2"))).await, Some("2".into()));
     }
 
-    #[test]
-    fn absence_is_cached_too() {
+    #[tokio::test]
+    async fn absence_is_cached_too() {
         let cache = ReadCache::new();
-        let key = ("a", "f", "gone");
-        cache.put_alias(&key, cache.generation(), None);
-        assert!(matches!(cache.alias(&key), Some(None)));
+        assert_eq!(lookup(&cache, None).await, None);
+        assert_eq!(lookup(&cache, Some(alias("1"))).await, None);
     }
 }
