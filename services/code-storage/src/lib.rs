@@ -1,5 +1,7 @@
 //! Deployment packages: zip validation and content-addressed blobs on the filesystem.
 
+mod client;
+mod grpc;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -10,6 +12,8 @@ use bytes::Bytes;
 use lamina_common::ApiResult;
 use sha2::{Digest, Sha256};
 
+pub use client::CodeClient;
+pub use grpc::serve;
 pub use validate::{ZipLimits, validate_zip};
 
 /// A package as stored: its digest in both spellings and its size.

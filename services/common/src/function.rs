@@ -1,7 +1,6 @@
 //! The immutable description of one runnable function version, handed from the router to a host.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 /// Everything an execution host needs to start and run one function version.
 ///
@@ -29,10 +28,9 @@ pub struct FunctionSnapshot {
     pub timeout_s: u32,
     /// The function's own `Environment.Variables`.
     pub environment: BTreeMap<String, String>,
-    /// Lowercase hex SHA-256 of the deployment package.
+    /// Lowercase hex SHA-256 of the deployment package: hosts fetch the package from code storage
+    /// by it (a host may run on another machine than code storage).
     pub code_sha256_hex: String,
-    /// Path of the deployment package (zip) on this machine.
-    pub code_zip_path: PathBuf,
 }
 
 impl FunctionSnapshot {

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use lamina_code_storage::CodeClient;
 use lamina_common::FunctionSnapshot;
 
 use crate::code::CodeCache;
@@ -71,6 +72,10 @@ struct Inner {
     /// Function-independent sandbox parts prepared ahead of cold starts.
     spares: Option<Arc<Spares>>,
     code: CodeCache,
+    /// Where packages come from (code storage, in process or over gRPC).
+    code_source: CodeClient,
+    /// Packages fetched from a remote code storage, by digest.
+    packages_dir: PathBuf,
     pool: Pool,
     logs: LogStore,
     runtime_dir: PathBuf,
@@ -79,7 +84,13 @@ struct Inner {
     tasks: TaskTracker,
     /// Background destruction of discarded sandboxes (awaited by `shutdown`).
     destroys: TaskTracker,
-    shutdown: CancellationToken,
+    /// One token per invocation in flight; closed by `drain` or `shutdown`, after which new
+    /// invocations are refused with `Draining`.
+    invocations: TaskTracker,
+    /// Stops the reaper: a child of the owner's token, also cancelled by `shutdown`.
+    stop: CancellationToken,
+    /// Filled by the first `shutdown`; later calls find it set and return.
+    shut_down: tokio::sync::OnceCell<()>,
 }
 
 /// The execution host: runs invocations in sandboxes. Cheap to clone.
@@ -91,7 +102,10 @@ pub struct ExecHost {
 impl ExecHost {
     /// Prepares directories, detects isolation features (logging what is missing at WARN) and
     /// writes the embedded bootstraps.
-    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<ExecHost> {
+    ///
+    /// Cancelling `shutdown` only stops background work: invocations in flight keep their
+    /// sandboxes. The owner then calls [`drain`](Self::drain) and [`shutdown`](Self::shutdown).
+    pub async fn start(config: Config, code_source: CodeClient, shutdown: CancellationToken) -> anyhow::Result<ExecHost> {
         config.validate()?;
         m::describe();
         let data_dir = config.data_dir.clone();
@@ -199,6 +213,8 @@ impl ExecHost {
         let inner = Arc::new(Inner {
             spares,
             code: CodeCache::new(data_dir.join("code")),
+            code_source,
+            packages_dir: data_dir.join("packages"),
             pool: Pool::new(config.memory_budget_mb, config.max_sandboxes),
             logs: LogStore::new(config.log_retention_events),
             runtime_dir,
@@ -206,7 +222,9 @@ impl ExecHost {
             isolation,
             tasks: TaskTracker::new(),
             destroys: TaskTracker::new(),
-            shutdown: shutdown.clone(),
+            invocations: TaskTracker::new(),
+            stop: shutdown.child_token(),
+            shut_down: tokio::sync::OnceCell::new(),
             config,
         });
         let host = ExecHost { inner };
@@ -219,10 +237,8 @@ impl ExecHost {
         let every = (self.inner.config.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
         loop {
             tokio::select! {
-                _ = self.inner.shutdown.cancelled() => {
-                    self.shutdown().await;
-                    return;
-                }
+                // Busy sandboxes belong to invocations still running: only `shutdown` destroys them.
+                _ = self.inner.stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {
                     for sb in self.inner.pool.take_expired(self.inner.config.idle_timeout) {
                         tracing::debug!(sandbox = sb.id, function = %sb.key.function_name, "reaping idle sandbox");
@@ -243,25 +259,23 @@ impl ExecHost {
     #[tracing::instrument(skip_all, fields(request_id = %inv.request_id, account_id = %inv.function.account_id, function = %inv.function.function_name, qualifier = %inv.function.version))]
     pub async fn invoke(&self, inv: Invocation) -> Result<InvokeOutcome, ExecError> {
         let inner = &self.inner;
-        if inner.shutdown.is_cancelled() {
-            return Err(ExecError::Internal(anyhow::anyhow!("execution host is shutting down")));
+        // Counted before the check: `drain` either waits for this invocation or it was refused.
+        let _in_flight = inner.invocations.token();
+        if inner.invocations.is_closed() {
+            return Err(ExecError::Draining);
         }
         let f = &inv.function;
-        let spec = inner
-            .config
-            .runtimes
-            .get(&f.runtime)
-            .with_context(|| format!("runtime {:?} is not installed on this host", f.runtime))?;
+        let Some(spec) = inner.config.runtimes.get(&f.runtime) else {
+            return Err(ExecError::RuntimeNotInstalled(f.runtime.clone()));
+        };
         let iso = &inner.isolation;
         let shared_ok = inner.config.insecure_shared_network && iso.network.is_none();
         if inner.config.require_isolation && !iso.complete() && !(shared_ok && iso.namespaces && iso.cgroups.is_some())
         {
-            return Err(ExecError::Internal(anyhow::anyhow!(
-                "sandbox isolation unavailable: {}",
-                iso.missing.join("; ")
-            )));
+            return Err(ExecError::IsolationUnavailable(iso.missing.join("; ")));
         }
-        let code_dir = inner.code.ensure(&f.code_sha256_hex, &f.code_zip_path).await.context("unpack function code")?;
+        let zip_path = inner.code_source.zip_path(&f.code_sha256_hex, &inner.packages_dir).await.context("fetch function code")?;
+        let code_dir = inner.code.ensure(&f.code_sha256_hex, &zip_path).await.context("unpack function code")?;
         let labels = [("account", f.account_id.clone()), ("function", f.function_name.clone())];
         metrics::counter!(m::INVOCATIONS_TOTAL, &labels).increment(1);
 
@@ -330,7 +344,7 @@ impl ExecHost {
             let error_type = error_type_of(&outcome.0.payload);
             metrics::counter!(m::ERRORS_TOTAL, "account" => f.account_id.clone(), "function" => f.function_name.clone(), "error_type" => error_type).increment(1);
         }
-        if outcome.1 && sandbox.exited().is_none() && !sandbox.api.init_failed() && !inner.shutdown.is_cancelled() {
+        if outcome.1 && sandbox.exited().is_none() && !sandbox.api.init_failed() && !inner.invocations.is_closed() {
             inner.pool.release_idle(sandbox);
         } else {
             inner.pool.forget(sandbox.id);
@@ -506,16 +520,45 @@ impl ExecHost {
         self.inner.logs.events(account_id, function_name, limit)
     }
 
-    /// Kills every sandbox (used at shutdown and in tests).
+    /// Refuses new invocations with [`ExecError::Draining`] and waits until those in flight have
+    /// finished or `deadline` has passed. Returns how many were still running then (0: all
+    /// finished). Sandboxes stay until [`shutdown`](Self::shutdown).
+    pub async fn drain(&self, deadline: tokio::time::Instant) -> usize {
+        let invocations = &self.inner.invocations;
+        invocations.close();
+        if !invocations.is_empty() {
+            tracing::info!(in_flight = invocations.len(), "waiting for invocations in flight");
+        }
+        match tokio::time::timeout_at(deadline, invocations.wait()).await {
+            Ok(()) => 0,
+            Err(_) => invocations.len(),
+        }
+    }
+
+    /// Stops the host: refuses new invocations, kills every sandbox (busy ones too: call
+    /// [`drain`](Self::drain) first to let them finish) and waits for the cleanup. Runs once;
+    /// later calls return when the first one has finished.
     pub async fn shutdown(&self) {
-        let all = self.inner.pool.take_all();
-        let kills = all.iter().map(|sb| sb.destroy());
-        futures_join_all(kills).await;
-        self.inner.destroys.close();
-        if tokio::time::timeout(Duration::from_secs(10), self.inner.destroys.wait()).await.is_err() {
+        self.inner.shut_down.get_or_init(|| self.shut_down_once()).await;
+    }
+
+    async fn shut_down_once(&self) {
+        let inner = &self.inner;
+        inner.invocations.close();
+        // The reaper finishes the round it is in, so no sandbox is destroyed twice below.
+        inner.stop.cancel();
+        inner.tasks.close();
+        inner.tasks.wait().await;
+        let all = inner.pool.take_all();
+        futures_join_all(all.iter().map(|sb| sb.destroy())).await;
+        // Invocations whose sandbox was just killed end at once and hand it to `destroys`.
+        if tokio::time::timeout(Duration::from_secs(10), inner.invocations.wait()).await.is_err() {
+            tracing::warn!(in_flight = inner.invocations.len(), "invocations still running at shutdown");
+        }
+        inner.destroys.close();
+        if tokio::time::timeout(Duration::from_secs(10), inner.destroys.wait()).await.is_err() {
             tracing::warn!("sandboxes still being destroyed at shutdown");
         }
-        self.inner.destroys.reopen();
         self.update_gauge();
         if let Some(spares) = self.inner.spares.clone() {
             let _ = tokio::task::spawn_blocking(move || spares.close()).await;
@@ -525,10 +568,20 @@ impl ExecHost {
         }
     }
 
+    /// Warm keys (see [`warm_key`]) of the functions with an idle sandbox here.
+    pub fn warm_keys(&self) -> Vec<String> {
+        self.inner.pool.idle_keys().iter().map(SandboxKey::warm_key).collect()
+    }
+
     /// Known runtime identifiers (keys of `config.runtimes`).
     pub fn runtimes(&self) -> Vec<String> {
         self.inner.config.runtimes.keys().cloned().collect()
     }
+}
+
+/// The key under which a host advertises an idle sandbox of this function version.
+pub fn warm_key(f: &FunctionSnapshot) -> String {
+    SandboxKey::of(f).warm_key()
 }
 
 /// Awaits all futures concurrently (no `futures` dependency needed for this one use).

@@ -5,6 +5,7 @@ mod cgroup;
 mod code;
 mod config;
 mod error;
+mod grpc;
 mod host;
 mod isolation;
 mod logs;
@@ -19,5 +20,6 @@ mod spawn;
 
 pub use config::{Config, RuntimeSpec, probe_runtimes};
 pub use error::ExecError;
-pub use host::{ExecHost, Invocation, InvokeOutcome};
+pub use grpc::{HostClient, serve};
+pub use host::{ExecHost, Invocation, InvokeOutcome, warm_key};
 pub use logs::LogEvent;

@@ -170,4 +170,11 @@ impl Pool {
     pub(crate) fn budget_mb(&self) -> u64 {
         self.budget_mb
     }
+
+    /// Keys with at least one idle sandbox (what a router prefers to send here).
+    pub(crate) fn idle_keys(&self) -> Vec<SandboxKey> {
+        let mut keys: Vec<SandboxKey> = self.state().idle.iter().map(|i| i.sandbox.key.clone()).collect();
+        keys.dedup();
+        keys
+    }
 }

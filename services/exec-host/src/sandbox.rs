@@ -31,6 +31,10 @@ pub(crate) struct SandboxKey {
 }
 
 impl SandboxKey {
+    pub(crate) fn warm_key(&self) -> String {
+        format!("{}/{}/{}/{}", self.account_id, self.function_name, self.version, self.revision_id)
+    }
+
     pub(crate) fn of(f: &FunctionSnapshot) -> Self {
         SandboxKey {
             account_id: f.account_id.clone(),

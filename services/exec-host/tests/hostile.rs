@@ -456,7 +456,8 @@ async fn dangerous_syscalls_fail_with_eperm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zip_symlinks_cannot_escape_the_package() {
     let t = TestHost::start().await;
-    let zip_path = t.dir.path().join("links.zip");
+    let f = hostile(&t, "links", 128, 10);
+    let zip_path = t.blob_path(&f);
     {
         let file = std::fs::File::create(&zip_path).expect("create zip");
         let mut zip = zip::ZipWriter::new(file);
@@ -468,8 +469,6 @@ async fn zip_symlinks_cannot_escape_the_package() {
         zip.add_symlink("inside", "bootstrap", opts).expect("symlink");
         zip.finish().expect("finish zip");
     }
-    let mut f = hostile(&t, "links", 128, 10);
-    f.code_zip_path = zip_path;
     let out = attack(&t, &f, json!({"action": "listdir", "paths": ["/var/task"]})).await;
     let v = json(&out);
     assert_eq!(v["/var/task"]["entries"], json!(["bootstrap", "inside"]), "{v}");
@@ -477,10 +476,8 @@ async fn zip_symlinks_cannot_escape_the_package() {
     assert!(!code_dir.join("abs").exists() && !code_dir.join("up").exists());
 
     // An entry whose name climbs out of the package is refused before anything runs.
-    let evil_path = t.dir.path().join("evil.zip");
-    common::write_zip(&evil_path, &[("bootstrap", HOSTILE.as_bytes(), 0o755), ("../../escaped", b"x", 0o644)]);
-    let mut evil = hostile(&t, "evil", 128, 10);
-    evil.code_zip_path = evil_path;
+    let evil = hostile(&t, "evil", 128, 10);
+    common::write_zip(&t.blob_path(&evil), &[("bootstrap", HOSTILE.as_bytes(), 0o755), ("../../escaped", b"x", 0o644)]);
     assert!(t.host.invoke(invocation(&evil, json!({"action": "big", "size": 1}))).await.is_err());
     assert!(!common::data_dir(&t).join("escaped").exists() && !t.dir.path().join("escaped").exists());
     assert_healthy(&t).await;

@@ -46,7 +46,8 @@ pub async fn download(
         return (StatusCode::FORBIDDEN, "Request has expired or the signature does not match").into_response();
     }
     match state.code.read(&sha).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/zip")], Body::from(bytes)).into_response(),
-        Err(_) => (StatusCode::NOT_FOUND, "NoSuchKey").into_response(),
+        Ok(Some(bytes)) => ([(header::CONTENT_TYPE, "application/zip")], Body::from(bytes)).into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, "NoSuchKey").into_response(),
+        Err(e) => e.into_response(),
     }
 }

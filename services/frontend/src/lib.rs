@@ -13,8 +13,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
-use lamina_code_storage::CodeStorage;
-use lamina_invoke_router::InvokeRouter;
+use lamina_code_storage::CodeClient;
+use lamina_invoke_router::RouterClient;
 use lamina_metadata::Metadata;
 
 pub use auth::Principal;
@@ -67,14 +67,29 @@ pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
 
 async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse as _;
-    let host = state.invoker.host().health();
-    let isolated = host["isolation"]["complete"].as_bool().unwrap_or(false)
-        || !host["isolation"]["required"].as_bool().unwrap_or(true);
-    let body = serde_json::json!({
-        "status": if isolated { "ok" } else { "degraded" },
+    let execution = match state.invoker.health().await {
+        Ok(e) => e,
+        Err(e) => {
+            let body = serde_json::json!({"status": "unavailable", "error": e.to_string()});
+            return (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+        }
+    };
+    let hosts = execution["hosts"].as_array().cloned().unwrap_or_default();
+    let isolated = |host: &serde_json::Value| {
+        host["isolation"]["complete"].as_bool().unwrap_or(false)
+            || !host["isolation"]["required"].as_bool().unwrap_or(true)
+    };
+    let status = if !hosts.is_empty() && hosts.iter().all(isolated) { "ok" } else { "degraded" };
+    let mut body = serde_json::json!({
+        "status": status,
         "metadata": state.metadata.engine(),
-        "execution_host": host,
+        "runtimes": execution["runtimes"],
+        "execution_hosts": hosts,
     });
+    // One host (`lamina serve`): also under the name the single-process API always used.
+    if let [only] = hosts.as_slice() {
+        body["execution_host"] = only.clone();
+    }
     axum::Json(body).into_response()
 }
 
@@ -87,14 +102,14 @@ async fn metrics_text() -> String {
 pub struct AppState {
     pub config: Arc<Config>,
     pub metadata: Metadata,
-    pub code: CodeStorage,
+    pub code: CodeClient,
     pub secrets: Arc<auth::SecretCache>,
-    pub invoker: InvokeRouter,
+    pub invoker: RouterClient,
 }
 
 impl AppState {
     /// Builds the state from its parts.
-    pub fn new(config: Config, metadata: Metadata, code: CodeStorage, invoker: InvokeRouter) -> Self {
+    pub fn new(config: Config, metadata: Metadata, code: CodeClient, invoker: RouterClient) -> Self {
         Self { config: Arc::new(config), metadata, code, secrets: Arc::default(), invoker }
     }
 }

@@ -1,20 +1,22 @@
 //! The invoke router: resolves what to run, enforces account concurrency, and hands the
 //! invocation to an execution host.
 
-mod concurrency;
 mod detach;
+pub mod grpc;
+mod hosts;
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use lamina_async_queue::{Attempt, Event, Queue};
-use lamina_code_storage::CodeStorage;
+use lamina_async_queue::{Attempt, Event, QueueClient};
 use lamina_common::names::{function_arn, qualified_arn};
 use lamina_common::{ApiError, ApiResult, FunctionSnapshot};
-use lamina_exec_host::{ExecError, ExecHost, Invocation};
+use lamina_exec_host::{ExecError, Invocation, LogEvent, warm_key};
+use lamina_fleet::leases::{Lease, Leases};
 use lamina_metadata::{FunctionRow, InvokeTarget, Metadata};
 
-pub use concurrency::{Concurrency, Slot};
+pub use grpc::RouterClient;
+pub use hosts::Hosts;
 
 /// Metric names of this service.
 pub mod metrics_names {
@@ -62,51 +64,80 @@ pub enum InvokeOutcome {
     Checked,
 }
 
-/// The in-process invoke router.
+/// The invoke router (in-process implementation; the gRPC server in [`grpc`] wraps it).
 #[derive(Clone)]
 pub struct InvokeRouter {
     metadata: Metadata,
-    code: CodeStorage,
-    host: ExecHost,
+    hosts: Hosts,
     region: String,
-    concurrency: Concurrency,
-    queue: Queue,
+    leases: Leases,
+    queue: QueueClient,
 }
+
+/// Tries of one invocation on different hosts when a host refuses it before it started.
+const PLACEMENT_TRIES: usize = 3;
 
 impl InvokeRouter {
     /// Wires the router to its peers.
-    pub fn new(metadata: Metadata, code: CodeStorage, host: ExecHost, region: String, queue: Queue) -> Self {
-        Self { metadata, code, host, region, concurrency: Concurrency::default(), queue }
+    pub fn new(metadata: Metadata, hosts: Hosts, region: String, leases: Leases, queue: QueueClient) -> Self {
+        Self { metadata, hosts, region, leases, queue }
     }
 
     /// Runs one queued event (the async worker's runner); the request id stays the event's.
     pub async fn run_event(&self, event: Event) -> Attempt {
-        let req = InvokeRequest {
-            account_id: event.account_id,
-            function_name: event.function_name,
-            qualifier: event.qualifier,
-            request_id: event.request_id,
-            invocation_type: InvocationType::RequestResponse,
-            payload: Bytes::from(event.payload),
-            client_context: None,
-            tail_log: false,
-        };
-        match self.invoke(req).await {
-            Ok(InvokeOutcome::Ran(ran)) if ran.function_error => Attempt::FunctionError,
-            Ok(_) => Attempt::Succeeded,
-            Err(ApiError::ResourceNotFound(_)) => Attempt::Gone,
-            Err(_) => Attempt::Throttled,
+        attempt_of(self.invoke(event_request(event)).await)
+    }
+
+    /// The execution hosts.
+    pub fn hosts(&self) -> &Hosts {
+        &self.hosts
+    }
+
+    /// Runtimes some execution host can start.
+    pub async fn runtimes(&self) -> ApiResult<Vec<String>> {
+        let mut all = std::collections::BTreeSet::new();
+        match self.hosts.registered().await.map_err(unavailable)? {
+            Some(hosts) => all.extend(hosts.into_iter().flat_map(|h| h.runtimes)),
+            None => {
+                for host in self.hosts.all().await.map_err(unavailable)? {
+                    let health = host.health().await.map_err(ApiError::Internal)?;
+                    let names = health["runtimes"].as_array().cloned().unwrap_or_default();
+                    all.extend(names.iter().filter_map(|n| n.as_str().map(str::to_owned)));
+                }
+            }
         }
+        Ok(all.into_iter().collect())
     }
 
-    /// The execution host (health, logs).
-    pub fn host(&self) -> &ExecHost {
-        &self.host
+    /// Health of the execution hosts: one document per host.
+    pub async fn host_health(&self) -> ApiResult<Vec<serde_json::Value>> {
+        let mut out = Vec::new();
+        for host in self.hosts.all().await.map_err(unavailable)? {
+            match host.health().await {
+                Ok(h) => out.push(h),
+                Err(e) => out.push(serde_json::json!({"host": host.id(), "error": format!("{e:#}")})),
+            }
+        }
+        Ok(out)
     }
 
-    /// In-flight invocations of an account.
-    pub fn in_flight(&self, account_id: &str) -> usize {
-        self.concurrency.in_flight(account_id)
+    /// Stored log events of a function gathered from every host, oldest first (at most `limit`).
+    pub async fn log_events(&self, account_id: &str, function_name: &str, limit: usize) -> ApiResult<Vec<LogEvent>> {
+        let mut events = Vec::new();
+        for host in self.hosts.all().await.map_err(unavailable)? {
+            match host.log_events(account_id, function_name, limit).await {
+                Ok(e) => events.extend(e),
+                Err(e) => tracing::warn!(host = host.id(), "logs of a host are unavailable: {e:#}"),
+            }
+        }
+        events.sort_by_key(|e| e.timestamp_ms);
+        let skip = events.len().saturating_sub(limit);
+        Ok(events.split_off(skip))
+    }
+
+    /// In-flight invocations of an account (its unreserved pool).
+    pub async fn in_flight(&self, account_id: &str) -> ApiResult<u32> {
+        Ok(self.leases.in_flight(account_id).await.map_err(unavailable)?)
     }
 
     /// The version to run (an alias resolved, weights applied) and the limits that apply to it.
@@ -145,16 +176,15 @@ impl InvokeRouter {
             }
             InvocationType::RequestResponse => {}
         }
-        let slot = self.acquire(&target)?;
+        let lease = self.acquire(&target).await?;
         let row = target.row;
         let invoked_arn = match &req.qualifier {
             Some(q) => qualified_arn(&self.region, &req.account_id, &req.function_name, q),
             None => function_arn(&self.region, &req.account_id, &req.function_name),
         };
         let executed_version = row.version.clone();
-        let snapshot = self.snapshot(row);
         let invocation = Invocation {
-            function: snapshot,
+            function: self.snapshot(row),
             request_id: req.request_id.clone(),
             invoked_arn,
             payload: req.payload,
@@ -164,48 +194,46 @@ impl InvokeRouter {
             tail_log: req.tail_log,
         };
         // The run finishes (and frees its slot and sandbox) even if the caller goes away.
-        let host = self.host.clone();
+        let hosts = self.hosts.clone();
         let result = detach::RunToCompletion::new(async move {
-            let result = host.invoke(invocation).await;
-            drop(slot);
+            let result = run_placed(&hosts, invocation).await;
+            if let Err(e) = lease.release().await {
+                tracing::warn!("releasing a concurrency lease failed (it expires by itself): {e:#}");
+            }
             result
         })
         .await;
-        match result {
-            Ok(out) => Ok(InvokeOutcome::Ran(Invoked {
-                executed_version,
-                payload: out.payload,
-                function_error: out.function_error,
-                log_tail: out.log_tail,
-            })),
-            Err(ExecError::NoCapacity) => {
-                metrics::counter!(metrics_names::THROTTLES, "reason" => "host").increment(1);
-                Err(ApiError::TooManyRequests {
-                    message: "Rate Exceeded.".into(),
-                    reason: "ConcurrentInvocationLimitExceeded",
-                })
-            }
-            Err(ExecError::Internal(err)) => Err(ApiError::Internal(err.context("run invocation"))),
-        }
+        let out = result?;
+        Ok(InvokeOutcome::Ran(Invoked {
+            executed_version,
+            payload: out.payload,
+            function_error: out.function_error,
+            log_tail: out.log_tail,
+        }))
     }
 
     /// Takes a slot from the function's reservation, or from the account's unreserved pool.
-    fn acquire(&self, target: &InvokeTarget) -> ApiResult<Slot> {
+    async fn acquire(&self, target: &InvokeTarget) -> ApiResult<Lease> {
         let throttled = |reason: &'static str| {
             metrics::counter!(metrics_names::THROTTLES, "reason" => reason).increment(1);
             ApiError::TooManyRequests { message: "Rate Exceeded.".into(), reason }
         };
         let account_id = &target.row.account_id;
+        let limit = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
         if let Some(reserved) = target.reserved {
             let key = format!("{account_id}/{}", target.row.function_name);
             return self
-                .concurrency
-                .try_acquire(&key, reserved.max(0) as usize)
+                .leases
+                .try_acquire(&key, limit(reserved))
+                .await
+                .map_err(unavailable)?
                 .ok_or_else(|| throttled("ReservedFunctionConcurrentInvocationLimitExceeded"));
         }
         let unreserved = target.account_limit - target.reserved_total;
-        self.concurrency
-            .try_acquire(account_id, unreserved.max(0) as usize)
+        self.leases
+            .try_acquire(account_id, limit(unreserved))
+            .await
+            .map_err(unavailable)?
             .ok_or_else(|| throttled("ConcurrentInvocationLimitExceeded"))
     }
 
@@ -214,7 +242,6 @@ impl InvokeRouter {
             row.environment.as_deref().and_then(serde_json_map).unwrap_or_default();
         FunctionSnapshot {
             function_arn: function_arn(&self.region, &row.account_id, &row.function_name),
-            code_zip_path: self.code.path(&row.code_sha256),
             account_id: row.account_id,
             function_name: row.function_name,
             version: row.version,
@@ -225,6 +252,118 @@ impl InvokeRouter {
             timeout_s: row.timeout.clamp(0, u32::MAX as i64) as u32,
             environment,
             code_sha256_hex: row.code_sha256,
+        }
+    }
+}
+
+/// Runs `inv` on a host, moving to another host while hosts refuse it before it started.
+async fn run_placed(hosts: &Hosts, inv: Invocation) -> ApiResult<lamina_exec_host::InvokeOutcome> {
+    let key = warm_key(&inv.function);
+    let memory = u64::from(inv.function.memory_mb);
+    let mut tried: Vec<String> = Vec::new();
+    let mut last: Option<ExecError> = None;
+    for _ in 0..PLACEMENT_TRIES {
+        let placed = match hosts.place(&key, memory, &tried).await.map_err(unavailable)? {
+            Some(p) => p,
+            None => break,
+        };
+        match placed.client.invoke(inv.clone()).await {
+            Ok(out) => return Ok(out),
+            Err(e) if e.retryable_elsewhere() || unreachable_before_start(&e) => {
+                tracing::info!(host = placed.client.id(), "host refused an invocation, trying another: {e:#}");
+                tried.push(placed.client.id().to_owned());
+                last = Some(e);
+            }
+            Err(e) => return Err(exec_api_error(e)),
+        }
+    }
+    Err(match last {
+        Some(e) => exec_api_error(e),
+        None => exec_api_error(ExecError::NoCapacity),
+    })
+}
+
+/// A remote host that could not even be connected to has not started the invocation.
+fn unreachable_before_start(e: &ExecError) -> bool {
+    matches!(e, ExecError::Unreachable(m) if m.contains("connect"))
+}
+
+/// The API's answer to a host's refusal.
+fn exec_api_error(e: ExecError) -> ApiError {
+    match e {
+        ExecError::NoCapacity => {
+            metrics::counter!(metrics_names::THROTTLES, "reason" => "host").increment(1);
+            ApiError::TooManyRequests { message: "Rate Exceeded.".into(), reason: "ConcurrentInvocationLimitExceeded" }
+        }
+        ExecError::Draining => {
+            ApiError::ServiceUnavailable("The execution hosts are shutting down. Retry the request.".into())
+        }
+        ExecError::IsolationUnavailable(m) => {
+            tracing::error!("no execution host can isolate sandboxes: {m}");
+            ApiError::ServiceUnavailable("No execution host can run the function safely right now.".into())
+        }
+        ExecError::RuntimeNotInstalled(runtime) => {
+            ApiError::ServiceUnavailable(format!("No execution host can run the runtime {runtime} right now."))
+        }
+        ExecError::Unreachable(m) => {
+            tracing::warn!("execution host lost during an invocation: {m}");
+            ApiError::ServiceUnavailable("The execution host running the function was lost. Retry the request.".into())
+        }
+        ExecError::Internal(err) => ApiError::Internal(err.context("run invocation")),
+    }
+}
+
+fn unavailable(e: anyhow::Error) -> ApiError {
+    tracing::warn!("a coordination backend is unavailable: {e:#}");
+    ApiError::ServiceUnavailable("The service is temporarily unavailable. Retry the request.".into())
+}
+
+/// The synchronous request an event is run as.
+pub fn event_request(event: Event) -> InvokeRequest {
+    InvokeRequest {
+        account_id: event.account_id,
+        function_name: event.function_name,
+        qualifier: event.qualifier,
+        request_id: event.request_id,
+        invocation_type: InvocationType::RequestResponse,
+        payload: Bytes::from(event.payload),
+        client_context: None,
+        tail_log: false,
+    }
+}
+
+/// How a queued event's attempt ended, for the retry policy: throttles and service errors are
+/// retried with backoff (as AWS does for both), a function that is gone or can no longer be
+/// invoked drops the event.
+pub fn attempt_of(result: ApiResult<InvokeOutcome>) -> Attempt {
+    match result {
+        Ok(InvokeOutcome::Ran(ran)) if ran.function_error => Attempt::FunctionError,
+        Ok(_) => Attempt::Succeeded,
+        Err(ApiError::ResourceNotFound(_)) => Attempt::Gone,
+        Err(ApiError::TooManyRequests { .. } | ApiError::ServiceUnavailable(_) | ApiError::Internal(_)) => {
+            Attempt::Throttled
+        }
+        // Retrying cannot fix the request itself (e.g. the function's configuration became
+        // invalid, or permission was withdrawn).
+        Err(
+            other @ (ApiError::Validation(_)
+            | ApiError::InvalidParameterValue(_)
+            | ApiError::InvalidRequestContent(_)
+            | ApiError::ResourceConflict(_)
+            | ApiError::CodeStorageExceeded(_)
+            | ApiError::PolicyLengthExceeded(_)
+            | ApiError::PreconditionFailed(_)
+            | ApiError::RequestTooLarge(_)
+            | ApiError::UnsupportedMediaType(_)
+            | ApiError::AccessDenied(_)
+            | ApiError::InvalidSignature(_)
+            | ApiError::IncompleteSignature(_)
+            | ApiError::UnrecognizedClient
+            | ApiError::MissingAuthenticationToken
+            | ApiError::UnknownOperation(_)),
+        ) => {
+            tracing::warn!(error_type = other.error_type(), "dropping an event that cannot be invoked: {other}");
+            Attempt::Gone
         }
     }
 }
@@ -246,4 +385,49 @@ fn pick_weighted(routing_json: &str) -> Option<String> {
     let (version, weight) = routing.get("AdditionalVersionWeights")?.as_object()?.iter().next()?;
     let weight = weight.as_f64()?;
     (rand::random::<f64>() < weight).then(|| version.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ran(function_error: bool) -> ApiResult<InvokeOutcome> {
+        Ok(InvokeOutcome::Ran(Invoked {
+            executed_version: "1".into(),
+            payload: Bytes::new(),
+            function_error,
+            log_tail: None,
+        }))
+    }
+
+    #[test]
+    fn event_attempts_are_classified_by_what_went_wrong() {
+        let throttle = ApiError::TooManyRequests { message: "m".into(), reason: "ConcurrentInvocationLimitExceeded" };
+        let cases: Vec<(ApiResult<InvokeOutcome>, Attempt)> = vec![
+            (ran(false), Attempt::Succeeded),
+            (ran(true), Attempt::FunctionError),
+            (Ok(InvokeOutcome::Queued), Attempt::Succeeded),
+            (Err(ApiError::ResourceNotFound("gone".into())), Attempt::Gone),
+            (Err(throttle), Attempt::Throttled),
+            (Err(ApiError::ServiceUnavailable("down".into())), Attempt::Throttled),
+            (Err(ApiError::Internal(anyhow::anyhow!("db"))), Attempt::Throttled),
+            (Err(ApiError::AccessDenied("no".into())), Attempt::Gone),
+            (Err(ApiError::InvalidParameterValue("bad".into())), Attempt::Gone),
+        ];
+        for (result, want) in cases {
+            assert_eq!(attempt_of(result), want);
+        }
+    }
+
+    #[test]
+    fn host_refusals_map_to_retryable_api_errors() {
+        assert_eq!(exec_api_error(ExecError::NoCapacity).status().as_u16(), 429);
+        assert_eq!(exec_api_error(ExecError::Draining).status().as_u16(), 503);
+        assert_eq!(exec_api_error(ExecError::IsolationUnavailable("cgroups".into())).status().as_u16(), 503);
+        let runtime = exec_api_error(ExecError::RuntimeNotInstalled("python3.99".into()));
+        assert_eq!((runtime.status().as_u16(), runtime.to_string().contains("python3.99")), (503, true));
+        assert_eq!(exec_api_error(ExecError::Unreachable("reset".into())).status().as_u16(), 503);
+        assert!(unreachable_before_start(&ExecError::Unreachable("tcp connect error".into())));
+        assert!(!unreachable_before_start(&ExecError::Unreachable("connection reset".into())));
+    }
 }

@@ -8,6 +8,9 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use lamina_code_storage::{CodeStorage, ZipLimits};
+use lamina_exec_host::HostClient;
+use lamina_fleet::Leases;
+use lamina_invoke_router::Hosts;
 use lamina_metadata::{Metadata, NewAccount, SecretCipher};
 use sha2::Sha256;
 use tokio::net::TcpListener;
@@ -87,6 +90,49 @@ impl Running {
     }
 }
 
+/// The keys every process of one installation shares.
+pub struct Secrets {
+    /// Encrypts secrets at rest.
+    pub master: [u8; 32],
+    /// The same, as configured (base64).
+    pub master_b64: String,
+    /// Bearer token of the admin API.
+    pub admin_token: String,
+    /// Signs code download URLs (derived from the master key).
+    pub url_key: [u8; 32],
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets { .. }")
+    }
+}
+
+impl Secrets {
+    /// The given keys, or those in `data_dir` (generated there on first start).
+    pub fn load(data_dir: &Path, master_key: Option<&str>, admin_token: Option<&str>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("create data dir {}", data_dir.display()))?;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let master_b64 = match master_key {
+            Some(k) => k.to_owned(),
+            None => load_or_create(&data_dir.join("master.key"), || b64.encode(SecretCipher::generate_key()))?,
+        };
+        let master: [u8; 32] = b64
+            .decode(master_b64.as_bytes())
+            .ok()
+            .and_then(|raw| raw.try_into().ok())
+            .context("master key must be 32 bytes of base64")?;
+        let admin_token = match admin_token {
+            Some(t) => t.to_owned(),
+            None => load_or_create(&data_dir.join("admin-token"), random_token)?,
+        };
+        let mut url_mac = <Hmac<Sha256> as Mac>::new_from_slice(&master).context("derive url key")?;
+        url_mac.update(b"lamina code download urls");
+        let url_key: [u8; 32] = url_mac.finalize().into_bytes().into();
+        Ok(Self { master, master_b64, admin_token, url_key })
+    }
+}
+
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -120,30 +166,14 @@ fn random_token() -> String {
 pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
     lamina_frontend::prometheus();
     lamina_exec_host::metrics::describe();
-    std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("create data dir {}", opts.data_dir.display()))?;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let master_b64 = match &opts.master_key {
-        Some(k) => k.clone(),
-        None => load_or_create(&opts.data_dir.join("master.key"), || b64.encode(SecretCipher::generate_key()))?,
-    };
-    let master: [u8; 32] = b64
-        .decode(master_b64.as_bytes())
-        .ok()
-        .and_then(|raw| raw.try_into().ok())
-        .context("master key must be 32 bytes of base64")?;
-    let admin_token = match &opts.admin_token {
-        Some(t) => t.clone(),
-        None => load_or_create(&opts.data_dir.join("admin-token"), random_token)?,
-    };
+    let secrets = Secrets::load(&opts.data_dir, opts.master_key.as_deref(), opts.admin_token.as_deref())?;
+    let admin_token = secrets.admin_token.clone();
     let database_url =
         opts.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", opts.data_dir.join("lamina.db").display()));
-    let metadata = Metadata::connect(&database_url, SecretCipher::new(&master)).await?;
+    let metadata = Metadata::connect(&database_url, SecretCipher::new(&secrets.master)).await?;
     let code = CodeStorage::open(opts.data_dir.join("blobs"), ZipLimits::default())?;
     let default_credentials = ensure_default_account(&metadata, &opts.data_dir).await?;
-
-    let mut url_mac = <Hmac<Sha256> as Mac>::new_from_slice(&master).context("derive url key")?;
-    url_mac.update(b"lamina code download urls");
-    let url_key: [u8; 32] = url_mac.finalize().into_bytes().into();
+    let url_key = secrets.url_key;
 
     let shutdown = CancellationToken::new();
     let exec_config = lamina_exec_host::Config {
@@ -151,15 +181,16 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         region: opts.region.clone(),
         ..opts.exec.clone()
     };
-    let host =
-        lamina_exec_host::ExecHost::start(exec_config, shutdown.child_token()).await.context("start execution host")?;
+    let host = lamina_exec_host::ExecHost::start(exec_config, code.clone().into(), shutdown.child_token())
+        .await
+        .context("start execution host")?;
     let queue = lamina_async_queue::Queue::new(metadata.store().clone(), opts.queue.clone());
     let invoker = lamina_invoke_router::InvokeRouter::new(
         metadata.clone(),
-        code.clone(),
-        host.clone(),
+        Hosts::Local(HostClient::Local(host.clone())),
         opts.region.clone(),
-        queue.clone(),
+        Leases::memory(),
+        queue.clone().into(),
     );
     let worker = opts.async_worker.then(|| {
         let router = invoker.clone();
@@ -178,18 +209,28 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         url_key,
         ..lamina_frontend::Config::default()
     };
-    let state = lamina_frontend::AppState::new(config, metadata.clone(), code, invoker);
+    let state = lamina_frontend::AppState::new(config, metadata.clone(), code.into(), invoker.into());
     let app = lamina_frontend::router(state);
     let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("bind {}", opts.listen))?;
     let addr = listener.local_addr()?;
+    // Longest an invocation can still run once HTTP has drained (one whose caller went away):
+    // its own timeout, after which the host ends it, plus a margin.
+    let drain_for = std::time::Duration::from_secs(u64::try_from(opts.max_timeout_s).unwrap_or(0) + 5);
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
+        // In order: stop accepting and answer the requests in flight; stop the async worker (it
+        // finishes the events it is running); wait for invocations still running; only then
+        // destroy the sandboxes.
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
             .context("serve http");
         if let Some(worker) = worker {
             let _ = worker.await;
+        }
+        let running = host.drain(tokio::time::Instant::now() + drain_for).await;
+        if running > 0 {
+            tracing::warn!(running, "invocations still running at the shutdown deadline are stopped");
         }
         host.shutdown().await;
         served
@@ -199,7 +240,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
 }
 
 /// Creates the `default` account and its credentials file on first start.
-async fn ensure_default_account(metadata: &Metadata, data_dir: &Path) -> anyhow::Result<Option<(String, String)>> {
+pub async fn ensure_default_account(metadata: &Metadata, data_dir: &Path) -> anyhow::Result<Option<(String, String)>> {
     let creds_path = data_dir.join("credentials");
     if creds_path.exists() {
         return Ok(None);

@@ -118,14 +118,22 @@ impl TestHost {
         let mut config = Config { data_dir: dir.path().join("data"), cpu_quota: false, ..Config::default() };
         f(&mut config);
         let token = CancellationToken::new();
-        let host = ExecHost::start(config, token.clone()).await.expect("start exec host");
+        let blobs = lamina_code_storage::CodeStorage::open(dir.path().join("blobs"), Default::default())
+            .expect("open blob dir");
+        let host = ExecHost::start(config, blobs.into(), token.clone()).await.expect("start exec host");
         TestHost { host, dir, token }
+    }
+
+    /// Where the package of `f` is stored (a test may write any zip there, bypassing validation).
+    pub fn blob_path(&self, f: &FunctionSnapshot) -> PathBuf {
+        self.dir.path().join("blobs").join(&f.code_sha256_hex)
     }
 
     /// Writes a zip with the given (name, contents, mode) entries and returns a snapshot for it.
     pub fn function(&self, name: &str, runtime: &str, files: &[(&str, &[u8], u32)]) -> FunctionSnapshot {
-        let zip_path = self.dir.path().join(format!("{name}-{}.zip", uuid::Uuid::new_v4().simple()));
-        write_zip(&zip_path, files);
+        // A fresh digest per function: the host caches unpacked code by it.
+        let sha = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        write_zip(&self.dir.path().join("blobs").join(&sha), files);
         FunctionSnapshot {
             account_id: "123456789012".into(),
             function_name: name.into(),
@@ -137,8 +145,7 @@ impl TestHost {
             memory_mb: 128,
             timeout_s: 3,
             environment: BTreeMap::new(),
-            code_sha256_hex: uuid::Uuid::new_v4().simple().to_string(),
-            code_zip_path: zip_path,
+            code_sha256_hex: sha,
         }
     }
 

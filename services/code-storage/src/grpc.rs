@@ -1,0 +1,92 @@
+//! The gRPC server: proto in, the in-process `CodeStorage` call, proto out. Nothing else.
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use lamina_rpc::codestorage::code_storage_server::{CodeStorage as Api, CodeStorageServer};
+use lamina_rpc::codestorage::{Chunk, DeleteReply, DeleteRequest, FetchRequest, StoredCode as StoredProto};
+use lamina_rpc::common::{HealthReply, HealthRequest};
+use lamina_rpc::{to_status, transport};
+use tokio_stream::{Stream, StreamExt as _};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::CodeStorage;
+
+/// Bytes per streamed chunk.
+pub(crate) const CHUNK_BYTES: usize = 1024 * 1024;
+
+struct Server {
+    storage: CodeStorage,
+}
+
+fn valid_sha(sha: &str) -> Result<(), Status> {
+    if sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument("sha256_hex must be 64 lowercase hex digits"))
+    }
+}
+
+#[tonic::async_trait]
+impl Api for Server {
+    async fn put_zip(&self, request: Request<Streaming<Chunk>>) -> Result<Response<StoredProto>, Status> {
+        let mut stream = request.into_inner();
+        let limit = self.storage.limits().max_zipped as usize;
+        let mut zip = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            // A little over the limit is still read so validation gives AWS's error, not ours.
+            if zip.len() + chunk.data.len() > limit + CHUNK_BYTES {
+                return Err(Status::invalid_argument("package exceeds the size limit"));
+            }
+            zip.extend_from_slice(&chunk.data);
+        }
+        let stored = self.storage.put_zip(Bytes::from(zip)).await.map_err(to_status)?;
+        Ok(Response::new(StoredProto { sha256_hex: stored.sha256_hex, size: stored.size }))
+    }
+
+    type FetchStream = Pin<Box<dyn Stream<Item = Result<Chunk, Status>> + Send>>;
+
+    async fn fetch(&self, request: Request<FetchRequest>) -> Result<Response<Self::FetchStream>, Status> {
+        let sha = request.into_inner().sha256_hex;
+        valid_sha(&sha)?;
+        let file = match tokio::fs::File::open(self.storage.path(&sha)).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Status::not_found(format!("no package {sha}")));
+            }
+            Err(e) => return Err(Status::internal(format!("open package: {e}"))),
+        };
+        let chunks = tokio_util::io::ReaderStream::with_capacity(file, CHUNK_BYTES)
+            .map(|r| r.map(|data| Chunk { data }).map_err(|e| Status::internal(format!("read package: {e}"))));
+        Ok(Response::new(Box::pin(chunks)))
+    }
+
+    async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteReply>, Status> {
+        let sha = request.into_inner().sha256_hex;
+        valid_sha(&sha)?;
+        self.storage.delete(&sha).await.map_err(|e| Status::internal(format!("delete package: {e}")))?;
+        Ok(Response::new(DeleteReply {}))
+    }
+
+    async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthReply>, Status> {
+        Ok(Response::new(HealthReply { ready: true, detail_json: "{}".into() }))
+    }
+}
+
+/// Serves code storage over gRPC on `listener` until `shutdown`.
+pub async fn serve(
+    storage: CodeStorage,
+    listener: tokio_stream::wrappers::TcpListenerStream,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let api = CodeStorageServer::new(Server { storage })
+        .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(transport::MAX_MESSAGE_BYTES);
+    transport::server()
+        .add_service(api)
+        .serve_with_incoming_shutdown(listener, shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! Compiles `proto/` with protox (no `protoc` needed) into tonic clients and servers.
+
+const PROTOS: &[&str] = &[
+    "lamina/common/v1/common.proto",
+    "lamina/exechost/v1/exec_host.proto",
+    "lamina/codestorage/v1/code_storage.proto",
+    "lamina/router/v1/invoke_router.proto",
+    "lamina/queue/v1/async_queue.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    println!("cargo:rerun-if-changed={}", root.display());
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={}", root.join(proto).display());
+    }
+    let fds = protox::compile(PROTOS, [&root])?;
+    tonic_prost_build::configure().bytes(".").compile_fds(fds)?;
+    Ok(())
+}

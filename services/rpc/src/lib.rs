@@ -1,0 +1,48 @@
+//! The gRPC definitions of Lamina's services (`proto/`), and conversions between their messages
+//! and the domain types the services use in process.
+
+pub mod status;
+pub mod transport;
+
+/// Generated code, nested as the proto packages are (`lamina.<service>.v1`).
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod lamina {
+    pub mod common {
+        pub mod v1 {
+            tonic::include_proto!("lamina.common.v1");
+        }
+    }
+    pub mod exechost {
+        pub mod v1 {
+            tonic::include_proto!("lamina.exechost.v1");
+        }
+    }
+    pub mod codestorage {
+        pub mod v1 {
+            tonic::include_proto!("lamina.codestorage.v1");
+        }
+    }
+    pub mod router {
+        pub mod v1 {
+            tonic::include_proto!("lamina.router.v1");
+        }
+    }
+    pub mod queue {
+        pub mod v1 {
+            tonic::include_proto!("lamina.queue.v1");
+        }
+    }
+}
+
+/// Messages shared by every service.
+pub use lamina::common::v1 as common;
+/// Code storage's API.
+pub use lamina::codestorage::v1 as codestorage;
+/// The execution host's API.
+pub use lamina::exechost::v1 as exechost;
+/// The async queue's API.
+pub use lamina::queue::v1 as queue;
+/// The invoke router's API.
+pub use lamina::router::v1 as router;
+
+pub use status::{from_status, to_status};

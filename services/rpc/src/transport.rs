@@ -1,0 +1,37 @@
+//! Channels and servers with the limits every Lamina peer shares.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tonic::transport::{Channel, Endpoint};
+
+/// Largest message a peer sends or accepts: a 6 MB payload base64-free plus headroom, and 1 MB
+/// code chunks.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// A channel to `addr` (`host:port` or a URL) that connects on first use and reconnects after
+/// failures, so a peer that starts later or restarts is picked up without restarting the caller.
+pub fn channel(addr: &str) -> anyhow::Result<Channel> {
+    let url = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+    let endpoint = Endpoint::from_shared(url.clone())
+        .with_context(|| format!("parse peer address {url}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    Ok(endpoint.connect_lazy())
+}
+
+/// A tonic server builder with Lamina's settings.
+pub fn server() -> tonic::transport::Server {
+    tonic::transport::Server::builder().tcp_nodelay(true).http2_keepalive_interval(Some(Duration::from_secs(10)))
+}
+
+/// Binds `addr` (port 0 picks one) for a gRPC server; returns the listener and its address.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<(tokio_stream::wrappers::TcpListenerStream, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("bind gRPC {addr}"))?;
+    let local = listener.local_addr()?;
+    Ok((tokio_stream::wrappers::TcpListenerStream::new(listener), local))
+}
