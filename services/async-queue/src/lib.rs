@@ -1,8 +1,15 @@
 //! Event invocations: durable enqueue, retries with backoff, and the worker that runs them.
 //!
-//! Embedded mode keeps the queue in the metadata database (SQLite or Postgres), so an event
-//! acknowledged with 202 is on disk before the answer leaves, and a claimed event whose worker died
-//! is claimed again when its lease runs out.
+//! Two backends share one API and one retry policy ([`Queue::next_step`]):
+//! - SQL (`lamina serve`): the queue lives in the metadata database (SQLite or Postgres), so an
+//!   event acknowledged with 202 is on disk before the answer leaves, and a claimed event whose
+//!   worker died is claimed again when its lease runs out.
+//! - Redis (distributed mode): a stream with a consumer group for due events and a sorted set for
+//!   delayed retries; see [`Queue::redis`] for the key layout and what makes it durable.
+
+mod client;
+mod grpc;
+mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,9 +19,15 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use lamina_common::time::now_ms;
 use lamina_common::{ApiError, ApiResult};
-use lamina_metadata::{Store, on_pool};
-use tokio::sync::Notify;
+use lamina_metadata::Store;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+
+pub use client::QueueClient;
+pub use grpc::serve;
+
+use crate::store::redis::RedisQueue;
+use crate::store::sql::SqlQueue;
 
 /// Retry behaviour (semantics RETRY Decision, CONC-8).
 #[derive(Debug, Clone)]
@@ -23,6 +36,7 @@ pub struct QueueConfig {
     pub retry_delays: Vec<Duration>,
     /// First backoff after a throttle or service error; doubles up to `max_backoff`.
     pub min_backoff: Duration,
+    /// Longest backoff after a throttle or service error.
     pub max_backoff: Duration,
     /// Events older than this are dropped (`MaximumEventAgeInSeconds`).
     pub max_event_age: Duration,
@@ -59,14 +73,16 @@ impl QueueConfig {
 }
 
 /// One accepted event.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, Deserialize)]
 pub struct Event {
     pub request_id: String,
     pub account_id: String,
     pub function_name: String,
     pub qualifier: Option<String>,
     pub payload: String,
+    /// Attempts so far, the one being handed to the runner included (1 on the first run).
     pub attempts: i64,
+    /// Accepted at, epoch milliseconds.
     pub created_at: i64,
 }
 
@@ -86,15 +102,45 @@ pub enum Attempt {
 /// Handle to the queue. Cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
-    store: Store,
+    backend: Backend,
     config: Arc<QueueConfig>,
-    wake: Arc<Notify>,
+}
+
+/// Where the events live; both variants are cheap handles.
+#[derive(Clone)]
+enum Backend {
+    Sql(SqlQueue),
+    Redis(RedisQueue),
 }
 
 impl Queue {
     /// A queue on the metadata store.
     pub fn new(store: Store, config: QueueConfig) -> Self {
-        Self { store, config: Arc::new(config), wake: Arc::new(Notify::new()) }
+        Self { backend: Backend::Sql(SqlQueue::new(store)), config: Arc::new(config) }
+    }
+
+    /// A queue on Redis (`redis://[user:password@]host:port[/db]`, or `rediss://` for TLS), its
+    /// keys under `prefix`; creates the stream and its consumer group if they are missing.
+    ///
+    /// Keys: `{prefix}:events` is a stream (one entry per event that is due or being run, its
+    /// one field `event` the event as JSON with the attempts made so far) read by the consumer
+    /// group `workers`, each worker a consumer with a unique name; `{prefix}:delayed` is a sorted
+    /// set of events waiting for a retry (same JSON), scored by due time in epoch milliseconds.
+    /// Under Redis Cluster, put a hash tag in the prefix (`{lamina}`) so both keys share a slot:
+    /// the scripts touch both.
+    ///
+    /// Durability: [`Queue::enqueue`] returns after `XADD` was answered, which is on disk only
+    /// if Redis persists: with `appendonly yes` and `appendfsync always` the entry is fsynced
+    /// before the answer; with `appendfsync everysec` up to the last second of accepted events
+    /// can be lost when the Redis host crashes; with persistence off (or RDB snapshots only) a
+    /// Redis restart loses the queue.
+    pub async fn redis(
+        url: impl ::redis::IntoConnectionInfo,
+        prefix: &str,
+        config: QueueConfig,
+    ) -> anyhow::Result<Self> {
+        let backend = RedisQueue::connect(url, prefix).await?;
+        Ok(Self { backend: Backend::Redis(backend), config: Arc::new(config) })
     }
 
     /// Stores an event; returns once it is durable.
@@ -108,51 +154,34 @@ impl Queue {
     ) -> ApiResult<()> {
         let payload = String::from_utf8(payload.to_vec())
             .map_err(|_| ApiError::InvalidRequestContent("Could not parse request body into json".into()))?;
-        let now = now_ms();
-        let sql = "insert into async_events (request_id, account_id, function_name, qualifier, payload, attempts, \
-                   next_attempt_at, lease_until, created_at, updated_at) values ($1, $2, $3, $4, $5, 0, $6, 0, $6, $6)";
-        on_pool!(&self.store, pool => sqlx::query(sql)
-            .bind(request_id).bind(account_id).bind(function_name).bind(qualifier).bind(&payload).bind(now)
-            .execute(pool).await.map(|_| ()))
+        let event = Event {
+            request_id: request_id.to_owned(),
+            account_id: account_id.to_owned(),
+            function_name: function_name.to_owned(),
+            qualifier: qualifier.map(str::to_owned),
+            payload,
+            attempts: 0,
+            created_at: now_ms(),
+        };
+        match &self.backend {
+            Backend::Sql(sql) => sql.enqueue(&event).await,
+            Backend::Redis(redis) => redis.enqueue(&event).await,
+        }
         .context("enqueue event")?;
         metrics::counter!("lamina_async_events_accepted_total").increment(1);
-        self.wake.notify_one();
         Ok(())
     }
 
-    /// Events not yet finished (for tests and health).
+    /// Events not yet finished, the ones being run included (for tests and health).
     pub async fn pending(&self) -> ApiResult<i64> {
-        Ok(on_pool!(&self.store, pool => sqlx::query_scalar::<_, i64>("select count(*) from async_events").fetch_one(pool).await)
-            .context("count events")?)
+        Ok(match &self.backend {
+            Backend::Sql(sql) => sql.pending().await,
+            Backend::Redis(redis) => redis.pending().await,
+        }
+        .context("count events")?)
     }
 
-    async fn claim(&self, limit: usize) -> anyhow::Result<Vec<Event>> {
-        let now = now_ms();
-        let lease = now + self.config.lease.as_millis() as i64;
-        let sql = "update async_events set lease_until = $2, attempts = attempts + 1, updated_at = $1 \
-                   where request_id in (select request_id from async_events where next_attempt_at <= $1 and lease_until < $1 \
-                   order by next_attempt_at limit $3) and lease_until < $1 \
-                   returning request_id, account_id, function_name, qualifier, payload, attempts, created_at";
-        on_pool!(&self.store, pool => sqlx::query_as::<_, Event>(sql).bind(now).bind(lease).bind(limit as i64).fetch_all(pool).await)
-            .context("claim events")
-    }
-
-    async fn finish(&self, event: &Event) -> anyhow::Result<()> {
-        on_pool!(&self.store, pool => sqlx::query("delete from async_events where request_id = $1")
-            .bind(&event.request_id).execute(pool).await.map(|_| ()))
-        .context("finish event")
-    }
-
-    async fn retry_at(&self, event: &Event, delay: Duration) -> anyhow::Result<()> {
-        let now = now_ms();
-        let sql =
-            "update async_events set next_attempt_at = $2, lease_until = 0, updated_at = $3 where request_id = $1";
-        on_pool!(&self.store, pool => sqlx::query(sql)
-            .bind(&event.request_id).bind(now + delay.as_millis() as i64).bind(now).execute(pool).await.map(|_| ()))
-        .context("reschedule event")
-    }
-
-    /// What to do after an attempt: finish, or retry after a delay.
+    /// What to do after an attempt: finish (`None`), or retry after a delay.
     fn next_step(&self, event: &Event, outcome: Attempt) -> Option<Duration> {
         let age = Duration::from_millis((now_ms() - event.created_at).max(0) as u64);
         match outcome {
@@ -169,54 +198,24 @@ impl Queue {
         }
     }
 
-    /// Runs the worker until `shutdown`: claims due events and hands each to `run`.
+    /// Runs the worker until `shutdown`: takes due events and hands each to `run`, at most
+    /// `parallelism` at a time; waits for the running ones before returning.
     pub async fn work<F, Fut>(self, run: F, shutdown: CancellationToken)
     where
         F: Fn(Event) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Attempt> + Send + 'static,
     {
-        let slots = Arc::new(tokio::sync::Semaphore::new(self.config.parallelism));
-        let tracker = tokio_util::task::TaskTracker::new();
-        loop {
-            let free = slots.available_permits();
-            let claimed = if free == 0 { Ok(Vec::new()) } else { self.claim(free).await };
-            let events = claimed.unwrap_or_else(|err| {
-                tracing::warn!(error = format!("{err:#}"), "claim async events");
-                Vec::new()
-            });
-            let idle = events.is_empty();
-            for event in events {
-                let Ok(permit) = slots.clone().acquire_owned().await else { return };
-                let (queue, run) = (self.clone(), run.clone());
-                tracker.spawn(async move {
-                    let outcome = run(event.clone()).await;
-                    let step = queue.next_step(&event, outcome);
-                    let result = match step {
-                        None => queue.finish(&event).await,
-                        Some(delay) => queue.retry_at(&event, delay).await,
-                    };
-                    if let Err(err) = result {
-                        tracing::warn!(request_id = %event.request_id, error = format!("{err:#}"), "record event outcome");
-                    }
-                    if step.is_none() && outcome != Attempt::Succeeded {
-                        metrics::counter!("lamina_async_events_dropped_total").increment(1);
-                        tracing::info!(request_id = %event.request_id, ?outcome, "async event discarded after its last attempt");
-                    }
-                    queue.wake.notify_one();
-                    drop(permit);
-                });
-            }
-            if idle {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                }
-            } else if shutdown.is_cancelled() {
-                break;
-            }
+        match self.backend.clone() {
+            Backend::Sql(sql) => sql.work(self, run, shutdown).await,
+            Backend::Redis(redis) => redis.work(self, run, shutdown).await,
         }
-        tracker.close();
-        tracker.wait().await;
+    }
+}
+
+/// Counts and logs an event that will not run again without having succeeded.
+fn note_dropped(event: &Event, outcome: Attempt, step: Option<Duration>) {
+    if step.is_none() && outcome != Attempt::Succeeded {
+        metrics::counter!("lamina_async_events_dropped_total").increment(1);
+        tracing::info!(request_id = %event.request_id, ?outcome, "async event discarded after its last attempt");
     }
 }
