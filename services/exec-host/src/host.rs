@@ -105,7 +105,11 @@ impl ExecHost {
     ///
     /// Cancelling `shutdown` only stops background work: invocations in flight keep their
     /// sandboxes. The owner then calls [`drain`](Self::drain) and [`shutdown`](Self::shutdown).
-    pub async fn start(config: Config, code_source: CodeClient, shutdown: CancellationToken) -> anyhow::Result<ExecHost> {
+    pub async fn start(
+        config: Config,
+        code_source: CodeClient,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<ExecHost> {
         config.validate()?;
         m::describe();
         let data_dir = config.data_dir.clone();
@@ -274,7 +278,8 @@ impl ExecHost {
         {
             return Err(ExecError::IsolationUnavailable(iso.missing.join("; ")));
         }
-        let zip_path = inner.code_source.zip_path(&f.code_sha256_hex, &inner.packages_dir).await.context("fetch function code")?;
+        let zip_path =
+            inner.code_source.zip_path(&f.code_sha256_hex, &inner.packages_dir).await.context("fetch function code")?;
         let code_dir = inner.code.ensure(&f.code_sha256_hex, &zip_path).await.context("unpack function code")?;
         let labels = [("account", f.account_id.clone()), ("function", f.function_name.clone())];
         metrics::counter!(m::INVOCATIONS_TOTAL, &labels).increment(1);
@@ -646,5 +651,58 @@ async fn precompile_python(
             ),
             Err(e) => tracing::warn!(%interpreter, "byte-compiling the Python runtime failed: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invocation() -> Invocation {
+        Invocation {
+            function: FunctionSnapshot {
+                account_id: "123456789012".into(),
+                function_name: "f".into(),
+                function_arn: "arn:aws:lambda:us-east-1:123456789012:function:f".into(),
+                version: "$LATEST".into(),
+                revision_id: "r".into(),
+                runtime: "python3.11".into(),
+                handler: "lambda_function.handler".into(),
+                memory_mb: 128,
+                timeout_s: 3,
+                environment: Default::default(),
+                code_sha256_hex: "00".repeat(32),
+            },
+            request_id: "req".into(),
+            invoked_arn: "arn:aws:lambda:us-east-1:123456789012:function:f".into(),
+            payload: Bytes::from_static(b"{}"),
+            client_context: None,
+            cognito_identity: None,
+            trace_id: String::new(),
+            tail_log: false,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn drained_host_refuses_invocations_and_shuts_down_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config { data_dir: dir.path().join("data"), cpu_quota: false, ..Config::default() };
+        let blobs = lamina_code_storage::CodeStorage::open(dir.path().join("blobs"), Default::default())
+            .expect("open blob dir");
+        let token = CancellationToken::new();
+        let host = ExecHost::start(config, blobs.into(), token.clone()).await.expect("start exec host");
+        // The owner's token stops background work only; the host still takes invocations.
+        token.cancel();
+        assert!(!host.inner.invocations.is_closed());
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        assert_eq!(host.drain(deadline).await, 0, "nothing was in flight");
+        let refused = host.invoke(invocation()).await.expect_err("a draining host refuses");
+        assert!(matches!(refused, ExecError::Draining), "{refused}");
+        assert!(refused.retryable_elsewhere());
+
+        host.shutdown().await;
+        // A second call finds the work done and returns at once.
+        tokio::time::timeout(Duration::from_millis(100), host.shutdown()).await.expect("second shutdown is a no-op");
     }
 }
