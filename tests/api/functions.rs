@@ -6,7 +6,7 @@ use base64::Engine as _;
 use lamina_tests::{TestEnv, backend_tests, python_zip};
 use sha2::{Digest, Sha256};
 
-use crate::{code_of, create_python};
+use crate::{code_of, create_python, error_of};
 
 backend_tests!(
     lifecycle_reports_every_field,
@@ -17,6 +17,7 @@ backend_tests!(
     deleting_frees_unreferenced_blobs,
     account_settings_report_usage,
     code_storage_quota_is_enforced,
+    code_updates_check_revision_and_quota,
 );
 
 async fn lifecycle_reports_every_field(env: &TestEnv) {
@@ -264,4 +265,59 @@ async fn code_storage_quota_is_enforced(env: &TestEnv) {
     assert_eq!(code_of(third), "CodeStorageExceededException");
     let listed = c.list_functions().send().await.expect("list");
     assert_eq!(listed.functions().len(), 2, "the refused function was not created");
+}
+
+async fn code_updates_check_revision_and_quota(env: &TestEnv) {
+    let small = python_zip("def handler(event, context):\n    return event\n");
+    let t = env.tenant_with(serde_json::json!({"CodeStorageBytes": small.len() as i64 + 200})).await;
+    let c = env.lambda(&t);
+    let created = create_python(&c, "cu").send().await.expect("create");
+    // Letters from an LCG: deflate cannot shrink them below the quota's 200 spare bytes.
+    let noise: String = (0..4000u32)
+        .scan(12345u32, |seed, _| {
+            *seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            Some(char::from(b'a' + ((*seed >> 16) % 26) as u8))
+        })
+        .collect();
+    let big = python_zip(&format!("def handler(event, context):\n    return {noise:?}\n"));
+    assert_eq!(
+        error_of(c.update_function_code().function_name("cu").zip_file(Blob::new(big)).send().await),
+        ("CodeStorageExceededException".into(), "Code storage limit exceeded.".into())
+    );
+    let other = python_zip("def handler(event, context):\n    return 2\n");
+    let updated = c
+        .update_function_code()
+        .function_name("cu")
+        .zip_file(Blob::new(other.clone()))
+        .revision_id(created.revision_id().unwrap_or_default())
+        .send()
+        .await
+        .expect("update at the current revision");
+    assert_ne!(updated.code_sha256(), created.code_sha256());
+    let stale = c
+        .update_function_code()
+        .function_name("cu")
+        .zip_file(Blob::new(small))
+        .revision_id(created.revision_id().unwrap_or_default())
+        .send()
+        .await;
+    assert_eq!(
+        error_of(stale),
+        (
+            "PreconditionFailedException".into(),
+            "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to \
+             retrieve the latest Revision Id"
+                .into()
+        )
+    );
+    let now = c.get_function_configuration().function_name("cu").send().await.expect("get");
+    assert_eq!(now.code_sha256(), updated.code_sha256(), "refused updates changed nothing");
+    assert_eq!(now.revision_id(), updated.revision_id());
+    assert_eq!(
+        error_of(c.update_function_code().function_name("nope").zip_file(Blob::new(other)).send().await),
+        (
+            "ResourceNotFoundException".into(),
+            format!("Function not found: arn:aws:lambda:us-east-1:{}:function:nope", t.account_id)
+        )
+    );
 }

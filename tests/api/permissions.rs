@@ -3,9 +3,15 @@
 use aws_sdk_lambda::types::InvocationType;
 use lamina_tests::{TestEnv, backend_tests};
 
-use crate::{code_of, create_python};
+use crate::{code_of, create_python, error_of};
 
-backend_tests!(cross_account_invoke_follows_the_policy, policies_are_scoped_to_the_arn, policy_limits_and_errors);
+backend_tests!(
+    cross_account_invoke_follows_the_policy,
+    policies_are_scoped_to_the_arn,
+    policy_limits_and_errors,
+    concurrent_add_permission_keeps_every_statement,
+    policy_revision_ids_guard_changes,
+);
 
 async fn cross_account_invoke_follows_the_policy(env: &TestEnv) {
     let owner = env.tenant().await;
@@ -145,4 +151,94 @@ async fn policy_limits_and_errors(env: &TestEnv) {
     assert_eq!(last, "PolicyLengthExceededException");
     let policy = co.get_policy().function_name("pol").send().await.expect("policy");
     assert!(policy.policy().expect("doc").len() <= 20 * 1024, "the refused statement was not stored");
+}
+
+async fn concurrent_add_permission_keeps_every_statement(env: &TestEnv) {
+    let owner = env.tenant().await;
+    let co = env.lambda(&owner);
+    create_python(&co, "busy").send().await.expect("create");
+    let adds: Vec<_> = (0..20)
+        .map(|i| {
+            let co = co.clone();
+            tokio::spawn(async move {
+                co.add_permission()
+                    .function_name("busy")
+                    .statement_id(format!("sid-{i}"))
+                    .action("lambda:InvokeFunction")
+                    .principal("s3.amazonaws.com")
+                    .send()
+                    .await
+            })
+        })
+        .collect();
+    for add in adds {
+        add.await.expect("join").expect("add permission");
+    }
+    let policy = co.get_policy().function_name("busy").send().await.expect("get policy");
+    let doc: serde_json::Value = serde_json::from_str(policy.policy().expect("policy")).expect("json");
+    let mut sids: Vec<_> =
+        doc["Statement"].as_array().expect("statements").iter().filter_map(|s| s["Sid"].as_str()).collect();
+    sids.sort_unstable();
+    let mut expected: Vec<_> = (0..20).map(|i| format!("sid-{i}")).collect();
+    expected.sort_unstable();
+    assert_eq!(sids, expected, "every concurrent AddPermission is in the policy");
+}
+
+async fn policy_revision_ids_guard_changes(env: &TestEnv) {
+    let owner = env.tenant().await;
+    let co = env.lambda(&owner);
+    create_python(&co, "rev").send().await.expect("create");
+    let add = |sid: &str| {
+        co.add_permission().function_name("rev").statement_id(sid).action("lambda:InvokeFunction").principal("*")
+    };
+    add("a").send().await.expect("add a");
+    let first = co.get_policy().function_name("rev").send().await.expect("policy").revision_id().map(str::to_owned);
+    add("b").revision_id(first.clone().unwrap_or_default()).send().await.expect("add b at the current revision");
+    let stale_message = "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to \
+                         retrieve the latest Revision Id";
+    assert_eq!(
+        error_of(add("c").revision_id(first.clone().unwrap_or_default()).send().await),
+        ("PreconditionFailedException".into(), stale_message.into())
+    );
+    assert_eq!(
+        error_of(
+            co.remove_permission()
+                .function_name("rev")
+                .statement_id("a")
+                .revision_id(first.unwrap_or_default())
+                .send()
+                .await
+        ),
+        ("PreconditionFailedException".into(), stale_message.into())
+    );
+    assert_eq!(
+        error_of(add("b").send().await),
+        (
+            "ResourceConflictException".into(),
+            "The statement id (b) provided already exists. Please provide a new statement id, or remove the existing \
+             statement."
+                .into()
+        )
+    );
+    assert_eq!(
+        error_of(co.remove_permission().function_name("rev").statement_id("zzz").send().await),
+        ("ResourceNotFoundException".into(), "Statement zzz is not found in resource policy.".into())
+    );
+    assert_eq!(
+        error_of(add("q").qualifier("3").send().await),
+        (
+            "ResourceNotFoundException".into(),
+            format!("Function not found: arn:aws:lambda:us-east-1:{}:function:rev:3", owner.account_id)
+        )
+    );
+    let current = co.get_policy().function_name("rev").send().await.expect("policy");
+    co.remove_permission()
+        .function_name("rev")
+        .statement_id("a")
+        .revision_id(current.revision_id().unwrap_or_default())
+        .send()
+        .await
+        .expect("remove at the current revision");
+    co.remove_permission().function_name("rev").statement_id("b").send().await.expect("remove the last");
+    assert_eq!(code_of(co.get_policy().function_name("rev").send().await), "ResourceNotFoundException");
 }

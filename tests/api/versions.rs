@@ -4,9 +4,15 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{AliasRoutingConfiguration, FunctionCode};
 use lamina_tests::{TestEnv, backend_tests, python_zip};
 
-use crate::{code_of, create_python};
+use crate::{code_of, create_python, error_of};
 
-backend_tests!(versions_are_numbered_and_immutable, aliases_point_at_versions, weighted_alias_splits_traffic);
+backend_tests!(
+    versions_are_numbered_and_immutable,
+    aliases_point_at_versions,
+    weighted_alias_splits_traffic,
+    deleting_a_version_respects_alias_routing,
+    alias_errors_keep_their_messages,
+);
 
 fn returning(value: &str) -> Blob {
     Blob::new(python_zip(&format!("def handler(event, context):\n    return {value:?}\n")))
@@ -216,4 +222,128 @@ async fn weighted_alias_splits_traffic(env: &TestEnv) {
     }
     // 300 draws at p = 0.3: mean 90, sd ≈ 7.9; ±5 sd.
     assert!((50..=130).contains(&twos), "version 2 ran {twos} of {n} times");
+}
+
+async fn deleting_a_version_respects_alias_routing(env: &TestEnv) {
+    let t = env.tenant().await;
+    let c = env.lambda(&t);
+    create_python(&c, "del")
+        .code(FunctionCode::builder().zip_file(returning("v1")).build())
+        .publish(true)
+        .send()
+        .await
+        .expect("v1");
+    for i in 2..=11 {
+        let v = c
+            .update_function_code()
+            .function_name("del")
+            .zip_file(returning(&format!("v{i}")))
+            .publish(true)
+            .send()
+            .await
+            .expect("publish");
+        assert_eq!(v.version(), Some(i.to_string().as_str()));
+    }
+    c.create_alias()
+        .function_name("del")
+        .name("LIVE")
+        .function_version("10")
+        .routing_config(AliasRoutingConfiguration::builder().additional_version_weights("11", 0.2).build())
+        .send()
+        .await
+        .expect("weighted alias");
+    assert_eq!(
+        error_of(c.delete_function().function_name("del").qualifier("11").send().await),
+        (
+            "ResourceConflictException".into(),
+            "Unable to delete version because the following aliases reference it: [LIVE]".into()
+        ),
+        "a version referenced only by routing weights"
+    );
+    assert_eq!(
+        code_of(c.delete_function().function_name("del").qualifier("10").send().await),
+        "ResourceConflictException"
+    );
+    c.delete_function().function_name("del").qualifier("1").send().await.expect("1 is neither 10 nor 11");
+    c.get_function_configuration().function_name("del").qualifier("11").send().await.expect("11 kept");
+    assert_eq!(
+        error_of(c.delete_function().function_name("del").qualifier("1").send().await),
+        (
+            "ResourceNotFoundException".into(),
+            format!("Function not found: arn:aws:lambda:us-east-1:{}:function:del:1", t.account_id)
+        )
+    );
+    c.update_alias()
+        .function_name("del")
+        .name("LIVE")
+        .routing_config(
+            AliasRoutingConfiguration::builder().set_additional_version_weights(Some(Default::default())).build(),
+        )
+        .send()
+        .await
+        .expect("drop the weight");
+    c.delete_function().function_name("del").qualifier("11").send().await.expect("no longer referenced");
+}
+
+async fn alias_errors_keep_their_messages(env: &TestEnv) {
+    let t = env.tenant().await;
+    let c = env.lambda(&t);
+    create_python(&c, "am").publish(true).send().await.expect("v1");
+    let arn = format!("arn:aws:lambda:us-east-1:{}:function:am", t.account_id);
+    assert_eq!(
+        error_of(c.create_alias().function_name("am").name("A").function_version("4").send().await),
+        ("ResourceNotFoundException".into(), format!("Function not found: {arn}:4"))
+    );
+    assert_eq!(
+        error_of(c.create_alias().function_name("nope").name("A").function_version("1").send().await),
+        (
+            "ResourceNotFoundException".into(),
+            format!("Function not found: arn:aws:lambda:us-east-1:{}:function:nope", t.account_id)
+        )
+    );
+    let prod = c.create_alias().function_name("am").name("PROD").function_version("1").send().await.expect("alias");
+    assert_eq!(
+        error_of(c.create_alias().function_name("am").name("PROD").function_version("1").send().await),
+        ("ResourceConflictException".into(), format!("Alias already exists: {arn}:PROD"))
+    );
+    assert_eq!(
+        error_of(c.update_alias().function_name("am").name("NOPE").description("x").send().await),
+        ("ResourceNotFoundException".into(), format!("Alias not found: {arn}:NOPE"))
+    );
+    assert_eq!(
+        error_of(
+            c.update_alias()
+                .function_name("am")
+                .name("PROD")
+                .routing_config(AliasRoutingConfiguration::builder().additional_version_weights("7", 0.5).build())
+                .send()
+                .await
+        ),
+        ("ResourceNotFoundException".into(), format!("Function not found: {arn}:7"))
+    );
+    c.update_alias()
+        .function_name("am")
+        .name("PROD")
+        .description("moved on")
+        .revision_id(prod.revision_id().unwrap_or_default())
+        .send()
+        .await
+        .expect("update at the current revision");
+    assert_eq!(
+        error_of(
+            c.update_alias()
+                .function_name("am")
+                .name("PROD")
+                .description("stale")
+                .revision_id(prod.revision_id().unwrap_or_default())
+                .send()
+                .await
+        ),
+        (
+            "PreconditionFailedException".into(),
+            "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to \
+             retrieve the latest Revision Id"
+                .into()
+        )
+    );
 }

@@ -3,6 +3,10 @@
 use anyhow::Context as _;
 use lamina_common::{ApiError, ApiResult, time::now_ms};
 
+use lamina_common::names::{function_arn, qualified_arn};
+
+use crate::aliases::AliasRow;
+use crate::store::{in_tx, locked};
 use crate::{Metadata, on_pool};
 
 /// One stored version of a function (`$LATEST` or a number), as the table holds it.
@@ -45,33 +49,128 @@ pub struct NewFunction {
     pub code_size: i64,
 }
 
+/// A stored code package, as `$LATEST` refers to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRef {
+    /// Lowercase hex SHA-256 of the zip.
+    pub sha256_hex: String,
+    pub size: i64,
+}
+
+/// What UpdateFunctionConfiguration / UpdateFunctionCode change in `$LATEST`; `None` keeps a field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FunctionPatch {
+    pub description: Option<String>,
+    pub runtime: Option<String>,
+    pub role: Option<String>,
+    pub handler: Option<String>,
+    pub memory_size: Option<i64>,
+    pub timeout: Option<i64>,
+    /// `Some(None)` removes the variables; `Some(Some(json))` replaces them.
+    pub environment: Option<Option<String>>,
+    /// `Some(None)` removes the VpcConfig; `Some(Some(json))` replaces it.
+    pub vpc_config: Option<Option<String>>,
+    /// New code package (the blob is already stored).
+    pub code: Option<CodeRef>,
+}
+
+impl FunctionPatch {
+    fn apply(self, row: &mut FunctionRow) {
+        fn set<T>(field: &mut T, value: Option<T>) {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
+        set(&mut row.description, self.description);
+        set(&mut row.runtime, self.runtime);
+        set(&mut row.role, self.role);
+        set(&mut row.handler, self.handler);
+        set(&mut row.memory_size, self.memory_size);
+        set(&mut row.timeout, self.timeout);
+        set(&mut row.environment, self.environment);
+        set(&mut row.vpc_config, self.vpc_config);
+        if let Some(code) = self.code {
+            row.code_sha256 = code.sha256_hex;
+            row.code_size = code.size;
+        }
+    }
+}
+
+/// The outcome of [`Metadata::update_latest`].
+#[derive(Debug, Clone)]
+pub struct LatestUpdate {
+    /// `$LATEST` as stored now.
+    pub row: FunctionRow,
+    /// The digest `$LATEST` referred to before, when the update replaced it (its blob may now be unused).
+    pub replaced_code_sha256: Option<String>,
+}
+
 macro_rules! columns {
     () => {
         "account_id, function_name, version, description, runtime, role, handler, memory_size, timeout, \
          environment, vpc_config, code_sha256, code_size, revision_id, last_modified"
     };
 }
-const LATEST: &str = "$LATEST";
+pub(crate) const LATEST: &str = "$LATEST";
 
 fn new_revision() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn storage_exceeded() -> ApiError {
+pub(crate) fn storage_exceeded() -> ApiError {
     ApiError::CodeStorageExceeded("Code storage limit exceeded.".into())
 }
 
-/// Runs `$body` inside a transaction on either engine; `$tx` names the transaction.
-macro_rules! in_tx {
-    ($store:expr, $tx:ident => $body:block) => {
-        on_pool!($store, pool => {
-            let mut $tx = pool.begin().await.context("begin transaction")?;
-            let out = $body;
-            $tx.commit().await.context("commit transaction")?;
-            out
-        })
-    };
+/// The message of a stale `RevisionId` on a function or alias.
+pub(crate) fn revision_mismatch() -> ApiError {
+    ApiError::PreconditionFailed(
+        "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to \
+         retrieve the latest Revision Id"
+            .into(),
+    )
 }
+
+/// The ARN of a function (or one qualifier of it) without the region, which only the frontend knows:
+/// `arn:aws:lambda::<account>:function:<name>[:<qualifier>]`. The frontend fills the region in.
+pub fn regionless_arn(account_id: &str, name: &str, qualifier: Option<&str>) -> String {
+    match qualifier {
+        Some(q) => qualified_arn("", account_id, name, q),
+        None => function_arn("", account_id, name),
+    }
+}
+
+/// `ResourceNotFound` for a function or one of its qualifiers, with a [`regionless_arn`].
+pub(crate) fn not_found(account_id: &str, name: &str, qualifier: Option<&str>) -> ApiError {
+    ApiError::function_not_found(&regionless_arn(account_id, name, qualifier))
+}
+
+/// Inside [`in_tx!`]: fails with `CodeStorageExceededException` unless `$extra` more bytes fit the
+/// account's quota. The account row is locked first (Postgres), so concurrent writes that grow
+/// storage are counted one after the other and cannot together overshoot the quota.
+macro_rules! ensure_storage {
+    ($tx:ident, $locks:ident, $account_id:expr, $extra:expr) => {{
+        let limit: Option<i64> = sqlx::query_scalar($crate::store::locked(
+            "select code_storage_bytes from accounts where account_id = $1",
+            $locks.no_key_update,
+        ))
+        .bind($account_id)
+        .fetch_optional(&mut *$tx)
+        .await
+        .context("lock account")?;
+        let limit = limit.ok_or_else(|| ApiError::ResourceNotFound(format!("Account not found: {}", $account_id)))?;
+        let used: i64 = sqlx::query_scalar(
+            "select cast(coalesce(sum(code_size), 0) as bigint) from function_versions where account_id = $1",
+        )
+        .bind($account_id)
+        .fetch_one(&mut *$tx)
+        .await
+        .context("sum code size")?;
+        if used + $extra > limit {
+            return Err($crate::functions::storage_exceeded());
+        }
+    }};
+}
+pub(crate) use ensure_storage;
 
 impl Metadata {
     /// Total CodeSize over every stored version of the account, and its number of functions.
@@ -83,17 +182,10 @@ impl Metadata {
         Ok((size, count))
     }
 
-    async fn ensure_storage(&self, account_id: &str, extra: i64) -> ApiResult<()> {
-        let limit = self.account(account_id).await?.code_storage_bytes;
-        let (used, _) = self.usage(account_id).await?;
-        if used + extra > limit { Err(storage_exceeded()) } else { Ok(()) }
-    }
-
     /// Creates `$LATEST` (and version 1 when `publish`); returns the row to report.
     pub async fn create_function(&self, account_id: &str, new: NewFunction, publish: bool) -> ApiResult<FunctionRow> {
         let _invalidates = self.cache.writing();
         let extra = if publish { new.code_size * 2 } else { new.code_size };
-        self.ensure_storage(account_id, extra).await?;
         let now = now_ms();
         let row = FunctionRow {
             account_id: account_id.to_owned(),
@@ -118,7 +210,8 @@ impl Metadata {
             ", created_at, updated_at) \
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $15) on conflict do nothing"
         );
-        in_tx!(&self.store, tx => {
+        in_tx!(&self.store, tx, locks => {
+            ensure_storage!(tx, locks, account_id, extra);
             let n = bind_row(sqlx::query(insert), &row).execute(&mut *tx).await.context("insert function")?.rows_affected();
             if n == 0 {
                 return Err(ApiError::ResourceConflict(format!("Function already exist: {}", row.function_name)));
@@ -166,36 +259,45 @@ impl Metadata {
         .context("list functions")?)
     }
 
-    /// Applies `change` to `$LATEST` and stores it under a new revision, guarded by the old one.
-    pub async fn update_latest<F>(&self, account_id: &str, name: &str, change: F) -> ApiResult<FunctionRow>
-    where
-        F: FnOnce(&mut FunctionRow) -> ApiResult<()>,
-    {
+    /// Applies `patch` to `$LATEST` under a new revision, in one transaction that also checks
+    /// `expected_revision` (`PreconditionFailedException`) and, when the code grows, the account's
+    /// code storage quota.
+    pub async fn update_latest(
+        &self,
+        account_id: &str,
+        name: &str,
+        patch: FunctionPatch,
+        expected_revision: Option<&str>,
+    ) -> ApiResult<LatestUpdate> {
         let _invalidates = self.cache.writing();
-        let current = self
-            .get_version(account_id, name, LATEST)
-            .await?
-            .ok_or_else(|| ApiError::ResourceNotFound(format!("Function not found: {name}")))?;
-        let mut next = current.clone();
-        change(&mut next)?;
-        if next.code_size > current.code_size {
-            self.ensure_storage(account_id, next.code_size - current.code_size).await?;
-        }
-        next.revision_id = new_revision();
-        next.last_modified = now_ms();
-        let sql = "update function_versions set description = $4, runtime = $5, role = $6, handler = $7, memory_size = $8, \
-                   timeout = $9, environment = $10, vpc_config = $11, code_sha256 = $12, code_size = $13, revision_id = $14, \
-                   last_modified = $15, updated_at = $15 \
-                   where account_id = $1 and function_name = $2 and version = $3 and revision_id = $16";
-        let n = on_pool!(&self.store, pool => bind_row(sqlx::query(sql), &next)
-            .bind(&current.revision_id).execute(pool).await.map(|r| r.rows_affected()))
-        .context("update function")?;
-        if n == 0 {
-            return Err(ApiError::ResourceConflict(
-                "The operation cannot be performed at this time. The function was modified concurrently.".into(),
-            ));
-        }
-        Ok(next)
+        let select = concat!(
+            "select ",
+            columns!(),
+            " from function_versions where account_id = $1 and function_name = $2 and version = '$LATEST'"
+        );
+        let update = "update function_versions set description = $4, runtime = $5, role = $6, handler = $7, \
+                      memory_size = $8, timeout = $9, environment = $10, vpc_config = $11, code_sha256 = $12, \
+                      code_size = $13, revision_id = $14, last_modified = $15, updated_at = $15 \
+                      where account_id = $1 and function_name = $2 and version = $3";
+        let updated = in_tx!(&self.store, tx, locks => {
+            let current: Option<FunctionRow> = sqlx::query_as(locked(select, locks.update))
+                .bind(account_id).bind(name).fetch_optional(&mut *tx).await.context("lock function")?;
+            let current = current.ok_or_else(|| not_found(account_id, name, None))?;
+            if expected_revision.is_some_and(|rev| rev != current.revision_id) {
+                return Err(revision_mismatch());
+            }
+            let mut next = current.clone();
+            patch.apply(&mut next);
+            if next.code_size > current.code_size {
+                ensure_storage!(tx, locks, account_id, next.code_size - current.code_size);
+            }
+            next.revision_id = new_revision();
+            next.last_modified = now_ms();
+            bind_row(sqlx::query(update), &next).execute(&mut *tx).await.context("update function")?;
+            let replaced_code_sha256 = (next.code_sha256 != current.code_sha256).then_some(current.code_sha256);
+            LatestUpdate { row: next, replaced_code_sha256 }
+        });
+        Ok(updated)
     }
 
     /// Deletes a function with all its versions; returns the code digests it referenced.
@@ -214,32 +316,49 @@ impl Metadata {
             Ok::<_, ApiError>(shas)
         })?;
         if shas.is_empty() {
-            return Err(ApiError::ResourceNotFound(format!("Function not found: {name}")));
+            return Err(not_found(account_id, name, None));
         }
         Ok(shas)
     }
 
-    /// Deletes one published version (and its policy) unless an alias points to it; returns its code digest.
-    pub async fn delete_version(&self, account_id: &str, name: &str, version: &str) -> ApiResult<Vec<String>> {
-        let _invalidates = self.cache.writing();
-        let aliases = self.list_aliases(account_id, name).await?;
-        if let Some(alias) = aliases.iter().find(|a| {
-            a.function_version == version
-                || a.routing_config.as_deref().is_some_and(|r| r.contains(&format!("\"{version}\"")))
-        }) {
-            return Err(ApiError::ResourceConflict(format!(
-                "Unable to delete version because the following aliases reference it: [{}]",
-                alias.alias_name
-            )));
+    /// Deletes one published version and its policy, in one transaction, unless an alias points
+    /// to it (as its primary version or in its routing weights); returns its code digest.
+    pub async fn delete_version(&self, account_id: &str, name: &str, version: &str) -> ApiResult<String> {
+        if version == LATEST {
+            return Err(ApiError::InvalidParameterValue(
+                "$LATEST version cannot be deleted without deleting the function.".into(),
+            ));
         }
-        let drop_policy = "delete from policies where account_id = $1 and function_name = $2 and qualifier = $3";
-        on_pool!(&self.store, pool => sqlx::query(drop_policy).bind(account_id).bind(name).bind(version).execute(pool).await.map(|_| ()))
-            .context("delete version policy")?;
-        let sql = "delete from function_versions where account_id = $1 and function_name = $2 and version = $3 \
-                   and version <> '$LATEST' returning code_sha256";
-        Ok(on_pool!(&self.store, pool => sqlx::query_scalar::<_, String>(sql)
-            .bind(account_id).bind(name).bind(version).fetch_all(pool).await)
-        .context("delete version")?)
+        let _invalidates = self.cache.writing();
+        let select =
+            "select code_sha256 from function_versions where account_id = $1 and function_name = $2 and version = $3";
+        let sha = in_tx!(&self.store, tx, locks => {
+            // Locked first: an alias created concurrently either commits before the check below
+            // reads the aliases, or waits for this delete and then finds the version gone.
+            let sha: Option<String> = sqlx::query_scalar(locked(select, locks.update))
+                .bind(account_id).bind(name).bind(version).fetch_optional(&mut *tx).await.context("lock version")?;
+            let sha = sha.ok_or_else(|| not_found(account_id, name, Some(version)))?;
+            let aliases: Vec<AliasRow> = sqlx::query_as(crate::aliases::SELECT_BY_FUNCTION)
+                .bind(account_id).bind(name).fetch_all(&mut *tx).await.context("list aliases")?;
+            let mut referencing = Vec::new();
+            for alias in &aliases {
+                if alias.function_version == version || alias.routing()?.weights.contains_key(version) {
+                    referencing.push(alias.alias_name.as_str());
+                }
+            }
+            if !referencing.is_empty() {
+                return Err(ApiError::ResourceConflict(format!(
+                    "Unable to delete version because the following aliases reference it: [{}]",
+                    referencing.join(", ")
+                )));
+            }
+            sqlx::query("delete from function_versions where account_id = $1 and function_name = $2 and version = $3")
+                .bind(account_id).bind(name).bind(version).execute(&mut *tx).await.context("delete version")?;
+            sqlx::query("delete from policies where account_id = $1 and function_name = $2 and qualifier = $3")
+                .bind(account_id).bind(name).bind(version).execute(&mut *tx).await.context("delete version policy")?;
+            sha
+        });
+        Ok(sha)
     }
 
     /// Whether any version of any function still refers to this code digest.

@@ -13,11 +13,11 @@ pub mod versions;
 use std::sync::Arc;
 
 pub use accounts::{Account, AccountLimits, NewAccount};
-pub use aliases::{AliasRow, Resolved};
+pub use aliases::{AliasPatch, AliasRow, NewAlias, Resolved, RoutingConfig};
 pub use concurrency::InvokeTarget;
 pub use crypto::SecretCipher;
-pub use functions::{FunctionRow, NewFunction};
-pub use policies::Policy;
+pub use functions::{CodeRef, FunctionPatch, FunctionRow, LatestUpdate, NewFunction, regionless_arn};
+pub use policies::{MAX_POLICY_BYTES, Policy};
 pub use store::Store;
 
 /// Handle to the metadata service (in-process implementation). Cheap to clone.

@@ -3,7 +3,8 @@
 use anyhow::Context as _;
 use lamina_common::{ApiError, ApiResult, time::now_ms};
 
-use crate::functions::FunctionRow;
+use crate::functions::{FunctionRow, ensure_storage, not_found, revision_mismatch};
+use crate::store::{in_tx, locked};
 use crate::{Metadata, on_pool};
 
 macro_rules! columns {
@@ -37,7 +38,8 @@ impl Metadata {
         Ok(rows)
     }
 
-    /// Snapshots `$LATEST` as a new version, or returns the newest version when nothing changed.
+    /// Snapshots `$LATEST` as a new version, or returns the newest version when nothing changed; one
+    /// transaction checks the expected digest and revision and the account's code storage quota.
     pub async fn publish_version(
         &self,
         account_id: &str,
@@ -47,40 +49,16 @@ impl Metadata {
         expected_revision: Option<&str>,
     ) -> ApiResult<FunctionRow> {
         let _invalidates = self.cache.writing();
-        let versions = self.list_versions(account_id, name).await?;
-        let Some(latest) = versions.iter().find(|r| r.version == "$LATEST").cloned() else {
-            return Err(ApiError::ResourceNotFound(format!("Function not found: {name}")));
-        };
-        if let Some(expected) = expected_sha256_hex
-            && expected != latest.code_sha256
-        {
-            return Err(ApiError::InvalidParameterValue(format!(
-                "CodeSHA256 ({}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the \
-                 CodeSHA256 in $LATEST.",
-                lamina_code_b64(expected),
-                lamina_code_b64(&latest.code_sha256)
-            )));
-        }
-        if let Some(rev) = expected_revision
-            && rev != latest.revision_id
-        {
-            return Err(ApiError::PreconditionFailed(
-                "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API \
-                 to retrieve the latest Revision Id"
-                    .into(),
-            ));
-        }
-        if let Some(newest) = versions.iter().rev().find(|r| r.version != "$LATEST")
-            && same_executable(newest, &latest)
-        {
-            return Ok(newest.clone());
-        }
-        let limit = self.account(account_id).await?.code_storage_bytes;
-        let (used, _) = self.usage(account_id).await?;
-        if used + latest.code_size > limit {
-            return Err(ApiError::CodeStorageExceeded("Code storage limit exceeded.".into()));
-        }
-        let now = now_ms();
+        let select_latest = concat!(
+            "select ",
+            columns!(),
+            " from function_versions where account_id = $1 and function_name = $2 and version = '$LATEST'"
+        );
+        let select_published = concat!(
+            "select ",
+            columns!(),
+            " from function_versions where account_id = $1 and function_name = $2 and version <> '$LATEST'"
+        );
         let insert = concat!(
             "insert into function_versions (",
             columns!(),
@@ -90,24 +68,48 @@ impl Metadata {
         let bump = "insert into version_counters (account_id, function_name, last_version, created_at, updated_at) \
                     values ($1, $2, 1, $3, $3) on conflict (account_id, function_name) \
                     do update set last_version = version_counters.last_version + 1, updated_at = $3 returning last_version";
-        let mut row = latest.clone();
-        if let Some(d) = description {
-            row.description = d.to_owned();
-        }
-        row.last_modified = now;
-        let row = on_pool!(&self.store, pool => {
-            let mut tx = pool.begin().await.context("begin publish")?;
-            let number: i64 = sqlx::query_scalar(bump).bind(account_id).bind(name).bind(now)
-                .fetch_one(&mut *tx).await.context("bump version counter")?;
-            row.version = number.to_string();
-            sqlx::query(insert)
-                .bind(&row.account_id).bind(&row.function_name).bind(&row.version).bind(&row.description)
-                .bind(&row.runtime).bind(&row.role).bind(&row.handler).bind(row.memory_size).bind(row.timeout)
-                .bind(&row.environment).bind(&row.vpc_config).bind(&row.code_sha256).bind(row.code_size)
-                .bind(&row.revision_id).bind(row.last_modified)
-                .execute(&mut *tx).await.context("insert version")?;
-            tx.commit().await.context("commit publish")?;
-            row
+        let row = in_tx!(&self.store, tx, locks => {
+            let latest: Option<FunctionRow> = sqlx::query_as(locked(select_latest, locks.update))
+                .bind(account_id).bind(name).fetch_optional(&mut *tx).await.context("lock function")?;
+            let latest = latest.ok_or_else(|| not_found(account_id, name, None))?;
+            if let Some(expected) = expected_sha256_hex
+                && expected != latest.code_sha256
+            {
+                return Err(ApiError::InvalidParameterValue(format!(
+                    "CodeSHA256 ({}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the \
+                     CodeSHA256 in $LATEST.",
+                    lamina_code_b64(expected),
+                    lamina_code_b64(&latest.code_sha256)
+                )));
+            }
+            if expected_revision.is_some_and(|rev| rev != latest.revision_id) {
+                return Err(revision_mismatch());
+            }
+            let published: Vec<FunctionRow> = sqlx::query_as(select_published)
+                .bind(account_id).bind(name).fetch_all(&mut *tx).await.context("list versions")?;
+            let newest = published.into_iter().max_by_key(|r| r.version.parse::<i64>().unwrap_or(0));
+            match newest {
+                Some(newest) if same_executable(&newest, &latest) => newest,
+                _ => {
+                    ensure_storage!(tx, locks, account_id, latest.code_size);
+                    let now = now_ms();
+                    let number: i64 = sqlx::query_scalar(bump).bind(account_id).bind(name).bind(now)
+                        .fetch_one(&mut *tx).await.context("bump version counter")?;
+                    let mut row = latest;
+                    row.version = number.to_string();
+                    if let Some(d) = description {
+                        row.description = d.to_owned();
+                    }
+                    row.last_modified = now;
+                    sqlx::query(insert)
+                        .bind(&row.account_id).bind(&row.function_name).bind(&row.version).bind(&row.description)
+                        .bind(&row.runtime).bind(&row.role).bind(&row.handler).bind(row.memory_size).bind(row.timeout)
+                        .bind(&row.environment).bind(&row.vpc_config).bind(&row.code_sha256).bind(row.code_size)
+                        .bind(&row.revision_id).bind(row.last_modified)
+                        .execute(&mut *tx).await.context("insert version")?;
+                    row
+                }
+            }
         });
         Ok(row)
     }

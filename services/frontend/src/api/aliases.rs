@@ -10,11 +10,12 @@ use axum::{Extension, Json};
 use bytes::Bytes;
 use lamina_common::names::{Violations, qualified_arn};
 use lamina_common::{ApiError, ApiResult};
-use lamina_metadata::AliasRow;
+use lamina_metadata::{AliasPatch, AliasRow, NewAlias};
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::functions::in_region;
 use super::{Target, paginate, parse_body, resolve};
 use crate::{AppState, Principal};
 
@@ -64,57 +65,10 @@ fn alias_json(state: &AppState, a: &AliasRow) -> Value {
     out
 }
 
-/// Checks that the versions exist and the routing is sound; returns the stored routing JSON.
-async fn check_targets(
-    state: &AppState,
-    target: &Target,
-    version: &str,
-    routing: Option<&RoutingConfig>,
-) -> ApiResult<Option<String>> {
-    let exists = |v: String| async move {
-        state.metadata.get_version(&target.account_id, &target.name, &v).await.map(|r| r.is_some())
-    };
-    if !exists(version.to_owned()).await? {
-        return Err(ApiError::function_not_found(&qualified_arn(
-            &state.config.region,
-            &target.account_id,
-            &target.name,
-            version,
-        )));
+impl From<RoutingConfig> for lamina_metadata::RoutingConfig {
+    fn from(rc: RoutingConfig) -> Self {
+        Self { weights: rc.additional_version_weights.unwrap_or_default() }
     }
-    let Some(weights) = routing.and_then(|r| r.additional_version_weights.clone()).filter(|w| !w.is_empty()) else {
-        return Ok(None);
-    };
-    if weights.len() > 1 {
-        return Err(ApiError::InvalidParameterValue("Only one additional version can be specified.".into()));
-    }
-    if version == "$LATEST" {
-        return Err(ApiError::InvalidParameterValue(
-            "$LATEST is not supported for an alias pointing to more than 1 version".into(),
-        ));
-    }
-    for (extra, weight) in &weights {
-        if !extra.bytes().all(|b| b.is_ascii_digit()) || extra == version {
-            return Err(ApiError::InvalidParameterValue(format!(
-                "Invalid function version {extra}. Function version {extra} is already included in primary version \
-                 or is not a published version."
-            )));
-        }
-        if !(0.0..=1.0).contains(weight) {
-            return Err(ApiError::InvalidParameterValue(format!(
-                "Invalid weight {weight}: must be between 0.0 and 1.0"
-            )));
-        }
-        if !exists(extra.clone()).await? {
-            return Err(ApiError::function_not_found(&qualified_arn(
-                &state.config.region,
-                &target.account_id,
-                &target.name,
-                extra,
-            )));
-        }
-    }
-    Ok(Some(json!({ "AdditionalVersionWeights": weights }).to_string()))
 }
 
 async fn function_must_exist(state: &AppState, target: &Target) -> ApiResult<()> {
@@ -146,25 +100,17 @@ pub async fn create(
         v.length(d, "description", 0, 256);
     }
     v.finish()?;
-    function_must_exist(&state, &target).await?;
-    let version = req.function_version.clone().unwrap_or_default();
-    let routing = check_targets(&state, &target, &version, req.routing_config.as_ref()).await?;
-    let row = AliasRow {
-        account_id: target.account_id.clone(),
-        function_name: target.name.clone(),
-        alias_name: req.name.clone().unwrap_or_default(),
-        function_version: version,
-        description: req.description.clone().unwrap_or_default(),
-        routing_config: routing,
-        revision_id: String::new(),
+    let new = NewAlias {
+        alias_name: req.name.unwrap_or_default(),
+        function_version: req.function_version.unwrap_or_default(),
+        description: req.description.unwrap_or_default(),
+        routing_config: req.routing_config.map(Into::into),
     };
-    let row = state.metadata.create_alias(row).await.map_err(|e| match e {
-        ApiError::ResourceConflict(_) => ApiError::ResourceConflict(format!(
-            "Alias already exists: {}",
-            qualified_arn(&state.config.region, &target.account_id, &target.name, req.name.as_deref().unwrap_or(""))
-        )),
-        other => other,
-    })?;
+    let row = state
+        .metadata
+        .create_alias(&target.account_id, &target.name, new)
+        .await
+        .map_err(|e| in_region(e, &state.config.region))?;
     Ok((StatusCode::CREATED, Json(alias_json(&state, &row))))
 }
 
@@ -209,31 +155,19 @@ pub async fn update(
         v.length(d, "description", 0, 256);
     }
     v.finish()?;
-    let current = load(&state, &target, &alias).await?;
-    if let Some(rev) = &req.revision_id
-        && rev != &current.revision_id
-    {
-        return Err(ApiError::PreconditionFailed(
-            "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to \
-             retrieve the latest Revision Id"
-                .into(),
-        ));
-    }
-    let version = req.function_version.clone().unwrap_or_else(|| current.function_version.clone());
-    let routing = match &req.routing_config {
-        Some(rc) => check_targets(&state, &target, &version, Some(rc)).await?,
-        None => {
-            check_targets(&state, &target, &version, None).await?;
-            current.routing_config.clone()
-        }
+    let mut v = Violations::default();
+    check_alias_name(&alias, &mut v);
+    v.finish()?;
+    let patch = AliasPatch {
+        function_version: req.function_version,
+        description: req.description,
+        routing_config: req.routing_config.map(Into::into),
     };
-    let next = AliasRow {
-        function_version: version,
-        description: req.description.clone().unwrap_or_else(|| current.description.clone()),
-        routing_config: routing,
-        ..current.clone()
-    };
-    let row = state.metadata.update_alias(&current.revision_id, next).await?;
+    let row = state
+        .metadata
+        .update_alias(&target.account_id, &target.name, &alias, patch, req.revision_id.as_deref())
+        .await
+        .map_err(|e| in_region(e, &state.config.region))?;
     Ok(Json(alias_json(&state, &row)))
 }
 

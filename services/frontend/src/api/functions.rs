@@ -12,7 +12,7 @@ use bytes::Bytes;
 use lamina_code_storage::StoredCode;
 use lamina_common::names::{FunctionRef, Violations};
 use lamina_common::{ApiError, ApiResult};
-use lamina_metadata::{FunctionRow, NewFunction};
+use lamina_metadata::{CodeRef, FunctionPatch, FunctionRow, NewFunction};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -238,14 +238,14 @@ fn only_latest(target: &Target) -> ApiResult<()> {
     }
 }
 
-fn check_revision(row: &FunctionRow, expected: Option<&str>) -> ApiResult<()> {
-    match expected {
-        Some(rev) if rev != row.revision_id => Err(ApiError::PreconditionFailed(
-            "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to \
-             retrieve the latest Revision Id"
-                .into(),
-        )),
-        _ => Ok(()),
+/// Fills the region into the ARNs of a metadata error: the metadata service names resources by
+/// [`lamina_metadata::regionless_arn`], the region being the frontend's.
+pub(crate) fn in_region(err: ApiError, region: &str) -> ApiError {
+    let fill = |message: String| message.replace("arn:aws:lambda::", &format!("arn:aws:lambda:{region}:"));
+    match err {
+        ApiError::ResourceNotFound(m) => ApiError::ResourceNotFound(fill(m)),
+        ApiError::ResourceConflict(m) => ApiError::ResourceConflict(fill(m)),
+        other => other,
     }
 }
 
@@ -274,39 +274,23 @@ pub async fn update_configuration(
     check_service_rules(&req.config)?;
     only_latest(&target)?;
     let cfg = req.config;
-    let row = state
+    let patch = FunctionPatch {
+        description: cfg.description,
+        runtime: cfg.runtime,
+        role: cfg.role,
+        handler: cfg.handler,
+        memory_size: cfg.memory_size,
+        timeout: cfg.timeout,
+        environment: cfg.environment.as_ref().map(environment_json),
+        vpc_config: cfg.vpc_config.as_ref().map(vpc_json),
+        code: None,
+    };
+    let updated = state
         .metadata
-        .update_latest(&target.account_id, &target.name, |row| {
-            check_revision(row, req.revision_id.as_deref())?;
-            if let Some(x) = cfg.runtime {
-                row.runtime = x;
-            }
-            if let Some(x) = cfg.role {
-                row.role = x;
-            }
-            if let Some(x) = cfg.handler {
-                row.handler = x;
-            }
-            if let Some(x) = cfg.description {
-                row.description = x;
-            }
-            if let Some(x) = cfg.timeout {
-                row.timeout = x;
-            }
-            if let Some(x) = cfg.memory_size {
-                row.memory_size = x;
-            }
-            if let Some(env) = &cfg.environment {
-                row.environment = environment_json(env);
-            }
-            if let Some(vpc) = &cfg.vpc_config {
-                row.vpc_config = vpc_json(vpc);
-            }
-            Ok(())
-        })
+        .update_latest(&target.account_id, &target.name, patch, req.revision_id.as_deref())
         .await
-        .map_err(|e| not_found_as_arn(e, &state, &target))?;
-    let row = publish_if(&state, &target, req.publish, row).await?;
+        .map_err(|e| in_region(e, &state.config.region))?;
+    let row = publish_if(&state, &target, req.publish, updated.row).await?;
     Ok(Json(configuration(&state.config.region, &row, false)))
 }
 
@@ -315,14 +299,11 @@ async fn publish_if(state: &AppState, target: &Target, publish: bool, row: Funct
     if !publish {
         return Ok(row);
     }
-    state.metadata.publish_version(&target.account_id, &target.name, None, None, Some(&row.revision_id)).await
-}
-
-fn not_found_as_arn(err: ApiError, state: &AppState, target: &Target) -> ApiError {
-    match err {
-        ApiError::ResourceNotFound(_) => ApiError::function_not_found(&target.arn(&state.config.region)),
-        other => other,
-    }
+    state
+        .metadata
+        .publish_version(&target.account_id, &target.name, None, None, Some(&row.revision_id))
+        .await
+        .map_err(|e| in_region(e, &state.config.region))
 }
 
 #[derive(Deserialize, Default)]
@@ -345,31 +326,25 @@ pub async fn update_code(
     let target = resolve(&state, &principal, &name, None, "UpdateFunctionCode").await?;
     let req: UpdateCodeRequest = parse_body(&body)?;
     only_latest(&target)?;
-    let current = load_version(&state, &Target { qualifier: None, ..target.clone() }).await?;
-    check_revision(&current, req.revision_id.as_deref())?;
     let (stored, zip) = store_code(&state, &req.code).await?;
-    let old_sha = current.code_sha256.clone();
-    let result = state
-        .metadata
-        .update_latest(&target.account_id, &target.name, |row| {
-            check_revision(row, req.revision_id.as_deref())?;
-            row.code_sha256 = stored.sha256_hex.clone();
-            row.code_size = stored.size;
-            Ok(())
-        })
-        .await;
-    let row = match result {
-        Ok(row) => row,
+    let patch = FunctionPatch {
+        code: Some(CodeRef { sha256_hex: stored.sha256_hex.clone(), size: stored.size }),
+        ..FunctionPatch::default()
+    };
+    let result =
+        state.metadata.update_latest(&target.account_id, &target.name, patch, req.revision_id.as_deref()).await;
+    let updated = match result {
+        Ok(updated) => updated,
         Err(err) => {
             release_code(&state, &[stored.sha256_hex]).await;
-            return Err(not_found_as_arn(err, &state, &target));
+            return Err(in_region(err, &state.config.region));
         }
     };
     state.code.ensure(&stored.sha256_hex, &zip).await?;
-    if old_sha != row.code_sha256 {
+    if let Some(old_sha) = updated.replaced_code_sha256 {
         release_code(&state, &[old_sha]).await;
     }
-    let row = publish_if(&state, &target, req.publish, row).await?;
+    let row = publish_if(&state, &target, req.publish, updated.row).await?;
     Ok(Json(configuration(&state.config.region, &row, false)))
 }
 
@@ -387,16 +362,19 @@ pub async fn delete(
             .metadata
             .delete_function(&target.account_id, &target.name)
             .await
-            .map_err(|e| not_found_as_arn(e, &state, &target))?,
+            .map_err(|e| in_region(e, &state.config.region))?,
         Some("$LATEST") => {
             return Err(ApiError::InvalidParameterValue(
                 "$LATEST version cannot be deleted without deleting the function.".into(),
             ));
         }
-        Some(q) if q.bytes().all(|b| b.is_ascii_digit()) => {
-            let row = load_version(&state, &target).await?;
-            state.metadata.delete_version(&target.account_id, &target.name, &row.version).await?
-        }
+        Some(q) if q.bytes().all(|b| b.is_ascii_digit()) => vec![
+            state
+                .metadata
+                .delete_version(&target.account_id, &target.name, q)
+                .await
+                .map_err(|e| in_region(e, &state.config.region))?,
+        ],
         Some(_) => {
             return Err(ApiError::InvalidParameterValue(
                 "Deletion of aliases is not supported; use DeleteAlias.".into(),

@@ -15,11 +15,9 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::functions::in_region;
 use super::{Target, parse_body, resolve};
 use crate::{AppState, Principal};
-
-/// The policy size limit (POL-9).
-const MAX_POLICY_BYTES: usize = 20 * 1024;
 
 static SID_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9._-]+$").expect("static regex"));
 static ACTION_RE: LazyLock<Regex> =
@@ -43,18 +41,9 @@ pub struct AddPermissionRequest {
     revision_id: Option<String>,
 }
 
-/// The qualifier's policy key, after checking that the version or alias exists.
-async fn policy_key(state: &AppState, target: &Target) -> ApiResult<String> {
-    let resolved =
-        state.metadata.resolve_version(&target.account_id, &target.name, target.qualifier.as_deref()).await?;
-    if resolved.is_none() {
-        return Err(ApiError::function_not_found(&target.addressed_arn(&state.config.region)));
-    }
-    Ok(target.qualifier.clone().unwrap_or_default())
-}
-
-fn document(statements: &[Statement]) -> String {
-    json!({ "Version": "2012-10-17", "Id": "default", "Statement": statements }).to_string()
+/// The key of the qualifier's policy (`""`: the unqualified ARN).
+fn policy_key(target: &Target) -> &str {
+    target.qualifier.as_deref().unwrap_or_default()
 }
 
 /// `POST /2015-03-31/functions/{name}/policy`
@@ -99,7 +88,6 @@ pub async fn add(
         v.pattern(tok, "eventSourceToken", &TOKEN_RE, r"[a-zA-Z0-9._\-]+");
     }
     v.finish()?;
-    let key = policy_key(&state, &target).await?;
     let sid = req.statement_id.clone().unwrap_or_default();
     let raw_principal = req.principal.clone().unwrap_or_default();
     let principal_json = if raw_principal == "*" {
@@ -133,33 +121,12 @@ pub async fn add(
         resource: target.addressed_arn(&state.config.region),
         condition: if condition.is_empty() { None } else { Some(Value::Object(condition)) },
     };
-    let existing = state.metadata.get_policy(&target.account_id, &target.name, &key).await?;
-    if let (Some(expected), Some(policy)) = (&req.revision_id, &existing)
-        && expected != &policy.revision_id
-    {
-        return Err(ApiError::PreconditionFailed(
-            "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to retrieve the \
-             latest Revision Id"
-                .into(),
-        ));
-    }
-    let mut statements = existing.map(|p| p.statements).unwrap_or_default();
-    if statements.iter().any(|s| s.sid == sid) {
-        return Err(ApiError::ResourceConflict(format!(
-            "The statement id ({sid}) provided already exists. Please provide a new statement id, or remove the \
-             existing statement."
-        )));
-    }
-    statements.push(statement.clone());
-    let size = document(&statements).len();
-    if size > MAX_POLICY_BYTES {
-        return Err(ApiError::PolicyLengthExceeded(format!(
-            "The final policy size ({size}) is bigger than the limit ({MAX_POLICY_BYTES})."
-        )));
-    }
-    let previous = state.metadata.policy_revision(&target.account_id, &target.name, &key).await?;
-    state.metadata.put_policy(&target.account_id, &target.name, &key, &statements, previous.as_deref()).await?;
     let text = serde_json::to_string(&statement).map_err(|e| ApiError::Internal(e.into()))?;
+    state
+        .metadata
+        .add_permission(&target.account_id, &target.name, policy_key(&target), statement, req.revision_id.as_deref())
+        .await
+        .map_err(|e| in_region(e, &state.config.region))?;
     Ok((StatusCode::CREATED, Json(json!({ "Statement": text }))))
 }
 
@@ -171,13 +138,17 @@ pub async fn get(
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<impl IntoResponse> {
     let target = resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "GetPolicy").await?;
-    let key = policy_key(&state, &target).await?;
+    let resolved =
+        state.metadata.resolve_version(&target.account_id, &target.name, target.qualifier.as_deref()).await?;
+    if resolved.is_none() {
+        return Err(ApiError::function_not_found(&target.addressed_arn(&state.config.region)));
+    }
     let policy = state
         .metadata
-        .get_policy(&target.account_id, &target.name, &key)
+        .get_policy(&target.account_id, &target.name, policy_key(&target))
         .await?
         .ok_or_else(|| ApiError::ResourceNotFound("The resource you requested does not exist.".into()))?;
-    Ok(Json(json!({ "Policy": document(&policy.statements), "RevisionId": policy.revision_id })))
+    Ok(Json(json!({ "Policy": policy.document(), "RevisionId": policy.revision_id })))
 }
 
 /// `DELETE /2015-03-31/functions/{name}/policy/{sid}`
@@ -193,23 +164,16 @@ pub async fn remove(
     v.length(&sid, "statementId", 1, 100);
     v.pattern(&sid, "statementId", &SID_RE, r"([a-zA-Z0-9-_.]+)");
     v.finish()?;
-    let key = policy_key(&state, &target).await?;
-    let policy = state.metadata.get_policy(&target.account_id, &target.name, &key).await?.unwrap_or_default();
-    if let Some(expected) = params.get("RevisionId")
-        && expected != &policy.revision_id
-    {
-        return Err(ApiError::PreconditionFailed(
-            "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to retrieve the \
-             latest Revision Id"
-                .into(),
-        ));
-    }
-    let mut statements = policy.statements;
-    let before = statements.len();
-    statements.retain(|s| s.sid != sid);
-    if statements.len() == before {
-        return Err(ApiError::ResourceNotFound(format!("Statement {sid} is not found in resource policy.")));
-    }
-    state.metadata.put_policy(&target.account_id, &target.name, &key, &statements, Some(&policy.revision_id)).await?;
+    state
+        .metadata
+        .remove_permission(
+            &target.account_id,
+            &target.name,
+            policy_key(&target),
+            &sid,
+            params.get("RevisionId").map(String::as_str),
+        )
+        .await
+        .map_err(|e| in_region(e, &state.config.region))?;
     Ok(StatusCode::NO_CONTENT)
 }

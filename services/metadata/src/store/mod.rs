@@ -26,6 +26,63 @@ macro_rules! on_pool {
     };
 }
 
+/// Row-lock clauses to append to a `select` inside [`in_tx!`]: Postgres takes row locks, while on
+/// SQLite the `begin immediate` that opened the transaction already holds the database write lock.
+#[derive(Debug, Clone, Copy)]
+pub struct RowLocks {
+    /// Exclusive: for the row the transaction is about to change or delete.
+    pub update: &'static str,
+    /// Shared: for a row that must still exist at commit (a version an alias will point to).
+    pub share: &'static str,
+    /// Exclusive without blocking foreign-key checks: for the account row that serialises quota checks.
+    pub no_key_update: &'static str,
+}
+
+impl RowLocks {
+    /// The clauses of the SQLite engine (none).
+    pub const SQLITE: Self = Self { update: "", share: "", no_key_update: "" };
+    /// The clauses of the Postgres engine.
+    pub const POSTGRES: Self = Self { update: " for update", share: " for share", no_key_update: " for no key update" };
+}
+
+/// Runs `$body` in one write transaction on either engine and commits it; `$tx` names the
+/// transaction and `$locks` (optional) the engine's [`RowLocks`]. Leaving `$body` early with
+/// `return` or `?` drops the transaction, which rolls it back.
+///
+/// On SQLite the transaction starts with `begin immediate`: sqlx's plain `begin` is deferred, so a
+/// transaction that reads and then writes would upgrade its lock late and fail with `SQLITE_BUSY`
+/// (not wait) when another writer committed in between. Taking the write lock first makes the
+/// busy timeout apply and serialises read-modify-write transactions.
+macro_rules! in_tx {
+    ($store:expr, $tx:ident => $body:block) => {
+        $crate::store::in_tx!($store, $tx, _locks => $body)
+    };
+    ($store:expr, $tx:ident, $locks:ident => $body:block) => {
+        match $store {
+            $crate::store::Store::Sqlite(pool) => {
+                let $locks = $crate::store::RowLocks::SQLITE;
+                let mut $tx = pool.begin_with("begin immediate").await.context("begin transaction")?;
+                let out = $body;
+                $tx.commit().await.context("commit transaction")?;
+                out
+            }
+            $crate::store::Store::Postgres(pool) => {
+                let $locks = $crate::store::RowLocks::POSTGRES;
+                let mut $tx = pool.begin().await.context("begin transaction")?;
+                let out = $body;
+                $tx.commit().await.context("commit transaction")?;
+                out
+            }
+        }
+    };
+}
+pub(crate) use in_tx;
+
+/// `sql` (a constant) with a lock clause appended; see [`RowLocks`].
+pub(crate) fn locked(sql: &'static str, lock: &'static str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!("{sql}{lock}"))
+}
+
 impl Store {
     /// Opens the database and applies the engine's migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
