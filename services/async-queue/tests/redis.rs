@@ -285,13 +285,16 @@ async fn a_late_outcome_from_a_worker_whose_lease_ran_out_is_ignored() {
     let config = QueueConfig { lease: Duration::from_millis(300), ..config() };
     let queue = env.queue(config.clone()).await;
     enqueue(&queue, "req-slow", "{}").await;
+    // With its one slot busy the slow worker reads nothing more, so the other worker is the one
+    // that takes the event over.
+    let slow_queue = env.queue(QueueConfig { parallelism: 1, ..config.clone() }).await;
 
     // The slow worker holds the event past its lease and then reports a function error, which
     // would schedule a retry were its outcome not ignored.
     let release = Arc::new(tokio::sync::Semaphore::new(0));
     let slow_runs = Runs::default();
     let (gate, recorder) = (release.clone(), slow_runs.clone());
-    let slow = Worker::start(queue.clone(), move |event| {
+    let slow = Worker::start(slow_queue, move |event| {
         recorder.record(&event);
         let gate = gate.clone();
         async move {
@@ -316,6 +319,32 @@ async fn a_late_outcome_from_a_worker_whose_lease_ran_out_is_ignored() {
     assert_eq!(runs.len(), 1);
     assert_eq!(slow_runs.len(), 1);
     assert_eq!(pending(&queue).await, 0, "the slow worker's retry was not scheduled");
+}
+
+#[tokio::test]
+async fn a_worker_does_not_start_its_own_running_event_again_when_the_lease_runs_out() {
+    let Some(env) = Env::start().await else { return };
+    let queue = env.queue(QueueConfig { lease: Duration::from_millis(100), ..config() }).await;
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let runs = Runs::default();
+    let (gate, recorder) = (release.clone(), runs.clone());
+    let worker = Worker::start(queue.clone(), move |event| {
+        recorder.record(&event);
+        let gate = gate.clone();
+        async move {
+            let _ = gate.acquire().await;
+            Attempt::Succeeded
+        }
+    });
+    enqueue(&queue, "req-long", "{}").await;
+    wait_until("the event started", || async { runs.len() == 1 }).await;
+    // Several leases pass while it runs; the worker keeps scanning for expired leases meanwhile.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(runs.len(), 1, "not started twice");
+    release.add_permits(1);
+    wait_until("the event finished", || async { pending(&queue).await == 0 }).await;
+    worker.stop().await;
+    assert_eq!(runs.len(), 1);
 }
 
 #[tokio::test]

@@ -6,8 +6,9 @@
 //! neither lose an event nor publish it twice. A consumer that died leaves its entries pending;
 //! they are taken over with `XAUTOCLAIM` once idle longer than the lease, as SQL leases expire.
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -110,13 +111,7 @@ impl RedisQueue {
         let config = ConnectionManagerConfig::new().set_response_timeout(Some(COMMAND_TIMEOUT));
         let mut conn = ConnectionManager::new_with_config(client.clone(), config).await.context("connect to Redis")?;
         let events = format!("{prefix}:events");
-        // From "0": events enqueued before the group existed are delivered too.
-        let created: ::redis::RedisResult<()> = conn.xgroup_create_mkstream(&events, GROUP, "0").await;
-        match created {
-            Ok(()) => {}
-            Err(err) if err.code() == Some("BUSYGROUP") => {}
-            Err(err) => return Err(err).context("create the async event consumer group"),
-        }
+        create_group(&mut conn, &events).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
@@ -156,7 +151,13 @@ impl RedisQueue {
         let slots = Arc::new(Semaphore::new(queue.config.parallelism.max(1)));
         let freed = Arc::new(Notify::new());
         let tracker = TaskTracker::new();
-        let mut reader = Reader { conn: None, cursor: "0-0".into(), last_reclaim: None, last_prune: Instant::now() };
+        let mut reader = Reader {
+            conn: None,
+            cursor: "0-0".into(),
+            last_reclaim: None,
+            last_prune: Instant::now(),
+            running: Arc::default(),
+        };
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             let free = slots.available_permits();
@@ -174,6 +175,12 @@ impl RedisQueue {
                 Err(err) => {
                     tracing::warn!(error = format!("{err:#}"), "read async events from Redis");
                     reader.conn = None;
+                    // The keys may have been deleted (`FLUSHALL`, a Redis without persistence
+                    // restarted): reads fail with NOGROUP until the group exists again.
+                    let mut conn = self.inner.conn.clone();
+                    if let Err(err) = create_group(&mut conn, &self.inner.events).await {
+                        tracing::debug!(error = format!("{err:#}"), "recreate async event consumer group");
+                    }
                     failures = failures.saturating_add(1);
                     let pause =
                         Duration::from_millis(100).saturating_mul(1 << failures.min(6)).min(Duration::from_secs(5));
@@ -192,8 +199,12 @@ impl RedisQueue {
                 };
                 let (redis, queue, run, consumer, freed) =
                     (self.clone(), queue.clone(), run.clone(), consumer.clone(), freed.clone());
+                let running = reader.running.clone();
+                lock(&running).insert(taken.id.clone());
                 tracker.spawn(async move {
+                    let id = taken.id.clone();
                     redis.handle(taken, &queue, run, &consumer).await;
+                    lock(&running).remove(&id);
                     drop(permit);
                     freed.notify_one();
                 });
@@ -250,10 +261,16 @@ impl RedisQueue {
                 .await
                 .context("take over events of a dead worker")?;
             reader.cursor = reply.next_stream_id;
+            let running = lock(&reader.running).clone();
             for entry in &reply.claimed {
+                // Our own event outran its lease: it is still running here, and will be settled
+                // by that run (unless another worker takes it over first).
+                if running.contains(&entry.id) {
+                    continue;
+                }
                 tracing::info!(entry = entry.id, "async event taken over after its lease ran out");
+                taken.push(Taken::from(entry));
             }
-            taken.extend(reply.claimed.iter().map(Taken::from));
         }
         if reader.last_prune.elapsed() >= PRUNE_EVERY {
             reader.last_prune = Instant::now();
@@ -372,6 +389,17 @@ impl RedisQueue {
     }
 }
 
+/// Creates the stream and the consumer group unless the group exists. From "0": events
+/// enqueued before the group existed are delivered too.
+async fn create_group(conn: &mut ConnectionManager, events: &str) -> anyhow::Result<()> {
+    let created: ::redis::RedisResult<()> = conn.xgroup_create_mkstream(events, GROUP, "0").await;
+    match created {
+        Ok(()) => Ok(()),
+        Err(err) if err.code() == Some("BUSYGROUP") => Ok(()),
+        Err(err) => Err(err).context("create the async event consumer group"),
+    }
+}
+
 /// One worker's read state.
 struct Reader {
     /// The dedicated connection for blocking reads; replaced after an error.
@@ -380,6 +408,13 @@ struct Reader {
     cursor: String,
     last_reclaim: Option<Instant>,
     last_prune: Instant,
+    /// Entry ids this worker is running.
+    running: Arc<Mutex<HashSet<String>>>,
+}
+
+fn lock(running: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    // The set is only inserted into and removed from; a panic cannot leave it half-changed.
+    running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl From<&StreamId> for Taken {
