@@ -3,6 +3,7 @@
 
 mod client;
 mod direct;
+mod queue;
 mod stats;
 
 use std::path::PathBuf;
@@ -60,6 +61,18 @@ enum Command {
         #[arg(long)]
         server_pid: Option<u32>,
     },
+    /// `Queue::redis` enqueue throughput: concurrent enqueuers straight to Redis (no server).
+    EnqueueRedis {
+        #[arg(long, default_value = "redis://127.0.0.1:6379")]
+        redis_url: String,
+        #[arg(long, default_value_t = 20000)]
+        events: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Payload size in bytes (padding inside a JSON object).
+        #[arg(long, default_value_t = 256)]
+        payload_bytes: usize,
+    },
     /// Cold starts: Invoke to handler start, against starting the interpreter alone.
     Cold {
         #[arg(long, default_value = "python3.11")]
@@ -74,6 +87,10 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Needs no server and no credentials.
+    if let Command::EnqueueRedis { redis_url, events, concurrency, payload_bytes } = &cli.command {
+        return queue::enqueue_redis(redis_url, *events, *concurrency, *payload_bytes).await;
+    }
     let creds = Creds::from_file(&cli.credentials)?;
     let client = Client::new(&cli.endpoint, creds)?;
     match cli.command {
@@ -83,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
             warm(&client, &runtime, requests, concurrency, memory, server_pid).await
         }
         Command::Cold { runtime, count, memory } => cold(&client, &runtime, count, memory).await,
+        Command::EnqueueRedis { .. } => unreachable!("handled before reading credentials"),
     }
 }
 
