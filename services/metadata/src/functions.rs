@@ -303,7 +303,17 @@ impl Metadata {
     /// Deletes a function with all its versions; returns the code digests it referenced.
     pub async fn delete_function(&self, account_id: &str, name: &str) -> ApiResult<Vec<String>> {
         let _invalidates = self.cache.writing();
-        let shas: Vec<String> = in_tx!(&self.store, tx => {
+        let shas: Vec<String> = in_tx!(&self.store, tx, locks => {
+            // `$LATEST` is locked first, as every other transaction on the function locks it first;
+            // deleting the rows in scan order could lock a version a policy change holds `$LATEST`
+            // to reach, and deadlock.
+            let latest = "select version from function_versions where account_id = $1 and function_name = $2 \
+                          and version = '$LATEST'";
+            let found: Option<String> = sqlx::query_scalar(locked(latest, locks.update))
+                .bind(account_id).bind(name).fetch_optional(&mut *tx).await.context("lock function")?;
+            if found.is_none() {
+                return Err(not_found(account_id, name, None));
+            }
             let shas: Vec<String> = sqlx::query_scalar(
                 "delete from function_versions where account_id = $1 and function_name = $2 returning code_sha256",
             )
@@ -313,11 +323,8 @@ impl Metadata {
                           "delete from function_concurrency where account_id = $1 and function_name = $2"] {
                 sqlx::query(table).bind(account_id).bind(name).execute(&mut *tx).await.context("delete function children")?;
             }
-            Ok::<_, ApiError>(shas)
-        })?;
-        if shas.is_empty() {
-            return Err(not_found(account_id, name, None));
-        }
+            shas
+        });
         Ok(shas)
     }
 
