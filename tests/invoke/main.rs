@@ -37,7 +37,7 @@ impl Fixture {
 
     /// Starts a server whose tenant has the limits in `extra` (e.g. `ConcurrentExecutions`).
     pub async fn start_with(extra: Value) -> Self {
-        let env = TestEnv::start(Backend::Sqlite).await.expect("sqlite always available");
+        let env = TestEnv::start(Backend::from_env()).await.expect("test target available");
         let tenant = env.tenant_with(extra).await;
         let client = env.lambda(&tenant);
         Self { env, tenant, client }

@@ -10,11 +10,183 @@ use serde_json::{Value, json};
 
 pub use lamina::serve::{Running, ServeOptions};
 
-/// Which metadata engine a test runs on.
+/// What a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// `lamina serve` in the test process, on SQLite.
     Sqlite,
+    /// `lamina serve` in the test process, on a fresh Postgres database.
     Postgres,
+    /// `lamina cluster` (every service its own process) on a fresh Postgres database and Redis key
+    /// prefix.
+    Cluster,
+}
+
+impl Backend {
+    /// The target of suites that run on one backend: `LAMINA_TEST_TARGET=cluster` or SQLite.
+    pub fn from_env() -> Self {
+        match std::env::var("LAMINA_TEST_TARGET").as_deref() {
+            Ok("cluster") => Self::Cluster,
+            Ok("postgres") => Self::Postgres,
+            _ => Self::Sqlite,
+        }
+    }
+}
+
+/// Redis URL of the test machine.
+pub fn redis_url() -> String {
+    std::env::var("LAMINA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The `lamina` binary the cluster target runs (built by `scripts/test.sh`).
+pub fn lamina_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("debug/lamina")
+}
+
+/// A server under test: in this process, or a `lamina cluster` child process.
+pub struct Server {
+    pub addr: std::net::SocketAddr,
+    pub admin_token: String,
+    /// The metadata store the server uses (tests check what the API cannot show).
+    pub metadata: lamina_metadata::Metadata,
+    process: Process,
+}
+
+enum Process {
+    InProcess(Running),
+    Cluster(ClusterProcess),
+}
+
+/// A running `lamina cluster`.
+pub struct ClusterProcess {
+    child: tokio::process::Child,
+    /// Redis key prefix of this cluster.
+    pub redis_prefix: String,
+}
+
+impl Server {
+    fn in_process(running: Running) -> Self {
+        Self {
+            addr: running.addr,
+            admin_token: running.admin_token.clone(),
+            metadata: running.metadata.clone(),
+            process: Process::InProcess(running),
+        }
+    }
+
+    /// The cluster process, when the target is a cluster.
+    pub fn cluster(&mut self) -> Option<&mut ClusterProcess> {
+        match &mut self.process {
+            Process::Cluster(c) => Some(c),
+            Process::InProcess(_) => None,
+        }
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        match self.process {
+            Process::InProcess(running) => running.stop().await,
+            Process::Cluster(mut c) => {
+                if let Some(pid) = c.child.id() {
+                    let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+                }
+                let status = tokio::time::timeout(Duration::from_secs(60), c.child.wait())
+                    .await
+                    .context("cluster did not stop within 60 s")??;
+                anyhow::ensure!(status.success(), "cluster exited with {status}");
+                delete_redis_prefix(&c.redis_prefix).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl ClusterProcess {
+    /// Pids of the cluster's children whose command line contains `service` (e.g. `exec-host`).
+    pub fn children(&self, service: &str) -> Vec<u32> {
+        let Some(parent) = self.child.id() else { return Vec::new() };
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let ppid =
+                stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1)).and_then(|p| p.parse().ok());
+            let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmd.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+            if ppid == Some(parent) && args.get(1).is_some_and(|a| a == service) {
+                out.push(pid);
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+}
+
+async fn delete_redis_prefix(prefix: &str) {
+    let Ok(client) = redis::Client::open(redis_url()) else { return };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Starts `lamina cluster` on a fresh database and Redis prefix; waits until it serves.
+async fn start_cluster(data_dir: &std::path::Path, database_url: &str, opts: &ServeOptions) -> anyhow::Result<Server> {
+    let prefix = format!("lamina-test-{}", uuid::Uuid::new_v4().simple());
+    let port = free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let delays: Vec<String> = opts.queue.retry_delays.iter().map(|d| format!("{}", d.as_secs_f64())).collect();
+    let admin_token = opts.admin_token.clone().unwrap_or_else(|| "test-admin-token".into());
+    let log = std::fs::File::create(data_dir.join("cluster.log"))?;
+    let child = tokio::process::Command::new(lamina_binary())
+        .arg("cluster")
+        .arg(format!("--data-dir={}", data_dir.display()))
+        .arg(format!("--listen={addr}"))
+        .arg(format!("--database-url={database_url}"))
+        .arg(format!("--redis-url={}", redis_url()))
+        .arg(format!("--redis-prefix={prefix}"))
+        .arg("--frontends=1")
+        .arg("--routers=2")
+        .arg("--exec-hosts=2")
+        .arg(format!("--cpu-quota={}", opts.exec.cpu_quota))
+        .arg(format!("--async-retry-delays={}", delays.join(",")))
+        .arg("--lease-ttl-secs=3")
+        .env("LAMINA_ADMIN_TOKEN", &admin_token)
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("start {}", lamina_binary().display()))?;
+    let mut cluster = ClusterProcess { child, redis_prefix: prefix };
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(status) = cluster.child.try_wait()? {
+            let log = std::fs::read_to_string(data_dir.join("cluster.log")).unwrap_or_default();
+            anyhow::bail!("lamina cluster exited ({status}):\n{log}");
+        }
+        if let Ok(r) = client.get(format!("http://{addr}/health")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "lamina cluster did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let master = lamina::serve::Secrets::load(data_dir, None, Some(&admin_token))?.master;
+    let metadata =
+        lamina_metadata::Metadata::connect(database_url, lamina_metadata::SecretCipher::new(&master)).await?;
+    let _ = &mut cluster;
+    Ok(Server { addr, admin_token, metadata, process: Process::Cluster(cluster) })
 }
 
 /// Base URL of the Postgres server tests create databases on.
@@ -28,7 +200,7 @@ fn in_ci() -> bool {
 
 /// A running Lamina with its own data dir (and, on Postgres, its own database).
 pub struct TestEnv {
-    pub server: Running,
+    pub server: Server,
     pub backend: Backend,
     pub data_dir: tempfile::TempDir,
     pub region: String,
@@ -60,7 +232,7 @@ impl TestEnv {
         // Retries of failed Event invocations after 0.2 s instead of minutes.
         opts.queue.retry_delays = vec![Duration::from_millis(200), Duration::from_millis(200)];
         let mut database = None;
-        if backend == Backend::Postgres {
+        if backend != Backend::Sqlite {
             match create_database().await {
                 Ok((url, name)) => {
                     opts.database_url = Some(url);
@@ -75,7 +247,12 @@ impl TestEnv {
         }
         adjust(&mut opts);
         let region = opts.region.clone();
-        let server = lamina::serve::start(opts.clone()).await.expect("start lamina");
+        let server = match (backend, &opts.database_url) {
+            (Backend::Cluster, Some(url)) => {
+                start_cluster(data_dir.path(), url, &opts).await.expect("start lamina cluster")
+            }
+            _ => Server::in_process(lamina::serve::start(opts.clone()).await.expect("start lamina")),
+        };
         Some(Self { server, backend, data_dir, region, database, opts })
     }
 
@@ -84,12 +261,18 @@ impl TestEnv {
         self.server.stop().await.expect("server stopped cleanly");
         let mut opts = self.opts.clone();
         adjust(&mut opts);
-        let server = lamina::serve::start(opts.clone()).await.expect("restart lamina");
+        let server = Server::in_process(lamina::serve::start(opts.clone()).await.expect("restart lamina"));
         Self { server, opts, ..self }
     }
 
     /// Event invocations accepted and not yet finished.
     pub async fn pending_events(&self) -> i64 {
+        if let Process::Cluster(c) = &self.server.process {
+            let queue = lamina_async_queue::Queue::redis(redis_url().as_str(), &c.redis_prefix, Default::default())
+                .await
+                .expect("connect to the cluster's queue");
+            return queue.pending().await.expect("count events");
+        }
         lamina_metadata::on_pool!(self.server.metadata.store(), pool => {
             sqlx::query_scalar::<_, i64>("select count(*) from async_events").fetch_one(pool).await
         })
@@ -198,7 +381,10 @@ impl TestEnv {
 
     /// Where blobs are kept.
     pub fn blob_dir(&self) -> PathBuf {
-        self.data_dir.path().join("blobs")
+        match self.backend {
+            Backend::Cluster => self.data_dir.path().join("code-storage/blobs"),
+            _ => self.data_dir.path().join("blobs"),
+        }
     }
 
     /// Stops the server and drops the test database.
@@ -293,6 +479,16 @@ macro_rules! backend_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let Some(env) = $crate::TestEnv::start($crate::Backend::Postgres).await else { return };
+                    super::$name(&env).await;
+                    env.stop().await;
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(env) = $crate::TestEnv::start($crate::Backend::Cluster).await else { return };
                     super::$name(&env).await;
                     env.stop().await;
                 }

@@ -36,9 +36,10 @@ impl Api for Server {
         let mut zip = Vec::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
-            // A little over the limit is still read so validation gives AWS's error, not ours.
-            if zip.len() + chunk.data.len() > limit + CHUNK_BYTES {
-                return Err(Status::invalid_argument("package exceeds the size limit"));
+            // Twice the limit is still read, so validation answers with AWS's error; more is abuse.
+            if zip.len() + chunk.data.len() > limit.saturating_mul(2) {
+                let message = format!("Zipped size must be smaller than {limit} bytes");
+                return Err(to_status(lamina_common::ApiError::RequestTooLarge(message)));
             }
             zip.extend_from_slice(&chunk.data);
         }
@@ -84,9 +85,6 @@ pub async fn serve(
     let api = CodeStorageServer::new(Server { storage })
         .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(transport::MAX_MESSAGE_BYTES);
-    transport::server()
-        .add_service(api)
-        .serve_with_incoming_shutdown(listener, shutdown.cancelled_owned())
-        .await?;
+    transport::server().add_service(api).serve_with_incoming_shutdown(listener, shutdown.cancelled_owned()).await?;
     Ok(())
 }

@@ -47,8 +47,31 @@ fn exec_error(status: Status, host: &str) -> ExecError {
             wire::RUNTIME => ExecError::RuntimeNotInstalled(e.message),
             _ => ExecError::Internal(anyhow::anyhow!("execution host {host}: {}", e.message)),
         },
+        None if never_connected(&status) => {
+            ExecError::Unreachable(format!("execution host {host}: {NOT_CONNECTED}: {}", status.message()))
+        }
         None => ExecError::Unreachable(format!("execution host {host}: {}", status.message())),
     }
+}
+
+/// Marks an [`ExecError::Unreachable`] whose host was never reached, so the invocation did not start.
+pub const NOT_CONNECTED: &str = "could not connect";
+
+/// Whether the call failed while connecting (the request never left this process).
+fn never_connected(status: &Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(io.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        if e.to_string().contains("tcp connect error") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn snapshot_proto(f: FunctionSnapshot) -> lamina_rpc::common::FunctionSnapshot {
@@ -226,7 +249,12 @@ impl HostClient {
     }
 
     /// Stored log events of a function on this host, newest last (at most `limit`).
-    pub async fn log_events(&self, account_id: &str, function_name: &str, limit: usize) -> anyhow::Result<Vec<LogEvent>> {
+    pub async fn log_events(
+        &self,
+        account_id: &str,
+        function_name: &str,
+        limit: usize,
+    ) -> anyhow::Result<Vec<LogEvent>> {
         match self {
             Self::Local(host) => Ok(host.log_events(account_id, function_name, limit)),
             Self::Grpc { id, client } => {

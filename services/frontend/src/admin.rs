@@ -94,5 +94,12 @@ async fn delete_key(
 ) -> ApiResult<impl IntoResponse> {
     state.metadata.delete_access_key(&id, &key).await?;
     state.secrets.forget(&key);
+    if let Some(revocations) = &state.revocations {
+        // The key is already gone from the database; other frontends' caches follow within a second
+        // through this message, or within their cache TTL if Redis is down.
+        if let Err(e) = revocations.publish(crate::auth::SECRET_TOPIC, &key).await {
+            tracing::warn!("announcing a revoked access key failed: {e:#}");
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }

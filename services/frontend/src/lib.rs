@@ -97,6 +97,30 @@ async fn metrics_text() -> String {
     prometheus().render()
 }
 
+/// Invalidation topic of metadata writes: every process drops its cached reads.
+pub const METADATA_TOPIC: &str = "metadata";
+
+/// After a request that may have written metadata, tells the other processes before answering, so
+/// a client that sees the answer never gets a stale read from another process (distributed mode).
+async fn announce_writes(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let writes = !matches!(*request.method(), http::Method::GET | http::Method::HEAD)
+        && !request.uri().path().ends_with("/invocations")
+        && !request.uri().path().ends_with("/invoke-async/");
+    let response = next.run(request).await;
+    if writes
+        && response.status().is_success()
+        && let Some(invalidator) = &state.revocations
+        && let Err(e) = invalidator.publish(METADATA_TOPIC, "*").await
+    {
+        tracing::warn!("announcing a metadata write failed (other processes see it within 1 s): {e:#}");
+    }
+    response
+}
+
 /// Everything a handler may need; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -105,12 +129,43 @@ pub struct AppState {
     pub code: CodeClient,
     pub secrets: Arc<auth::SecretCache>,
     pub invoker: RouterClient,
+    /// Tells the other frontends of a revoked access key (distributed mode).
+    pub revocations: Option<lamina_fleet::Invalidator>,
 }
 
 impl AppState {
     /// Builds the state from its parts.
     pub fn new(config: Config, metadata: Metadata, code: CodeClient, invoker: RouterClient) -> Self {
-        Self { config: Arc::new(config), metadata, code, secrets: Arc::default(), invoker }
+        Self { config: Arc::new(config), metadata, code, secrets: Arc::default(), invoker, revocations: None }
+    }
+
+    /// Drops revoked access keys that other frontends announce, and announces this one's.
+    pub fn with_revocations(
+        mut self,
+        mut subscription: lamina_fleet::Subscription,
+        invalidator: lamina_fleet::Invalidator,
+    ) -> Self {
+        let secrets = self.secrets.clone();
+        let metadata = self.metadata.clone();
+        tokio::spawn(async move {
+            while let Some(message) = subscription.recv().await {
+                match message {
+                    lamina_fleet::Invalidation::Key { topic, key } if topic == auth::SECRET_TOPIC => {
+                        secrets.forget(&key)
+                    }
+                    lamina_fleet::Invalidation::Key { topic, .. } if topic == METADATA_TOPIC => {
+                        metadata.invalidate_cache()
+                    }
+                    lamina_fleet::Invalidation::Key { .. } => {}
+                    lamina_fleet::Invalidation::Missed => {
+                        secrets.clear();
+                        metadata.invalidate_cache();
+                    }
+                }
+            }
+        });
+        self.revocations = Some(invalidator);
+        self
     }
 }
 
@@ -129,6 +184,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/_lamina/admin", admin)
         .merge(lambda)
         .fallback(api::unknown_operation)
+        .layer(from_fn_with_state(state.clone(), announce_writes))
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }

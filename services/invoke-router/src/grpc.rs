@@ -104,14 +104,15 @@ impl Api for Server {
 
     async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthReply>, Status> {
         let runtimes = self.router.runtimes().await.map_err(to_status)?;
-        let hosts = self.router.hosts().registered().await.map_err(|e| Status::unavailable(format!("{e:#}")))?;
+        let hosts = self.router.host_health().await.map_err(to_status)?;
         let detail = serde_json::json!({ "runtimes": runtimes, "hosts": hosts });
         Ok(Response::new(HealthReply { ready: true, detail_json: detail.to_string() }))
     }
 
     async fn log_events(&self, request: Request<LogEventsRequest>) -> Result<Response<LogEventsReply>, Status> {
         let r = request.into_inner();
-        let events = self.router.log_events(&r.account_id, &r.function_name, r.limit as usize).await.map_err(to_status)?;
+        let events =
+            self.router.log_events(&r.account_id, &r.function_name, r.limit as usize).await.map_err(to_status)?;
         let events = events
             .into_iter()
             .map(|e| LogEventProto { timestamp_ms: e.timestamp_ms, log_stream: e.log_stream, message: e.message })
@@ -136,14 +137,14 @@ pub async fn serve(
 /// The invoke router as its peers call it. Cheap to clone.
 #[derive(Clone)]
 pub enum RouterClient {
-    Local(InvokeRouter),
+    Local(std::sync::Arc<InvokeRouter>),
     /// Routers behind one address or several (a call goes to the next one round-robin).
     Grpc(Vec<InvokeRouterClient<Channel>>, std::sync::Arc<std::sync::atomic::AtomicUsize>),
 }
 
 impl From<InvokeRouter> for RouterClient {
     fn from(router: InvokeRouter) -> Self {
-        Self::Local(router)
+        Self::Local(std::sync::Arc::new(router))
     }
 }
 
@@ -162,7 +163,10 @@ impl RouterClient {
         Ok(Self::Grpc(clients, Default::default()))
     }
 
-    fn next(clients: &[InvokeRouterClient<Channel>], turn: &std::sync::atomic::AtomicUsize) -> InvokeRouterClient<Channel> {
+    fn next(
+        clients: &[InvokeRouterClient<Channel>],
+        turn: &std::sync::atomic::AtomicUsize,
+    ) -> InvokeRouterClient<Channel> {
         let i = turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % clients.len();
         clients[i].clone()
     }
@@ -172,10 +176,8 @@ impl RouterClient {
         match self {
             Self::Local(router) => router.invoke(req).await,
             Self::Grpc(clients, turn) => {
-                let reply = Self::next(clients, turn)
-                    .invoke(request_proto(req))
-                    .await
-                    .map_err(|s| from_status(s, PEER))?;
+                let reply =
+                    Self::next(clients, turn).invoke(request_proto(req)).await.map_err(|s| from_status(s, PEER))?;
                 outcome_domain(reply.into_inner())
             }
         }
@@ -196,8 +198,7 @@ impl RouterClient {
                     function_name: function_name.to_owned(),
                     limit: u32::try_from(limit).unwrap_or(u32::MAX),
                 };
-                let reply =
-                    Self::next(clients, turn).log_events(request).await.map_err(|s| from_status(s, PEER))?;
+                let reply = Self::next(clients, turn).log_events(request).await.map_err(|s| from_status(s, PEER))?;
                 Ok(reply
                     .into_inner()
                     .events
@@ -216,7 +217,8 @@ impl RouterClient {
                 Ok(serde_json::json!({ "runtimes": router.runtimes().await?, "hosts": hosts }))
             }
             Self::Grpc(clients, turn) => {
-                let reply = Self::next(clients, turn).health(HealthRequest {}).await.map_err(|s| from_status(s, PEER))?;
+                let reply =
+                    Self::next(clients, turn).health(HealthRequest {}).await.map_err(|s| from_status(s, PEER))?;
                 serde_json::from_str(&reply.into_inner().detail_json)
                     .map_err(|e| anyhow::anyhow!("{PEER}: health detail: {e}").into())
             }

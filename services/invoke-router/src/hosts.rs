@@ -61,8 +61,9 @@ impl Hosts {
     pub async fn place(&self, warm_key: &str, memory_mb: u64, exclude: &[String]) -> anyhow::Result<Option<Placed>> {
         let fleet = match self {
             Self::Local(host) => {
-                return Ok((!exclude.iter().any(|id| id == host.id()))
-                    .then(|| Placed { client: host.clone(), fleet: None }));
+                return Ok(
+                    (!exclude.iter().any(|id| id == host.id())).then(|| Placed { client: host.clone(), fleet: None })
+                );
             }
             Self::Fleet(fleet) => fleet,
         };

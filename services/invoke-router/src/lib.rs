@@ -83,6 +83,11 @@ impl InvokeRouter {
         Self { metadata, hosts, region, leases, queue }
     }
 
+    /// The metadata handle (its cache is invalidated by other processes' writes).
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
     /// Runs one queued event (the async worker's runner); the request id stays the event's.
     pub async fn run_event(&self, event: Event) -> Attempt {
         attempt_of(self.invoke(event_request(event)).await)
@@ -137,7 +142,7 @@ impl InvokeRouter {
 
     /// In-flight invocations of an account (its unreserved pool).
     pub async fn in_flight(&self, account_id: &str) -> ApiResult<u32> {
-        Ok(self.leases.in_flight(account_id).await.map_err(unavailable)?)
+        self.leases.in_flight(account_id).await.map_err(unavailable)
     }
 
     /// The version to run (an alias resolved, weights applied) and the limits that apply to it.
@@ -285,7 +290,7 @@ async fn run_placed(hosts: &Hosts, inv: Invocation) -> ApiResult<lamina_exec_hos
 
 /// A remote host that could not even be connected to has not started the invocation.
 fn unreachable_before_start(e: &ExecError) -> bool {
-    matches!(e, ExecError::Unreachable(m) if m.contains("connect"))
+    matches!(e, ExecError::Unreachable(m) if m.contains(lamina_exec_host::NOT_CONNECTED))
 }
 
 /// The API's answer to a host's refusal.
@@ -427,7 +432,7 @@ mod tests {
         let runtime = exec_api_error(ExecError::RuntimeNotInstalled("python3.99".into()));
         assert_eq!((runtime.status().as_u16(), runtime.to_string().contains("python3.99")), (503, true));
         assert_eq!(exec_api_error(ExecError::Unreachable("reset".into())).status().as_u16(), 503);
-        assert!(unreachable_before_start(&ExecError::Unreachable("tcp connect error".into())));
+        assert!(unreachable_before_start(&ExecError::Unreachable(format!("h: {}", lamina_exec_host::NOT_CONNECTED))));
         assert!(!unreachable_before_start(&ExecError::Unreachable("connection reset".into())));
     }
 }

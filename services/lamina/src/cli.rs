@@ -22,6 +22,19 @@ pub enum Command {
     /// Manage tenant accounts through a running server's admin API.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Run the distributed topology on this machine: every service its own `lamina <service>`
+    /// child process, on Postgres and Redis.
+    Cluster(crate::distributed::ClusterArgs),
+    /// Run the public HTTP API (distributed mode).
+    Frontend(crate::distributed::FrontendArgs),
+    /// Run code storage (distributed mode).
+    CodeStorage(crate::distributed::CodeStorageArgs),
+    /// Run an invoke router (distributed mode).
+    InvokeRouter(crate::distributed::RouterArgs),
+    /// Run the async queue's API and workers (distributed mode).
+    AsyncQueue(crate::distributed::QueueArgs),
+    /// Run an execution host (distributed mode).
+    ExecHost(crate::distributed::ExecHostArgs),
 }
 
 /// Flags of `lamina serve`.
@@ -54,6 +67,16 @@ pub struct ServeArgs {
     /// Largest Timeout accepted, in seconds.
     #[arg(long, env = "LAMINA_MAX_TIMEOUT", default_value_t = 300)]
     pub max_timeout: i64,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+    /// Seconds before each retry of a failed Event invocation, e.g. `60,120` (the default: two retries).
+    #[arg(long, env = "LAMINA_ASYNC_RETRY_DELAYS")]
+    pub async_retry_delays: Option<String>,
+}
+
+/// Execution-host flags (`serve`, `exec-host`, `cluster`).
+#[derive(Debug, Args, Clone)]
+pub struct ExecArgs {
     /// Hard-cap each sandbox's CPU in proportion to its memory (1769 MB = one vCPU), as Lambda does
     /// (`--cpu-quota false` leaves only proportional shares).
     #[arg(long, env = "LAMINA_CPU_QUOTA", default_value_t = true, action = clap::ArgAction::Set)]
@@ -68,12 +91,46 @@ pub struct ServeArgs {
     /// functions can then reach every service on the host's loopback.
     #[arg(long, env = "LAMINA_INSECURE_SHARED_NETWORK")]
     pub insecure_shared_network: bool,
-    /// Seconds before each retry of a failed Event invocation, e.g. `60,120` (the default: two retries).
-    #[arg(long, env = "LAMINA_ASYNC_RETRY_DELAYS")]
-    pub async_retry_delays: Option<String>,
     /// Seconds an idle warm sandbox is kept.
     #[arg(long, env = "LAMINA_IDLE_TIMEOUT", default_value_t = 600)]
     pub idle_timeout_secs: u64,
+}
+
+impl ExecArgs {
+    /// The execution-host configuration these flags (and the optional config file) describe.
+    pub fn config(&self, file: Option<&std::path::Path>) -> anyhow::Result<lamina_exec_host::Config> {
+        if self.insecure_shared_network {
+            tracing::warn!("--insecure-shared-network: sandboxes may share the host's network");
+        }
+        let base = lamina_exec_host::Config {
+            cpu_quota: self.cpu_quota,
+            allow_host_ports: self.sandbox_allow_host_ports.clone(),
+            blocked_networks: self.sandbox_blocked_networks.clone(),
+            insecure_shared_network: self.insecure_shared_network,
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+            ..lamina_exec_host::Config::default()
+        };
+        match file {
+            Some(path) => crate::config_file::FileConfig::load(path)?.apply(base),
+            None => Ok(base),
+        }
+    }
+
+    /// The same flags as arguments of a child process.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            format!("--cpu-quota={}", self.cpu_quota),
+            format!("--sandbox-allow-host-ports={}", self.sandbox_allow_host_ports),
+            format!("--idle-timeout-secs={}", self.idle_timeout_secs),
+        ];
+        if !self.sandbox_blocked_networks.is_empty() {
+            args.push(format!("--sandbox-blocked-networks={}", self.sandbox_blocked_networks.join(",")));
+        }
+        if self.insecure_shared_network {
+            args.push("--insecure-shared-network".into());
+        }
+        args
+    }
 }
 
 /// Where the admin commands send their requests.

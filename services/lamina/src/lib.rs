@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod config_file;
+pub mod distributed;
 pub mod serve;
 
 pub use serve::{Running, ServeOptions};

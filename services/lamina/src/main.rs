@@ -7,15 +7,18 @@ use lamina::serve::{ServeOptions, start};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    lamina::distributed::cluster::die_with_cluster()?;
+    if !matches!(cli.command, Command::Account(_)) {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match cli.command {
         Command::Serve(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .init();
             let opts = ServeOptions {
                 data_dir: args.data_dir,
                 listen: args.listen,
@@ -25,23 +28,7 @@ async fn main() -> anyhow::Result<()> {
                 master_key: args.master_key,
                 max_memory_mb: args.max_memory_mb,
                 max_timeout_s: args.max_timeout,
-                exec: {
-                    if args.insecure_shared_network {
-                        tracing::warn!("--insecure-shared-network: sandboxes may share the host's network");
-                    }
-                    let base = lamina_exec_host::Config {
-                        cpu_quota: args.cpu_quota,
-                        allow_host_ports: args.sandbox_allow_host_ports.clone(),
-                        blocked_networks: args.sandbox_blocked_networks.clone(),
-                        insecure_shared_network: args.insecure_shared_network,
-                        idle_timeout: std::time::Duration::from_secs(args.idle_timeout_secs),
-                        ..lamina_exec_host::Config::default()
-                    };
-                    match &args.config {
-                        Some(path) => lamina::config_file::FileConfig::load(path)?.apply(base)?,
-                        None => base,
-                    }
-                },
+                exec: args.exec.config(args.config.as_deref())?,
                 queue: lamina_async_queue::QueueConfig {
                     retry_delays: match &args.async_retry_delays {
                         Some(text) => lamina_async_queue::QueueConfig::parse_delays(text)?,
@@ -70,16 +57,29 @@ async fn main() -> anyhow::Result<()> {
             running.wait().await
         }
         Command::Account(cmd) => lamina::cli::run_account(cmd).await,
+        Command::Cluster(args) => lamina::distributed::cluster::run(args, wait_for_signal()).await,
+        Command::Frontend(args) => lamina::distributed::run_frontend(args, wait_for_signal()).await,
+        Command::CodeStorage(args) => lamina::distributed::run_code_storage(args, wait_for_signal()).await,
+        Command::InvokeRouter(args) => lamina::distributed::run_router(args, wait_for_signal()).await,
+        Command::AsyncQueue(args) => lamina::distributed::run_queue(args, wait_for_signal()).await,
+        Command::ExecHost(args) => lamina::distributed::run_exec_host(args, wait_for_signal()).await,
     }
 }
 
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// Installs the SIGTERM/SIGINT handlers now (a signal during start-up must not kill the process
+/// unstopped); the returned future completes on the first signal.
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending().await,
+        }
     }
 }

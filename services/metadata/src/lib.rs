@@ -43,6 +43,11 @@ impl Metadata {
         }
     }
 
+    /// Drops every cached read (another process wrote to the shared database).
+    pub fn invalidate_cache(&self) {
+        drop(self.cache.writing());
+    }
+
     /// Direct store access, for tests that check what the API cannot show.
     pub fn store(&self) -> &Store {
         &self.store

@@ -34,10 +34,10 @@ pub mod lamina {
     }
 }
 
-/// Messages shared by every service.
-pub use lamina::common::v1 as common;
 /// Code storage's API.
 pub use lamina::codestorage::v1 as codestorage;
+/// Messages shared by every service.
+pub use lamina::common::v1 as common;
 /// The execution host's API.
 pub use lamina::exechost::v1 as exechost;
 /// The async queue's API.

@@ -39,6 +39,9 @@ pub struct SecretCache {
 
 const SECRET_TTL: Duration = Duration::from_secs(30);
 
+/// Invalidation topic of revoked access keys.
+pub const SECRET_TOPIC: &str = "secret";
+
 impl SecretCache {
     /// `(account_id, secret)` for a key, from cache or the metadata store.
     pub async fn lookup(&self, metadata: &Metadata, access_key_id: &str) -> Result<Option<(String, String)>, ApiError> {
@@ -56,6 +59,13 @@ impl SecretCache {
             map.insert(access_key_id.to_owned(), (account.clone(), secret.clone(), Instant::now()));
         }
         Ok(found)
+    }
+
+    /// Forgets every key (after missed invalidations).
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.entries.write() {
+            map.clear();
+        }
     }
 
     /// Forgets a key at once (after it was deleted).

@@ -1,0 +1,408 @@
+//! Distributed mode: `lamina <service>` runs one service in its own process, with gRPC clients to
+//! its peers and Postgres and Redis as backends. The business logic is the same code `lamina serve`
+//! calls in process.
+
+pub mod cluster;
+
+pub use cluster::ClusterArgs;
+mod status;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use lamina_code_storage::{CodeClient, CodeStorage, ZipLimits};
+use lamina_exec_host::ExecHost;
+use lamina_fleet::{HostInfo, HostRegistry, LeaseConfig, Leases};
+use lamina_invoke_router::{Hosts, InvokeRouter, RouterClient};
+use lamina_metadata::{Metadata, SecretCipher};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::ExecArgs;
+use crate::serve::Secrets;
+use status::Status;
+
+/// Flags every service process takes.
+#[derive(Debug, Args, Clone)]
+pub struct CommonArgs {
+    /// Data directory of this process.
+    #[arg(long, env = "LAMINA_DATA_DIR", default_value = "./lamina-data")]
+    pub data_dir: PathBuf,
+    /// Region served.
+    #[arg(long, env = "LAMINA_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Address of this process's `/health` and `/metrics` (the frontend serves them on its API address).
+    #[arg(long, env = "LAMINA_HTTP_LISTEN", default_value = "127.0.0.1:0")]
+    pub http_listen: SocketAddr,
+    /// Base64 32-byte key that encrypts secrets at rest (the same in every process).
+    #[arg(long, env = "LAMINA_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// Admin API bearer token (the same in every frontend).
+    #[arg(long, env = "LAMINA_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+/// Where the shared state lives.
+#[derive(Debug, Args, Clone)]
+pub struct BackendArgs {
+    /// Metadata database (`postgres://…`).
+    #[arg(long, env = "LAMINA_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Redis (`redis://host:port/db`): queue, concurrency leases, host registry, invalidations.
+    #[arg(long, env = "LAMINA_REDIS_URL", hide_env_values = true)]
+    pub redis_url: String,
+    /// Prefix of every Redis key (installations sharing one Redis need different ones).
+    #[arg(long, env = "LAMINA_REDIS_PREFIX", default_value = "lamina")]
+    pub redis_prefix: String,
+}
+
+/// `lamina frontend`.
+#[derive(Debug, Args, Clone)]
+pub struct FrontendArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Address of the Lambda and admin API (also `/health` and `/metrics`).
+    #[arg(long, env = "LAMINA_LISTEN", default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+    /// Share `--listen` with other frontends on this machine (SO_REUSEPORT).
+    #[arg(long, env = "LAMINA_REUSE_PORT")]
+    pub reuse_port: bool,
+    /// gRPC address of code storage.
+    #[arg(long, env = "LAMINA_CODE_STORAGE")]
+    pub code_storage: String,
+    /// gRPC addresses of the invoke routers (comma-separated).
+    #[arg(long, env = "LAMINA_ROUTERS", value_delimiter = ',', required = true)]
+    pub routers: Vec<String>,
+    /// Largest MemorySize accepted, in MB.
+    #[arg(long, env = "LAMINA_MAX_MEMORY_MB", default_value_t = 1536)]
+    pub max_memory_mb: i64,
+    /// Largest Timeout accepted, in seconds.
+    #[arg(long, env = "LAMINA_MAX_TIMEOUT", default_value_t = 300)]
+    pub max_timeout: i64,
+}
+
+/// `lamina code-storage`.
+#[derive(Debug, Args, Clone)]
+pub struct CodeStorageArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// gRPC address.
+    #[arg(long, env = "LAMINA_GRPC_LISTEN", default_value = "127.0.0.1:7102")]
+    pub grpc_listen: SocketAddr,
+}
+
+/// `lamina invoke-router`.
+#[derive(Debug, Args, Clone)]
+pub struct RouterArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// gRPC address.
+    #[arg(long, env = "LAMINA_GRPC_LISTEN", default_value = "127.0.0.1:7103")]
+    pub grpc_listen: SocketAddr,
+    /// gRPC address of the async queue (Event invocations).
+    #[arg(long, env = "LAMINA_ASYNC_QUEUE")]
+    pub async_queue: String,
+    /// Seconds a crashed router's concurrency slots stay taken.
+    #[arg(long, env = "LAMINA_LEASE_TTL", default_value_t = 10)]
+    pub lease_ttl_secs: u64,
+}
+
+/// `lamina async-queue`.
+#[derive(Debug, Args, Clone)]
+pub struct QueueArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// gRPC address.
+    #[arg(long, env = "LAMINA_GRPC_LISTEN", default_value = "127.0.0.1:7105")]
+    pub grpc_listen: SocketAddr,
+    /// gRPC addresses of the invoke routers that run events (comma-separated).
+    #[arg(long, env = "LAMINA_ROUTERS", value_delimiter = ',', required = true)]
+    pub routers: Vec<String>,
+    /// Seconds before each retry of a failed Event invocation, e.g. `60,120`.
+    #[arg(long, env = "LAMINA_ASYNC_RETRY_DELAYS")]
+    pub async_retry_delays: Option<String>,
+}
+
+/// `lamina exec-host`.
+#[derive(Debug, Args, Clone)]
+pub struct ExecHostArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Redis (host registry).
+    #[arg(long, env = "LAMINA_REDIS_URL", hide_env_values = true)]
+    pub redis_url: String,
+    /// Prefix of every Redis key.
+    #[arg(long, env = "LAMINA_REDIS_PREFIX", default_value = "lamina")]
+    pub redis_prefix: String,
+    /// gRPC address.
+    #[arg(long, env = "LAMINA_GRPC_LISTEN", default_value = "127.0.0.1:7104")]
+    pub grpc_listen: SocketAddr,
+    /// Address routers reach this host at (default: the bound gRPC address).
+    #[arg(long, env = "LAMINA_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// This host's id in the registry (default: a random one).
+    #[arg(long, env = "LAMINA_HOST_ID")]
+    pub host_id: Option<String>,
+    /// gRPC address of code storage.
+    #[arg(long, env = "LAMINA_CODE_STORAGE")]
+    pub code_storage: String,
+    /// TOML file with execution-host settings and the runtime registry.
+    #[arg(long, env = "LAMINA_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+/// How often an execution host reports itself, and how long a silent host stays registered.
+const HEARTBEAT: Duration = Duration::from_millis(500);
+const HOST_TTL: Duration = Duration::from_secs(3);
+/// Longest an execution host waits for running invocations at shutdown (the largest Timeout, plus margin).
+const DRAIN_LIMIT: Duration = Duration::from_secs(305);
+
+async fn metadata(common: &CommonArgs, backend: &BackendArgs) -> anyhow::Result<Metadata> {
+    let secrets = Secrets::load(&common.data_dir, common.master_key.as_deref(), common.admin_token.as_deref())?;
+    Metadata::connect(&backend.database_url, SecretCipher::new(&secrets.master)).await
+}
+
+/// `lamina frontend`: the HTTP API over metadata, code storage and the routers.
+pub async fn run_frontend(args: FrontendArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    lamina_frontend::prometheus();
+    let common = &args.common;
+    let secrets = Secrets::load(&common.data_dir, common.master_key.as_deref(), common.admin_token.as_deref())?;
+    let metadata = Metadata::connect(&args.backend.database_url, SecretCipher::new(&secrets.master)).await?;
+    let code = CodeClient::connect(&args.code_storage, ZipLimits::default())?;
+    let invoker = RouterClient::connect(&args.routers)?;
+    let runtimes = runtimes_of(&invoker).await;
+    let config = lamina_frontend::Config {
+        region: common.region.clone(),
+        admin_token: secrets.admin_token.clone(),
+        max_memory_mb: args.max_memory_mb,
+        max_timeout_s: args.max_timeout,
+        runtimes,
+        url_key: secrets.url_key,
+        ..lamina_frontend::Config::default()
+    };
+    let subscription = lamina_fleet::subscribe(args.backend.redis_url.as_str(), &args.backend.redis_prefix).await?;
+    let invalidator = lamina_fleet::Invalidator::new(
+        lamina_fleet::connect(&args.backend.redis_url).await?,
+        &args.backend.redis_prefix,
+    );
+    let state =
+        lamina_frontend::AppState::new(config, metadata, code, invoker).with_revocations(subscription, invalidator);
+    let listener = listen(args.listen, args.reuse_port)?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let served = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, lamina_frontend::router(state))
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        })
+    };
+    tracing::info!(%addr, "frontend is ready");
+    stop.await;
+    tracing::info!("frontend: draining");
+    shutdown.cancel();
+    served.await.context("join http server")?.context("serve http")?;
+    Ok(())
+}
+
+/// The runtimes the fleet offers, asked of the routers (waiting a while for hosts to register).
+async fn runtimes_of(router: &RouterClient) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match router.health().await {
+            Ok(h) => {
+                let names: Vec<String> = h["runtimes"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
+                if !names.is_empty() {
+                    return names;
+                }
+            }
+            Err(e) => tracing::debug!("routers not ready yet: {e}"),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("no runtimes reported by the routers: CreateFunction accepts none until restart");
+            return Vec::new();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn listen(addr: SocketAddr, reuse_port: bool) -> anyhow::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr).with_context(|| format!("bind {addr}"))?;
+    Ok(socket.listen(1024)?)
+}
+
+/// `lamina code-storage`: packages by digest over gRPC.
+pub async fn run_code_storage(args: CodeStorageArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let storage = CodeStorage::open(args.common.data_dir.join("blobs"), ZipLimits::default())?;
+    let (incoming, addr) = lamina_rpc::transport::bind(args.grpc_listen).await?;
+    let shutdown = CancellationToken::new();
+    let status = Status::serve("code-storage", args.common.http_listen, addr, shutdown.clone()).await?;
+    let server = tokio::spawn(lamina_code_storage::serve(storage, incoming, shutdown.clone()));
+    status.ready(serde_json::json!({}));
+    stop.await;
+    shutdown.cancel();
+    server.await.context("join gRPC server")?
+}
+
+/// `lamina invoke-router`: places invocations on the registered execution hosts.
+pub async fn run_router(args: RouterArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let metadata = metadata(&args.common, &args.backend).await?;
+    let redis = lamina_fleet::connect(&args.backend.redis_url).await?;
+    let registry = HostRegistry::new(redis.clone(), &args.backend.redis_prefix, HOST_TTL);
+    let leases = Leases::redis(
+        redis,
+        LeaseConfig { prefix: args.backend.redis_prefix.clone(), ttl: Duration::from_secs(args.lease_ttl_secs.max(1)) },
+    );
+    let queue = lamina_async_queue::QueueClient::connect(&args.async_queue)?;
+    let router = InvokeRouter::new(metadata, Hosts::fleet(registry), args.common.region.clone(), leases, queue);
+    follow_metadata_writes(router.metadata().clone(), &args.backend).await?;
+    let (incoming, addr) = lamina_rpc::transport::bind(args.grpc_listen).await?;
+    let shutdown = CancellationToken::new();
+    let status = Status::serve("invoke-router", args.common.http_listen, addr, shutdown.clone()).await?;
+    let server = tokio::spawn(lamina_invoke_router::grpc::serve(router, incoming, shutdown.clone()));
+    status.ready(serde_json::json!({}));
+    stop.await;
+    shutdown.cancel();
+    server.await.context("join gRPC server")?
+}
+
+/// Drops cached metadata reads whenever a frontend announces a write.
+async fn follow_metadata_writes(metadata: Metadata, backend: &BackendArgs) -> anyhow::Result<()> {
+    let mut subscription = lamina_fleet::subscribe(backend.redis_url.as_str(), &backend.redis_prefix).await?;
+    tokio::spawn(async move {
+        while let Some(message) = subscription.recv().await {
+            match message {
+                lamina_fleet::Invalidation::Key { topic, .. } if topic != lamina_frontend::METADATA_TOPIC => {}
+                _ => metadata.invalidate_cache(),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// `lamina async-queue`: durable Event invocations on Redis, run through the routers.
+pub async fn run_queue(args: QueueArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let config = lamina_async_queue::QueueConfig {
+        retry_delays: match &args.async_retry_delays {
+            Some(text) => lamina_async_queue::QueueConfig::parse_delays(text)?,
+            None => lamina_async_queue::QueueConfig::default().retry_delays,
+        },
+        ..lamina_async_queue::QueueConfig::default()
+    };
+    let queue =
+        lamina_async_queue::Queue::redis(args.backend.redis_url.as_str(), &args.backend.redis_prefix, config).await?;
+    let router = RouterClient::connect(&args.routers)?;
+    let (incoming, addr) = lamina_rpc::transport::bind(args.grpc_listen).await?;
+    let shutdown = CancellationToken::new();
+    let status = Status::serve("async-queue", args.common.http_listen, addr, shutdown.clone()).await?;
+    let server = tokio::spawn(lamina_async_queue::serve(queue.clone(), incoming, shutdown.clone()));
+    let worker_stop = CancellationToken::new();
+    let worker = {
+        let run = move |event| {
+            let router = router.clone();
+            async move { router.run_event(event).await }
+        };
+        tokio::spawn(queue.work(run, worker_stop.clone()))
+    };
+    status.ready(serde_json::json!({}));
+    stop.await;
+    shutdown.cancel();
+    let served = server.await.context("join gRPC server")?;
+    worker_stop.cancel();
+    worker.await.context("join worker")?;
+    served
+}
+
+/// `lamina exec-host`: sandboxes, registered in Redis with heartbeats.
+pub async fn run_exec_host(args: ExecHostArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    lamina_exec_host::metrics::describe();
+    let mut config = args.exec.config(args.config.as_deref())?;
+    config.data_dir = args.common.data_dir.join("exec-host");
+    config.region = args.common.region.clone();
+    let code = CodeClient::connect(&args.code_storage, ZipLimits::default())?;
+    let host_stop = CancellationToken::new();
+    let host = ExecHost::start(config, code, host_stop.clone()).await.context("start execution host")?;
+    let (incoming, addr) = lamina_rpc::transport::bind(args.grpc_listen).await?;
+    let id = args.host_id.clone().unwrap_or_else(|| format!("host-{}", uuid_like()));
+    let advertise = args.advertise.clone().unwrap_or_else(|| addr.to_string());
+    let redis = lamina_fleet::connect(&args.redis_url).await?;
+    let registry = HostRegistry::new(redis, &args.redis_prefix, HOST_TTL);
+    let shutdown = CancellationToken::new();
+    let status = Status::serve("exec-host", args.common.http_listen, addr, shutdown.clone()).await?;
+    let server = tokio::spawn(lamina_exec_host::serve(host.clone(), incoming, shutdown.clone()));
+    let draining = CancellationToken::new();
+    let heartbeats = {
+        let (host, draining, id) = (host.clone(), draining.clone(), id.clone());
+        let info = move || host_info(&host, &id, &advertise, draining.is_cancelled());
+        lamina_fleet::spawn_heartbeats(registry.clone(), HEARTBEAT, info, host_stop.child_token())
+    };
+    status.ready(host.health());
+    tracing::info!(%id, %addr, "execution host is ready");
+    stop.await;
+    tracing::info!("execution host: draining");
+    // Routers stop choosing this host, then running invocations finish, then sandboxes go.
+    draining.cancel();
+    if let Err(e) = registry.heartbeat(&host_info(&host, &id, "", true)).await {
+        tracing::warn!("could not announce draining: {e:#}");
+    }
+    // In-flight gRPC calls are the running invocations: the server's graceful stop waits for them.
+    let still_running = host.drain(tokio::time::Instant::now() + DRAIN_LIMIT).await;
+    if still_running > 0 {
+        tracing::warn!(still_running, "invocations still running at the drain deadline");
+    }
+    shutdown.cancel();
+    let served = server.await.context("join gRPC server")?;
+    host_stop.cancel();
+    let _ = heartbeats.await;
+    host.shutdown().await;
+    served
+}
+
+fn host_info(host: &ExecHost, id: &str, advertise: &str, draining: bool) -> HostInfo {
+    let health = host.health();
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let live = n(&health["sandboxes"]["live"]);
+    let idle = n(&health["sandboxes"]["idle"]);
+    HostInfo {
+        id: id.to_owned(),
+        grpc_addr: advertise.to_owned(),
+        capacity_sandboxes: u32::try_from(n(&health["sandboxes"]["max"])).unwrap_or(u32::MAX),
+        memory_budget_mb: n(&health["memory_mb"]["budget"]),
+        memory_used_mb: n(&health["memory_mb"]["used"]),
+        in_flight: u32::try_from(live.saturating_sub(idle)).unwrap_or(u32::MAX),
+        warm: host.warm_keys(),
+        runtimes: host.runtimes(),
+        draining,
+    }
+}
+
+fn uuid_like() -> String {
+    format!("{:016x}", rand_u64())
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.finish()
+}
