@@ -86,6 +86,9 @@ log "cargo tests"
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo test --workspace --all-targets "$@"
 
+log "invoke suite again, against 'lamina cluster' (every service its own process, Postgres + Redis)"
+LAMINA_TEST_TARGET=cluster cargo test -p lamina-tests --test invoke "$@"
+
 log "boto3 smoke test against a real 'lamina serve'"
 PY=$(command -v python3)
 "$PY" -c 'import boto3' 2>/dev/null || "$PY" -m pip install -q boto3

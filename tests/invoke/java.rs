@@ -178,7 +178,7 @@ fn files_under(dir: &Path, base: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
 fn compiled(fx: &Fixture) -> &'static Compiled {
     static COMPILED: OnceLock<Compiled> = OnceLock::new();
     COMPILED.get_or_init(|| {
-        let jar = fx.env.data_dir.path().join("exec-host/runtime/java/lamina-java-runtime.jar");
+        let jar = fx.env.exec_host_dir().join("runtime/java/lamina-java-runtime.jar");
         assert!(jar.is_file(), "the server did not write {}: was the java runtime built?", jar.display());
         let dir = tempfile::tempdir().expect("temp dir");
         let src = dir.path().join("src");

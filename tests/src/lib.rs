@@ -65,6 +65,29 @@ pub struct ClusterProcess {
     child: tokio::process::Child,
     /// Redis key prefix of this cluster.
     pub redis_prefix: String,
+    /// Redis the cluster uses.
+    pub redis_url: String,
+}
+
+/// How a `lamina cluster` under test is laid out, beyond [`ServeOptions`].
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Redis the cluster uses (default: [`redis_url`]).
+    pub redis_url: String,
+    /// Invoke-router processes.
+    pub routers: usize,
+    /// Execution-host processes.
+    pub exec_hosts: usize,
+    /// Seconds a crashed router's concurrency slots stay taken.
+    pub lease_ttl_secs: u64,
+    /// More `lamina cluster` flags, e.g. `--sandbox-allow-host-ports=18000`.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self { redis_url: redis_url(), routers: 2, exec_hosts: 2, lease_ttl_secs: 3, extra_args: Vec::new() }
+    }
 }
 
 impl Server {
@@ -96,7 +119,7 @@ impl Server {
                     .await
                     .context("cluster did not stop within 60 s")??;
                 anyhow::ensure!(status.success(), "cluster exited with {status}");
-                delete_redis_prefix(&c.redis_prefix).await;
+                delete_redis_prefix(&c.redis_url, &c.redis_prefix).await;
                 Ok(())
             }
         }
@@ -124,8 +147,8 @@ impl ClusterProcess {
     }
 }
 
-async fn delete_redis_prefix(prefix: &str) {
-    let Ok(client) = redis::Client::open(redis_url()) else { return };
+async fn delete_redis_prefix(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else { return };
     let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
     let keys: Vec<String> =
         redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap_or_default();
@@ -139,7 +162,12 @@ fn free_port() -> u16 {
 }
 
 /// Starts `lamina cluster` on a fresh database and Redis prefix; waits until it serves.
-async fn start_cluster(data_dir: &std::path::Path, database_url: &str, opts: &ServeOptions) -> anyhow::Result<Server> {
+async fn start_cluster(
+    data_dir: &std::path::Path,
+    database_url: &str,
+    opts: &ServeOptions,
+    layout: &ClusterOptions,
+) -> anyhow::Result<Server> {
     let prefix = format!("lamina-test-{}", uuid::Uuid::new_v4().simple());
     let port = free_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
@@ -151,14 +179,15 @@ async fn start_cluster(data_dir: &std::path::Path, database_url: &str, opts: &Se
         .arg(format!("--data-dir={}", data_dir.display()))
         .arg(format!("--listen={addr}"))
         .arg(format!("--database-url={database_url}"))
-        .arg(format!("--redis-url={}", redis_url()))
+        .arg(format!("--redis-url={}", layout.redis_url))
         .arg(format!("--redis-prefix={prefix}"))
         .arg("--frontends=1")
-        .arg("--routers=2")
-        .arg("--exec-hosts=2")
+        .arg(format!("--routers={}", layout.routers))
+        .arg(format!("--exec-hosts={}", layout.exec_hosts))
         .arg(format!("--cpu-quota={}", opts.exec.cpu_quota))
         .arg(format!("--async-retry-delays={}", delays.join(",")))
-        .arg("--lease-ttl-secs=3")
+        .arg(format!("--lease-ttl-secs={}", layout.lease_ttl_secs))
+        .args(&layout.extra_args)
         .env("LAMINA_ADMIN_TOKEN", &admin_token)
         .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
         .stdout(log.try_clone()?)
@@ -166,7 +195,7 @@ async fn start_cluster(data_dir: &std::path::Path, database_url: &str, opts: &Se
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("start {}", lamina_binary().display()))?;
-    let mut cluster = ClusterProcess { child, redis_prefix: prefix };
+    let mut cluster = ClusterProcess { child, redis_prefix: prefix, redis_url: layout.redis_url.clone() };
     let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
@@ -224,6 +253,19 @@ impl TestEnv {
 
     /// Like [`start`](Self::start), letting the test adjust options first.
     pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut ServeOptions)) -> Option<Self> {
+        Self::start_on(backend, &ClusterOptions::default(), adjust).await
+    }
+
+    /// Starts a `lamina cluster` laid out as `layout`; `None` as for [`start`](Self::start).
+    pub async fn start_cluster(layout: &ClusterOptions) -> Option<Self> {
+        Self::start_on(Backend::Cluster, layout, |_| {}).await
+    }
+
+    async fn start_on(
+        backend: Backend,
+        layout: &ClusterOptions,
+        adjust: impl FnOnce(&mut ServeOptions),
+    ) -> Option<Self> {
         init_logging();
         let data_dir = tempfile::tempdir().expect("temp data dir");
         let mut opts = ServeOptions::new(data_dir.path());
@@ -249,7 +291,7 @@ impl TestEnv {
         let region = opts.region.clone();
         let server = match (backend, &opts.database_url) {
             (Backend::Cluster, Some(url)) => {
-                start_cluster(data_dir.path(), url, &opts).await.expect("start lamina cluster")
+                start_cluster(data_dir.path(), url, &opts, layout).await.expect("start lamina cluster")
             }
             _ => Server::in_process(lamina::serve::start(opts.clone()).await.expect("start lamina")),
         };
@@ -268,7 +310,7 @@ impl TestEnv {
     /// Event invocations accepted and not yet finished.
     pub async fn pending_events(&self) -> i64 {
         if let Process::Cluster(c) = &self.server.process {
-            let queue = lamina_async_queue::Queue::redis(redis_url().as_str(), &c.redis_prefix, Default::default())
+            let queue = lamina_async_queue::Queue::redis(c.redis_url.as_str(), &c.redis_prefix, Default::default())
                 .await
                 .expect("connect to the cluster's queue");
             return queue.pending().await.expect("count events");
@@ -377,6 +419,14 @@ impl TestEnv {
             )
             .build();
         aws_sdk_lambda::Client::from_conf(conf)
+    }
+
+    /// The data directory of the (first) execution host.
+    pub fn exec_host_dir(&self) -> PathBuf {
+        match self.backend {
+            Backend::Cluster => self.data_dir.path().join("exec-host-0/exec-host"),
+            _ => self.data_dir.path().join("exec-host"),
+        }
     }
 
     /// Where blobs are kept.

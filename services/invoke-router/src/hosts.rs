@@ -76,6 +76,14 @@ impl Hosts {
         let Some(info) = place(&hosts, warm_key, memory_mb, exclude) else {
             return Ok(None);
         };
+        // No idle sandbox for the key anywhere: every router picks the same host for it (rendezvous
+        // hashing), so the sandbox this invocation starts is the one the next invocation finds
+        // warm, whichever router the next one goes through.
+        let info = if info.warm.iter().any(|w| w == warm_key) {
+            info
+        } else {
+            preferred(&hosts, warm_key, memory_mb, exclude).unwrap_or(info)
+        };
         let client = match st.clients.get(&info.id) {
             Some((addr, client)) if *addr == info.grpc_addr => client.clone(),
             _ => {
@@ -119,6 +127,25 @@ impl Hosts {
     }
 }
 
+/// The open host with room that ranks highest for `warm_key` (highest-random-weight hashing).
+fn preferred<'a>(hosts: &'a [HostInfo], warm_key: &str, memory_mb: u64, exclude: &[String]) -> Option<&'a HostInfo> {
+    hosts
+        .iter()
+        .filter(|h| !h.draining && h.in_flight < h.capacity_sandboxes && !exclude.contains(&h.id))
+        .filter(|h| h.memory_budget_mb.saturating_sub(h.memory_used_mb) >= memory_mb)
+        .max_by_key(|h| rank(warm_key, &h.id))
+}
+
+/// A stable hash of (key, host): FNV-1a, the same in every router process.
+fn rank(key: &str, host: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes().chain([0xff]).chain(host.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 impl Fleet {
     async fn list(&self) -> anyhow::Result<Vec<HostInfo>> {
         {
@@ -134,5 +161,55 @@ impl Fleet {
         st.clients.retain(|id, _| hosts.iter().any(|h| &h.id == id));
         st.listed = Some((Instant::now(), hosts.clone()));
         Ok(hosts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(id: &str, in_flight: u32) -> HostInfo {
+        HostInfo {
+            id: id.into(),
+            grpc_addr: String::new(),
+            capacity_sandboxes: 4,
+            memory_budget_mb: 1024,
+            memory_used_mb: 0,
+            in_flight,
+            warm: Vec::new(),
+            runtimes: Vec::new(),
+            draining: false,
+        }
+    }
+
+    #[test]
+    fn every_router_prefers_the_same_host_for_a_key_and_keys_spread() {
+        let hosts = vec![host("a", 0), host("b", 3), host("c", 1)];
+        let mut reordered = hosts.clone();
+        reordered.reverse();
+        let mut chosen = std::collections::BTreeSet::new();
+        for i in 0..60 {
+            let key = format!("acct/f{i}/$LATEST/r");
+            let one = preferred(&hosts, &key, 128, &[]).map(|h| h.id.clone());
+            assert_eq!(one, preferred(&reordered, &key, 128, &[]).map(|h| h.id.clone()), "order-independent");
+            chosen.insert(one.expect("a host"));
+        }
+        assert_eq!(chosen.len(), 3, "keys spread over every host");
+    }
+
+    #[test]
+    fn the_preferred_host_must_be_open_and_have_room() {
+        let key = "acct/f/$LATEST/r";
+        let hosts = vec![host("a", 0), host("b", 0)];
+        let first = preferred(&hosts, key, 128, &[]).expect("a host").id.clone();
+        let other = if first == "a" { "b" } else { "a" };
+        assert_eq!(preferred(&hosts, key, 128, std::slice::from_ref(&first)).map(|h| h.id.as_str()), Some(other));
+        let mut full = hosts.clone();
+        full.iter_mut().filter(|h| h.id == first).for_each(|h| h.in_flight = 4);
+        assert_eq!(preferred(&full, key, 128, &[]).map(|h| h.id.as_str()), Some(other));
+        let mut draining = hosts.clone();
+        draining.iter_mut().filter(|h| h.id == first).for_each(|h| h.draining = true);
+        assert_eq!(preferred(&draining, key, 128, &[]).map(|h| h.id.as_str()), Some(other));
+        assert!(preferred(&hosts, key, 4096, &[]).is_none(), "no host has the memory");
     }
 }
