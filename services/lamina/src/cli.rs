@@ -53,14 +53,14 @@ pub struct ServeArgs {
     #[arg(long, env = "LAMINA_REGION", default_value = "us-east-1")]
     pub region: String,
     /// Metadata database (postgres://…); default SQLite under the data dir.
-    #[arg(long, env = "LAMINA_DATABASE_URL")]
-    pub database_url: Option<String>,
+    #[arg(long, env = "LAMINA_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
     /// Admin API bearer token; default generated into <data-dir>/admin-token.
     #[arg(long, env = "LAMINA_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// Base64 32-byte key that encrypts secrets at rest; default generated into <data-dir>/master.key.
     #[arg(long, env = "LAMINA_MASTER_KEY", hide_env_values = true)]
-    pub master_key: Option<String>,
+    pub master_key: Option<Secret>,
     /// Largest MemorySize accepted, in MB (the guide: 1536; AWS today: 10240).
     #[arg(long, env = "LAMINA_MAX_MEMORY_MB", default_value_t = 1536)]
     pub max_memory_mb: i64,
@@ -141,7 +141,7 @@ pub struct AdminTarget {
     pub endpoint: String,
     /// Admin token; default read from <data-dir>/admin-token.
     #[arg(long, env = "LAMINA_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// Data directory holding admin-token.
     #[arg(long, env = "LAMINA_DATA_DIR", default_value = "./lamina-data")]
     pub data_dir: PathBuf,
@@ -197,7 +197,7 @@ pub enum AccountCommand {
 impl AdminTarget {
     fn token(&self) -> anyhow::Result<String> {
         if let Some(t) = &self.admin_token {
-            return Ok(t.clone());
+            return Ok(t.expose().to_owned());
         }
         let path = self.data_dir.join("admin-token");
         Ok(std::fs::read_to_string(&path)
@@ -267,4 +267,54 @@ pub async fn run_account(cmd: AccountCommand) -> anyhow::Result<()> {
     };
     println!("{}", serde_json::to_string(&out)?);
     Ok(())
+}
+
+/// A flag value that must never be printed: tokens, keys, URLs with passwords. `Debug` shows
+/// `[redacted]`; the value is read with [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let cli = Cli::parse_from([
+            "lamina",
+            "cluster",
+            "--database-url=postgres://u:pw-db@h/d",
+            "--redis-url=redis://:pw-redis@h",
+            "--admin-token=tok-admin",
+            "--master-key=key-master",
+        ]);
+        let text = format!("{cli:?}");
+        for secret in ["pw-db", "pw-redis", "tok-admin", "key-master"] {
+            assert!(!text.contains(secret), "{secret} printed in {text}");
+        }
+        let Command::Cluster(args) = cli.command else { panic!("parsed as cluster") };
+        assert_eq!(args.database_url.expose(), "postgres://u:pw-db@h/d");
+    }
 }

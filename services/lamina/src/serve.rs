@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Options of `lamina serve` (each also has a `LAMINA_*` variable, see the CLI).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeOptions {
     /// Where SQLite, blobs, keys and code caches live.
     pub data_dir: PathBuf,
@@ -41,6 +41,25 @@ pub struct ServeOptions {
     pub queue: lamina_async_queue::QueueConfig,
     /// Run the async worker in this process (tests turn it off to prove durability).
     pub async_worker: bool,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |s: &Option<String>| s.as_ref().map(|_| "[redacted]");
+        f.debug_struct("ServeOptions")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("region", &self.region)
+            .field("database_url", &redacted(&self.database_url))
+            .field("admin_token", &redacted(&self.admin_token))
+            .field("master_key", &redacted(&self.master_key))
+            .field("max_memory_mb", &self.max_memory_mb)
+            .field("max_timeout_s", &self.max_timeout_s)
+            .field("exec", &self.exec)
+            .field("queue", &self.queue)
+            .field("async_worker", &self.async_worker)
+            .finish()
+    }
 }
 
 impl ServeOptions {

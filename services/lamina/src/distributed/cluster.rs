@@ -14,7 +14,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use crate::cli::ExecArgs;
+use crate::cli::{ExecArgs, Secret};
 use crate::serve::{Secrets, ensure_default_account};
 
 /// `lamina cluster`.
@@ -31,19 +31,19 @@ pub struct ClusterArgs {
     pub region: String,
     /// Metadata database (`postgres://…`).
     #[arg(long, env = "LAMINA_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: Secret,
     /// Redis (`redis://…`).
     #[arg(long, env = "LAMINA_REDIS_URL", hide_env_values = true)]
-    pub redis_url: String,
+    pub redis_url: Secret,
     /// Prefix of every Redis key.
     #[arg(long, env = "LAMINA_REDIS_PREFIX", default_value = "lamina")]
     pub redis_prefix: String,
     /// Admin API bearer token; default generated into <data-dir>/admin-token.
     #[arg(long, env = "LAMINA_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// Base64 32-byte master key; default generated into <data-dir>/master.key.
     #[arg(long, env = "LAMINA_MASTER_KEY", hide_env_values = true)]
-    pub master_key: Option<String>,
+    pub master_key: Option<Secret>,
     /// Frontend processes.
     #[arg(long, default_value_t = 2)]
     pub frontends: usize,
@@ -99,10 +99,14 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
 /// Starts the topology, waits for `stop`, then stops the processes front to back.
 pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     anyhow::ensure!(args.frontends >= 1 && args.routers >= 1 && args.exec_hosts >= 1, "every service needs a process");
-    let secrets = Secrets::load(&args.data_dir, args.master_key.as_deref(), args.admin_token.as_deref())?;
+    let secrets = Secrets::load(
+        &args.data_dir,
+        args.master_key.as_ref().map(Secret::expose),
+        args.admin_token.as_ref().map(Secret::expose),
+    )?;
     {
         // Migrations and the `default` account, once, before the services start.
-        let metadata = Metadata::connect(&args.database_url, SecretCipher::new(&secrets.master)).await?;
+        let metadata = Metadata::connect(args.database_url.expose(), SecretCipher::new(&secrets.master)).await?;
         ensure_default_account(&metadata, &args.data_dir).await?;
     }
     let logs = args.data_dir.join("logs");
@@ -120,8 +124,8 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
             .args(extra)
             .env("LAMINA_MASTER_KEY", &secrets.master_b64)
             .env("LAMINA_ADMIN_TOKEN", &secrets.admin_token)
-            .env("LAMINA_DATABASE_URL", &args.database_url)
-            .env("LAMINA_REDIS_URL", &args.redis_url)
+            .env("LAMINA_DATABASE_URL", args.database_url.expose())
+            .env("LAMINA_REDIS_URL", args.redis_url.expose())
             .env("LAMINA_REDIS_PREFIX", &args.redis_prefix)
             .env(CLUSTER_PID, std::process::id().to_string())
             .stdin(Stdio::null())

@@ -21,7 +21,7 @@ use lamina_invoke_router::{Hosts, InvokeRouter, RouterClient};
 use lamina_metadata::{Metadata, SecretCipher};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::ExecArgs;
+use crate::cli::{ExecArgs, Secret};
 use crate::serve::Secrets;
 use status::Status;
 
@@ -39,10 +39,10 @@ pub struct CommonArgs {
     pub http_listen: SocketAddr,
     /// Base64 32-byte key that encrypts secrets at rest (the same in every process).
     #[arg(long, env = "LAMINA_MASTER_KEY", hide_env_values = true)]
-    pub master_key: Option<String>,
+    pub master_key: Option<Secret>,
     /// Admin API bearer token (the same in every frontend).
     #[arg(long, env = "LAMINA_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
 }
 
 /// Where the shared state lives.
@@ -50,10 +50,10 @@ pub struct CommonArgs {
 pub struct BackendArgs {
     /// Metadata database (`postgres://…`).
     #[arg(long, env = "LAMINA_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: Secret,
     /// Redis (`redis://host:port/db`): queue, concurrency leases, host registry, invalidations.
     #[arg(long, env = "LAMINA_REDIS_URL", hide_env_values = true)]
-    pub redis_url: String,
+    pub redis_url: Secret,
     /// Prefix of every Redis key (installations sharing one Redis need different ones).
     #[arg(long, env = "LAMINA_REDIS_PREFIX", default_value = "lamina")]
     pub redis_prefix: String,
@@ -139,7 +139,7 @@ pub struct ExecHostArgs {
     pub common: CommonArgs,
     /// Redis (host registry).
     #[arg(long, env = "LAMINA_REDIS_URL", hide_env_values = true)]
-    pub redis_url: String,
+    pub redis_url: Secret,
     /// Prefix of every Redis key.
     #[arg(long, env = "LAMINA_REDIS_PREFIX", default_value = "lamina")]
     pub redis_prefix: String,
@@ -169,16 +169,24 @@ const HOST_TTL: Duration = Duration::from_secs(3);
 const DRAIN_LIMIT: Duration = Duration::from_secs(305);
 
 async fn metadata(common: &CommonArgs, backend: &BackendArgs) -> anyhow::Result<Metadata> {
-    let secrets = Secrets::load(&common.data_dir, common.master_key.as_deref(), common.admin_token.as_deref())?;
-    Metadata::connect(&backend.database_url, SecretCipher::new(&secrets.master)).await
+    let secrets = Secrets::load(
+        &common.data_dir,
+        common.master_key.as_ref().map(Secret::expose),
+        common.admin_token.as_ref().map(Secret::expose),
+    )?;
+    Metadata::connect(backend.database_url.expose(), SecretCipher::new(&secrets.master)).await
 }
 
 /// `lamina frontend`: the HTTP API over metadata, code storage and the routers.
 pub async fn run_frontend(args: FrontendArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     lamina_frontend::prometheus();
     let common = &args.common;
-    let secrets = Secrets::load(&common.data_dir, common.master_key.as_deref(), common.admin_token.as_deref())?;
-    let metadata = Metadata::connect(&args.backend.database_url, SecretCipher::new(&secrets.master)).await?;
+    let secrets = Secrets::load(
+        &common.data_dir,
+        common.master_key.as_ref().map(Secret::expose),
+        common.admin_token.as_ref().map(Secret::expose),
+    )?;
+    let metadata = Metadata::connect(args.backend.database_url.expose(), SecretCipher::new(&secrets.master)).await?;
     let code = CodeClient::connect(&args.code_storage, ZipLimits::default())?;
     let invoker = RouterClient::connect(&args.routers)?;
     let runtimes = runtimes_of(&invoker).await;
@@ -191,9 +199,9 @@ pub async fn run_frontend(args: FrontendArgs, stop: impl Future<Output = ()>) ->
         url_key: secrets.url_key,
         ..lamina_frontend::Config::default()
     };
-    let subscription = lamina_fleet::subscribe(args.backend.redis_url.as_str(), &args.backend.redis_prefix).await?;
+    let subscription = lamina_fleet::subscribe(args.backend.redis_url.expose(), &args.backend.redis_prefix).await?;
     let invalidator = lamina_fleet::Invalidator::new(
-        lamina_fleet::connect(&args.backend.redis_url).await?,
+        lamina_fleet::connect(args.backend.redis_url.expose()).await?,
         &args.backend.redis_prefix,
     );
     let state =
@@ -267,7 +275,7 @@ pub async fn run_code_storage(args: CodeStorageArgs, stop: impl Future<Output = 
 /// `lamina invoke-router`: places invocations on the registered execution hosts.
 pub async fn run_router(args: RouterArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     let metadata = metadata(&args.common, &args.backend).await?;
-    let redis = lamina_fleet::connect(&args.backend.redis_url).await?;
+    let redis = lamina_fleet::connect(args.backend.redis_url.expose()).await?;
     let registry = HostRegistry::new(redis.clone(), &args.backend.redis_prefix, HOST_TTL);
     let leases = Leases::redis(
         redis,
@@ -288,7 +296,7 @@ pub async fn run_router(args: RouterArgs, stop: impl Future<Output = ()>) -> any
 
 /// Drops cached metadata reads whenever a frontend announces a write.
 async fn follow_metadata_writes(metadata: Metadata, backend: &BackendArgs) -> anyhow::Result<()> {
-    let mut subscription = lamina_fleet::subscribe(backend.redis_url.as_str(), &backend.redis_prefix).await?;
+    let mut subscription = lamina_fleet::subscribe(backend.redis_url.expose(), &backend.redis_prefix).await?;
     tokio::spawn(async move {
         while let Some(message) = subscription.recv().await {
             match message {
@@ -310,7 +318,7 @@ pub async fn run_queue(args: QueueArgs, stop: impl Future<Output = ()>) -> anyho
         ..lamina_async_queue::QueueConfig::default()
     };
     let queue =
-        lamina_async_queue::Queue::redis(args.backend.redis_url.as_str(), &args.backend.redis_prefix, config).await?;
+        lamina_async_queue::Queue::redis(args.backend.redis_url.expose(), &args.backend.redis_prefix, config).await?;
     let router = RouterClient::connect(&args.routers)?;
     let (incoming, addr) = lamina_rpc::transport::bind(args.grpc_listen).await?;
     let shutdown = CancellationToken::new();
@@ -345,7 +353,7 @@ pub async fn run_exec_host(args: ExecHostArgs, stop: impl Future<Output = ()>) -
     let (incoming, addr) = lamina_rpc::transport::bind(args.grpc_listen).await?;
     let id = args.host_id.clone().unwrap_or_else(|| format!("host-{}", uuid_like()));
     let advertise = args.advertise.clone().unwrap_or_else(|| addr.to_string());
-    let redis = lamina_fleet::connect(&args.redis_url).await?;
+    let redis = lamina_fleet::connect(args.redis_url.expose()).await?;
     let registry = HostRegistry::new(redis, &args.redis_prefix, HOST_TTL);
     let shutdown = CancellationToken::new();
     let status = Status::serve("exec-host", args.common.http_listen, addr, shutdown.clone()).await?;
