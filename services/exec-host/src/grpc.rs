@@ -6,7 +6,7 @@ use lamina_rpc::common::{HealthReply, HealthRequest, LogEvent as LogEventProto};
 use lamina_rpc::exechost::exec_host_client::ExecHostClient;
 use lamina_rpc::exechost::exec_host_server::{ExecHost as Api, ExecHostServer};
 use lamina_rpc::exechost::{InvokeReply, InvokeRequest, LogEventsReply, LogEventsRequest};
-use lamina_rpc::status::{service_error, service_status};
+use lamina_rpc::status::{never_connected, service_error, service_status};
 use lamina_rpc::transport;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -56,23 +56,6 @@ fn exec_error(status: Status, host: &str) -> ExecError {
 
 /// Marks an [`ExecError::Unreachable`] whose host was never reached, so the invocation did not start.
 pub const NOT_CONNECTED: &str = "could not connect";
-
-/// Whether the call failed while connecting (the request never left this process).
-fn never_connected(status: &Status) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && matches!(io.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        if e.to_string().contains("tcp connect error") {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
 
 fn snapshot_proto(f: FunctionSnapshot) -> lamina_rpc::common::FunctionSnapshot {
     lamina_rpc::common::FunctionSnapshot {

@@ -18,6 +18,27 @@ pub fn service_error(status: &Status) -> Option<ServiceError> {
     ServiceError::decode(status.details()).ok().filter(|e| !e.error_type.is_empty())
 }
 
+/// Whether a call failed while connecting: the request never reached the peer, so another replica
+/// may take it without risk of running it twice.
+pub fn never_connected(status: &Status) -> bool {
+    if service_error(status).is_some() {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(io.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        if e.to_string().contains("tcp connect error") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// The status an `ApiError` travels as.
 pub fn to_status(err: ApiError) -> Status {
     let code = match err.status().as_u16() {

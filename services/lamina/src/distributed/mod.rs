@@ -51,6 +51,13 @@ pub struct BackendArgs {
     /// Metadata database (`postgres://…`).
     #[arg(long, env = "LAMINA_DATABASE_URL", hide_env_values = true)]
     pub database_url: Secret,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+/// The Redis a process shares with the others.
+#[derive(Debug, Args, Clone)]
+pub struct RedisArgs {
     /// Redis (`redis://host:port/db`): queue, concurrency leases, host registry, invalidations.
     #[arg(long, env = "LAMINA_REDIS_URL", hide_env_values = true)]
     pub redis_url: Secret,
@@ -120,7 +127,7 @@ pub struct QueueArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]
-    pub backend: BackendArgs,
+    pub redis: RedisArgs,
     /// gRPC address.
     #[arg(long, env = "LAMINA_GRPC_LISTEN", default_value = "127.0.0.1:7105")]
     pub grpc_listen: SocketAddr,
@@ -137,12 +144,8 @@ pub struct QueueArgs {
 pub struct ExecHostArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Redis (host registry).
-    #[arg(long, env = "LAMINA_REDIS_URL", hide_env_values = true)]
-    pub redis_url: Secret,
-    /// Prefix of every Redis key.
-    #[arg(long, env = "LAMINA_REDIS_PREFIX", default_value = "lamina")]
-    pub redis_prefix: String,
+    #[command(flatten)]
+    pub redis: RedisArgs,
     /// gRPC address.
     #[arg(long, env = "LAMINA_GRPC_LISTEN", default_value = "127.0.0.1:7104")]
     pub grpc_listen: SocketAddr,
@@ -199,10 +202,11 @@ pub async fn run_frontend(args: FrontendArgs, stop: impl Future<Output = ()>) ->
         url_key: secrets.url_key,
         ..lamina_frontend::Config::default()
     };
-    let subscription = lamina_fleet::subscribe(args.backend.redis_url.expose(), &args.backend.redis_prefix).await?;
+    let subscription =
+        lamina_fleet::subscribe(args.backend.redis.redis_url.expose(), &args.backend.redis.redis_prefix).await?;
     let invalidator = lamina_fleet::Invalidator::new(
-        lamina_fleet::connect(args.backend.redis_url.expose()).await?,
-        &args.backend.redis_prefix,
+        lamina_fleet::connect(args.backend.redis.redis_url.expose()).await?,
+        &args.backend.redis.redis_prefix,
     );
     let state =
         lamina_frontend::AppState::new(config, metadata, code, invoker).with_revocations(subscription, invalidator);
@@ -266,7 +270,7 @@ pub async fn run_code_storage(args: CodeStorageArgs, stop: impl Future<Output = 
     let shutdown = CancellationToken::new();
     let status = Status::serve("code-storage", args.common.http_listen, addr, shutdown.clone()).await?;
     let server = tokio::spawn(lamina_code_storage::serve(storage, incoming, shutdown.clone()));
-    status.ready(serde_json::json!({}));
+    status.ready(|| serde_json::json!({}));
     stop.await;
     shutdown.cancel();
     server.await.context("join gRPC server")?
@@ -275,11 +279,14 @@ pub async fn run_code_storage(args: CodeStorageArgs, stop: impl Future<Output = 
 /// `lamina invoke-router`: places invocations on the registered execution hosts.
 pub async fn run_router(args: RouterArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     let metadata = metadata(&args.common, &args.backend).await?;
-    let redis = lamina_fleet::connect(args.backend.redis_url.expose()).await?;
-    let registry = HostRegistry::new(redis.clone(), &args.backend.redis_prefix, HOST_TTL);
+    let redis = lamina_fleet::connect(args.backend.redis.redis_url.expose()).await?;
+    let registry = HostRegistry::new(redis.clone(), &args.backend.redis.redis_prefix, HOST_TTL);
     let leases = Leases::redis(
         redis,
-        LeaseConfig { prefix: args.backend.redis_prefix.clone(), ttl: Duration::from_secs(args.lease_ttl_secs.max(1)) },
+        LeaseConfig {
+            prefix: args.backend.redis.redis_prefix.clone(),
+            ttl: Duration::from_secs(args.lease_ttl_secs.max(1)),
+        },
     );
     let queue = lamina_async_queue::QueueClient::connect(&args.async_queue)?;
     let router = InvokeRouter::new(metadata, Hosts::fleet(registry), args.common.region.clone(), leases, queue);
@@ -288,7 +295,7 @@ pub async fn run_router(args: RouterArgs, stop: impl Future<Output = ()>) -> any
     let shutdown = CancellationToken::new();
     let status = Status::serve("invoke-router", args.common.http_listen, addr, shutdown.clone()).await?;
     let server = tokio::spawn(lamina_invoke_router::grpc::serve(router, incoming, shutdown.clone()));
-    status.ready(serde_json::json!({}));
+    status.ready(|| serde_json::json!({}));
     stop.await;
     shutdown.cancel();
     server.await.context("join gRPC server")?
@@ -296,7 +303,8 @@ pub async fn run_router(args: RouterArgs, stop: impl Future<Output = ()>) -> any
 
 /// Drops cached metadata reads whenever a frontend announces a write.
 async fn follow_metadata_writes(metadata: Metadata, backend: &BackendArgs) -> anyhow::Result<()> {
-    let mut subscription = lamina_fleet::subscribe(backend.redis_url.expose(), &backend.redis_prefix).await?;
+    let mut subscription =
+        lamina_fleet::subscribe(backend.redis.redis_url.expose(), &backend.redis.redis_prefix).await?;
     tokio::spawn(async move {
         while let Some(message) = subscription.recv().await {
             match message {
@@ -318,7 +326,7 @@ pub async fn run_queue(args: QueueArgs, stop: impl Future<Output = ()>) -> anyho
         ..lamina_async_queue::QueueConfig::default()
     };
     let queue =
-        lamina_async_queue::Queue::redis(args.backend.redis_url.expose(), &args.backend.redis_prefix, config).await?;
+        lamina_async_queue::Queue::redis(args.redis.redis_url.expose(), &args.redis.redis_prefix, config).await?;
     let router = RouterClient::connect(&args.routers)?;
     let (incoming, addr) = lamina_rpc::transport::bind(args.grpc_listen).await?;
     let shutdown = CancellationToken::new();
@@ -332,7 +340,7 @@ pub async fn run_queue(args: QueueArgs, stop: impl Future<Output = ()>) -> anyho
         };
         tokio::spawn(queue.work(run, worker_stop.clone()))
     };
-    status.ready(serde_json::json!({}));
+    status.ready(|| serde_json::json!({}));
     stop.await;
     shutdown.cancel();
     let served = server.await.context("join gRPC server")?;
@@ -353,24 +361,28 @@ pub async fn run_exec_host(args: ExecHostArgs, stop: impl Future<Output = ()>) -
     let (incoming, addr) = lamina_rpc::transport::bind(args.grpc_listen).await?;
     let id = args.host_id.clone().unwrap_or_else(|| format!("host-{}", uuid_like()));
     let advertise = args.advertise.clone().unwrap_or_else(|| addr.to_string());
-    let redis = lamina_fleet::connect(args.redis_url.expose()).await?;
-    let registry = HostRegistry::new(redis, &args.redis_prefix, HOST_TTL);
+    let redis = lamina_fleet::connect(args.redis.redis_url.expose()).await?;
+    let registry = HostRegistry::new(redis, &args.redis.redis_prefix, HOST_TTL);
     let shutdown = CancellationToken::new();
     let status = Status::serve("exec-host", args.common.http_listen, addr, shutdown.clone()).await?;
     let server = tokio::spawn(lamina_exec_host::serve(host.clone(), incoming, shutdown.clone()));
     let draining = CancellationToken::new();
     let heartbeats = {
         let (host, draining, id) = (host.clone(), draining.clone(), id.clone());
+        let advertise = advertise.clone();
         let info = move || host_info(&host, &id, &advertise, draining.is_cancelled());
         lamina_fleet::spawn_heartbeats(registry.clone(), HEARTBEAT, info, host_stop.child_token())
     };
-    status.ready(host.health());
+    {
+        let host = host.clone();
+        status.ready(move || host.health());
+    }
     tracing::info!(%id, %addr, "execution host is ready");
     stop.await;
     tracing::info!("execution host: draining");
     // Routers stop choosing this host, then running invocations finish, then sandboxes go.
     draining.cancel();
-    if let Err(e) = registry.heartbeat(&host_info(&host, &id, "", true)).await {
+    if let Err(e) = registry.heartbeat(&host_info(&host, &id, &advertise, true)).await {
         tracing::warn!("could not announce draining: {e:#}");
     }
     // In-flight gRPC calls are the running invocations: the server's graceful stop waits for them.

@@ -27,7 +27,11 @@ pub struct Health {
 #[derive(Clone)]
 pub struct Status {
     health: Arc<Mutex<Health>>,
+    /// Reads the service's details afresh for each `/health` request.
+    detail: Arc<Mutex<Option<DetailFn>>>,
 }
+
+type DetailFn = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 impl Status {
     /// Serves `/health` (503 until [`Status::ready`]) and `/metrics` on `addr` until `shutdown`.
@@ -39,7 +43,7 @@ impl Status {
     ) -> anyhow::Result<Status> {
         lamina_frontend::prometheus();
         let health = Health { status: "starting", service, grpc: grpc.to_string(), detail: serde_json::Value::Null };
-        let status = Status { health: Arc::new(Mutex::new(health)) };
+        let status = Status { health: Arc::new(Mutex::new(health)), detail: Arc::default() };
         let app = axum::Router::new()
             .route("/health", get(health_of))
             .route("/metrics", get(|| async { lamina_frontend::prometheus().render() }))
@@ -54,16 +58,18 @@ impl Status {
         Ok(status)
     }
 
-    /// Marks the process ready.
-    pub fn ready(&self, detail: serde_json::Value) {
-        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        h.status = "ok";
-        h.detail = detail;
+    /// Marks the process ready; `detail` is read on every `/health` request.
+    pub fn ready(&self, detail: impl Fn() -> serde_json::Value + Send + Sync + 'static) {
+        *self.detail.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(detail));
+        self.health.lock().unwrap_or_else(|p| p.into_inner()).status = "ok";
     }
 }
 
 async fn health_of(State(status): State<Status>) -> (StatusCode, Json<Health>) {
-    let h = status.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut h = status.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(detail) = status.detail.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        h.detail = detail();
+    }
     let code = if h.status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(h))
 }
