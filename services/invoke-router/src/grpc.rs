@@ -2,7 +2,7 @@
 //! server (proto in, the in-process call, proto out).
 
 use lamina_async_queue::{Attempt, Event};
-use lamina_common::ApiResult;
+use lamina_common::{AccountId, ApiResult, FunctionName, Qualifier};
 use lamina_exec_host::LogEvent;
 use lamina_rpc::common::{HealthReply, HealthRequest, LogEvent as LogEventProto};
 use lamina_rpc::router::invoke_reply::Outcome;
@@ -28,9 +28,9 @@ fn type_proto(t: InvocationType) -> proto::InvocationType {
 
 fn request_proto(r: InvokeRequest) -> proto::InvokeRequest {
     proto::InvokeRequest {
-        account_id: r.account_id,
-        function_name: r.function_name,
-        qualifier: r.qualifier,
+        account_id: r.account_id.to_string(),
+        function_name: r.function_name.to_string(),
+        qualifier: r.qualifier.map(|q| q.to_string()),
         request_id: r.request_id,
         invocation_type: type_proto(r.invocation_type).into(),
         payload: r.payload,
@@ -46,13 +46,13 @@ fn request_domain(r: proto::InvokeRequest) -> Result<InvokeRequest, Status> {
         Ok(proto::InvocationType::DryRun) => InvocationType::DryRun,
         _ => return Err(Status::invalid_argument("invocation_type is required")),
     };
-    if r.account_id.is_empty() || r.function_name.is_empty() || r.request_id.is_empty() {
-        return Err(Status::invalid_argument("account_id, function_name and request_id are required"));
+    if r.request_id.is_empty() {
+        return Err(Status::invalid_argument("request_id is required"));
     }
     Ok(InvokeRequest {
-        account_id: r.account_id,
-        function_name: r.function_name,
-        qualifier: r.qualifier,
+        account_id: AccountId::parse(&r.account_id).map_err(to_status)?,
+        function_name: FunctionName::parse(&r.function_name).map_err(to_status)?,
+        qualifier: r.qualifier.as_deref().map(Qualifier::parse).transpose().map_err(to_status)?,
         request_id: r.request_id,
         invocation_type,
         payload: r.payload,
@@ -185,7 +185,10 @@ impl RouterClient {
 
     /// Runs one queued event (the async worker's runner).
     pub async fn run_event(&self, event: Event) -> Attempt {
-        attempt_of(self.invoke(event_request(event)).await)
+        match event_request(event) {
+            Ok(req) => attempt_of(self.invoke(req).await),
+            Err(e) => attempt_of(Err(e)),
+        }
     }
 
     /// A function's log events from every execution host, oldest first.

@@ -6,11 +6,13 @@ pub mod grpc;
 mod hosts;
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
 
 use bytes::Bytes;
 use lamina_async_queue::{Attempt, Event, QueueClient};
 use lamina_common::names::{function_arn, qualified_arn};
-use lamina_common::{ApiError, ApiResult, FunctionSnapshot};
+use lamina_common::{AccountId, ApiError, ApiResult, FunctionName, FunctionSnapshot, Qualifier};
 use lamina_exec_host::{ExecError, Invocation, LogEvent, warm_key};
 use lamina_fleet::leases::{Lease, Leases};
 use lamina_metadata::{FunctionRow, InvokeTarget, Metadata};
@@ -35,9 +37,9 @@ pub enum InvocationType {
 /// A parsed Invoke request, already authorised for `account_id`.
 #[derive(Debug, Clone)]
 pub struct InvokeRequest {
-    pub account_id: String,
-    pub function_name: String,
-    pub qualifier: Option<String>,
+    pub account_id: AccountId,
+    pub function_name: FunctionName,
+    pub qualifier: Option<Qualifier>,
     pub request_id: String,
     pub invocation_type: InvocationType,
     pub payload: Bytes,
@@ -77,6 +79,21 @@ pub struct InvokeRouter {
 /// Tries of one invocation on different hosts when a host refuses it before it started.
 const PLACEMENT_TRIES: usize = 3;
 
+/// Longest one Redis step of an invocation (a lease, the host list) may take. While Redis is
+/// unreachable its connection manager retries with backoff for several seconds before failing a
+/// command; the caller gets a 503 at once instead of waiting that out.
+const REDIS_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Longest the async queue may take to confirm an Event invocation is durable (one Redis write).
+const QUEUE_DEADLINE: Duration = Duration::from_secs(3);
+
+/// `step` (a Redis round trip), failed if Redis has not answered within [`REDIS_DEADLINE`].
+pub(crate) async fn within_deadline<T>(what: &str, step: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::time::timeout(REDIS_DEADLINE, step)
+        .await
+        .map_err(|_| anyhow::anyhow!("{what}: no answer from Redis within {REDIS_DEADLINE:?}"))?
+}
+
 impl InvokeRouter {
     /// Wires the router to its peers.
     pub fn new(metadata: Metadata, hosts: Hosts, region: String, leases: Leases, queue: QueueClient) -> Self {
@@ -90,7 +107,10 @@ impl InvokeRouter {
 
     /// Runs one queued event (the async worker's runner); the request id stays the event's.
     pub async fn run_event(&self, event: Event) -> Attempt {
-        attempt_of(self.invoke(event_request(event)).await)
+        match event_request(event) {
+            Ok(req) => attempt_of(self.invoke(req).await),
+            Err(e) => attempt_of(Err(e)),
+        }
     }
 
     /// The execution hosts.
@@ -142,24 +162,32 @@ impl InvokeRouter {
 
     /// In-flight invocations of an account (its unreserved pool).
     pub async fn in_flight(&self, account_id: &str) -> ApiResult<u32> {
-        self.leases.in_flight(account_id).await.map_err(unavailable)
+        within_deadline("count leases", self.leases.in_flight(account_id)).await.map_err(unavailable)
     }
 
     /// The version to run (an alias resolved, weights applied) and the limits that apply to it.
     async fn resolve(&self, req: &InvokeRequest) -> ApiResult<InvokeTarget> {
-        let arn = match &req.qualifier {
-            Some(q) => qualified_arn(&self.region, &req.account_id, &req.function_name, q),
-            None => function_arn(&self.region, &req.account_id, &req.function_name),
-        };
+        let arn = self.invoked_arn(req);
         let not_found = || ApiError::function_not_found(&arn);
-        let q = req.qualifier.as_deref().unwrap_or("$LATEST");
-        let version = if q == "$LATEST" || q.bytes().all(|b| b.is_ascii_digit()) {
-            q.to_owned()
-        } else {
-            let alias = self.metadata.get_alias(&req.account_id, &req.function_name, q).await?.ok_or_else(not_found)?;
-            alias.routing_config.as_deref().and_then(pick_weighted).unwrap_or(alias.function_version)
+        let (account, name) = (req.account_id.as_str(), req.function_name.as_str());
+        let version = match &req.qualifier {
+            None => "$LATEST".to_owned(),
+            Some(Qualifier::Alias(alias)) => {
+                let alias = self.metadata.get_alias(account, name, alias).await?.ok_or_else(not_found)?;
+                alias.routing_config.as_deref().and_then(pick_weighted).unwrap_or(alias.function_version)
+            }
+            Some(q) => q.to_string(),
         };
-        self.metadata.invoke_target(&req.account_id, &req.function_name, &version).await?.ok_or_else(not_found)
+        self.metadata.invoke_target(account, name, &version).await?.ok_or_else(not_found)
+    }
+
+    /// The ARN the caller invoked (qualified or not).
+    fn invoked_arn(&self, req: &InvokeRequest) -> String {
+        let (account, name) = (req.account_id.as_str(), req.function_name.as_str());
+        match &req.qualifier {
+            Some(q) => qualified_arn(&self.region, account, name, &q.to_string()),
+            None => function_arn(&self.region, account, name),
+        }
     }
 
     /// Runs (or, for DryRun, only checks) one invocation.
@@ -168,25 +196,28 @@ impl InvokeRouter {
         match req.invocation_type {
             InvocationType::DryRun => return Ok(InvokeOutcome::Checked),
             InvocationType::Event => {
-                self.queue
-                    .enqueue(
-                        &req.request_id,
-                        &req.account_id,
-                        &req.function_name,
-                        req.qualifier.as_deref(),
-                        &req.payload,
-                    )
-                    .await?;
+                let qualifier = req.qualifier.as_ref().map(Qualifier::to_string);
+                let enqueue = self.queue.enqueue(
+                    &req.request_id,
+                    req.account_id.as_str(),
+                    req.function_name.as_str(),
+                    qualifier.as_deref(),
+                    &req.payload,
+                );
+                // Not acknowledged unless durable: a queue that cannot reach Redis gets a 503 now.
+                // (If it writes the event after all, the caller's retry may run it twice: Event
+                // invocations are at least once.)
+                tokio::time::timeout(QUEUE_DEADLINE, enqueue).await.map_err(|_| {
+                    tracing::warn!("the async queue did not confirm an event within {QUEUE_DEADLINE:?}");
+                    ApiError::ServiceUnavailable("The event queue is unavailable. Retry the request.".into())
+                })??;
                 return Ok(InvokeOutcome::Queued);
             }
             InvocationType::RequestResponse => {}
         }
         let lease = self.acquire(&target).await?;
         let row = target.row;
-        let invoked_arn = match &req.qualifier {
-            Some(q) => qualified_arn(&self.region, &req.account_id, &req.function_name, q),
-            None => function_arn(&self.region, &req.account_id, &req.function_name),
-        };
+        let invoked_arn = self.invoked_arn(&req);
         let executed_version = row.version.clone();
         let invocation = Invocation {
             function: self.snapshot(row),
@@ -202,7 +233,7 @@ impl InvokeRouter {
         let hosts = self.hosts.clone();
         let result = detach::RunToCompletion::new(async move {
             let result = run_placed(&hosts, invocation).await;
-            if let Err(e) = lease.release().await {
+            if let Err(e) = within_deadline("release a lease", lease.release()).await {
                 tracing::warn!("releasing a concurrency lease failed (it expires by itself): {e:#}");
             }
             result
@@ -227,16 +258,13 @@ impl InvokeRouter {
         let limit = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
         if let Some(reserved) = target.reserved {
             let key = format!("{account_id}/{}", target.row.function_name);
-            return self
-                .leases
-                .try_acquire(&key, limit(reserved))
+            return within_deadline("acquire a lease", self.leases.try_acquire(&key, limit(reserved)))
                 .await
                 .map_err(unavailable)?
                 .ok_or_else(|| throttled("ReservedFunctionConcurrentInvocationLimitExceeded"));
         }
         let unreserved = target.account_limit - target.reserved_total;
-        self.leases
-            .try_acquire(account_id, limit(unreserved))
+        within_deadline("acquire a lease", self.leases.try_acquire(account_id, limit(unreserved)))
             .await
             .map_err(unavailable)?
             .ok_or_else(|| throttled("ConcurrentInvocationLimitExceeded"))
@@ -323,18 +351,18 @@ fn unavailable(e: anyhow::Error) -> ApiError {
     ApiError::ServiceUnavailable("The service is temporarily unavailable. Retry the request.".into())
 }
 
-/// The synchronous request an event is run as.
-pub fn event_request(event: Event) -> InvokeRequest {
-    InvokeRequest {
-        account_id: event.account_id,
-        function_name: event.function_name,
-        qualifier: event.qualifier,
+/// The synchronous request an event is run as (an event whose names do not parse is dropped).
+pub fn event_request(event: Event) -> ApiResult<InvokeRequest> {
+    Ok(InvokeRequest {
+        account_id: AccountId::parse(&event.account_id)?,
+        function_name: FunctionName::parse(&event.function_name)?,
+        qualifier: event.qualifier.as_deref().map(Qualifier::parse).transpose()?,
         request_id: event.request_id,
         invocation_type: InvocationType::RequestResponse,
         payload: Bytes::from(event.payload),
         client_context: None,
         tail_log: false,
-    }
+    })
 }
 
 /// How a queued event's attempt ended, for the retry policy: throttles and service errors are

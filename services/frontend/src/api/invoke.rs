@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use lamina_common::{ApiError, ApiResult};
+use lamina_common::{AccountId, ApiError, ApiResult, FunctionName, Qualifier};
 use lamina_invoke_router::{InvocationType, InvokeOutcome, InvokeRequest};
 
 use super::resolve;
@@ -103,9 +103,9 @@ pub async fn invoke(
     let client_context = client_context(&headers)?;
     let tail_log = kind == InvocationType::RequestResponse && header(&headers, "x-amz-log-type") == Some("Tail");
     let req = InvokeRequest {
-        account_id: target.account_id,
-        function_name: target.name,
-        qualifier: target.qualifier,
+        account_id: AccountId::parse(&target.account_id)?,
+        function_name: FunctionName::parse(&target.name)?,
+        qualifier: target.qualifier.as_deref().map(Qualifier::parse).transpose()?,
         request_id,
         invocation_type: kind,
         payload: body,
@@ -146,9 +146,9 @@ pub async fn invoke_async(
     let target = resolve(&state, &principal, &name, None, "InvokeFunction").await?;
     check_payload(&body, InvocationType::Event)?;
     let req = InvokeRequest {
-        account_id: target.account_id,
-        function_name: target.name,
-        qualifier: target.qualifier,
+        account_id: AccountId::parse(&target.account_id)?,
+        function_name: FunctionName::parse(&target.name)?,
+        qualifier: target.qualifier.as_deref().map(Qualifier::parse).transpose()?,
         request_id,
         invocation_type: InvocationType::Event,
         payload: body,
