@@ -156,7 +156,7 @@ impl Fleet {
                 return Ok(hosts.clone());
             }
         }
-        let hosts = self.registry.list().await?;
+        let hosts = crate::within_deadline("list execution hosts", self.registry.list()).await?;
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.clients.retain(|id, _| hosts.iter().any(|h| &h.id == id));
         st.listed = Some((Instant::now(), hosts.clone()));
