@@ -164,10 +164,13 @@ impl Queue {
             created_at: now_ms(),
         };
         match &self.backend {
-            Backend::Sql(sql) => sql.enqueue(&event).await,
-            Backend::Redis(redis) => redis.enqueue(&event).await,
+            Backend::Sql(sql) => sql.enqueue(&event).await.context("enqueue event")?,
+            // A queue that cannot reach Redis is unavailable, not broken: the caller may retry.
+            Backend::Redis(redis) => redis.enqueue(&event).await.map_err(|e| {
+                tracing::warn!("enqueue an event in Redis: {e:#}");
+                ApiError::ServiceUnavailable("The event queue is unavailable. Retry the request.".into())
+            })?,
         }
-        .context("enqueue event")?;
         metrics::counter!("lamina_async_events_accepted_total").increment(1);
         Ok(())
     }
