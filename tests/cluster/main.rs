@@ -9,6 +9,7 @@ mod concurrency;
 mod exec_host_kill;
 mod probe;
 mod redis_restart;
+mod revocation;
 mod router_kill;
 
 use std::sync::LazyLock;

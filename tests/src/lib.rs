@@ -74,6 +74,8 @@ pub struct ClusterProcess {
 pub struct ClusterOptions {
     /// Redis the cluster uses (default: [`redis_url`]).
     pub redis_url: String,
+    /// Frontend processes (sharing the API address).
+    pub frontends: usize,
     /// Invoke-router processes.
     pub routers: usize,
     /// Execution-host processes.
@@ -86,7 +88,14 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        Self { redis_url: redis_url(), routers: 2, exec_hosts: 2, lease_ttl_secs: 3, extra_args: Vec::new() }
+        Self {
+            redis_url: redis_url(),
+            frontends: 1,
+            routers: 2,
+            exec_hosts: 2,
+            lease_ttl_secs: 3,
+            extra_args: Vec::new(),
+        }
     }
 }
 
@@ -97,6 +106,14 @@ impl Server {
             admin_token: running.admin_token.clone(),
             metadata: running.metadata.clone(),
             process: Process::InProcess(running),
+        }
+    }
+
+    /// Pids of the cluster's `service` processes (none in process).
+    pub fn cluster_children(&self, service: &str) -> Vec<u32> {
+        match &self.process {
+            Process::Cluster(c) => c.children(service),
+            Process::InProcess(_) => Vec::new(),
         }
     }
 
@@ -181,7 +198,7 @@ async fn start_cluster(
         .arg(format!("--database-url={database_url}"))
         .arg(format!("--redis-url={}", layout.redis_url))
         .arg(format!("--redis-prefix={prefix}"))
-        .arg("--frontends=1")
+        .arg(format!("--frontends={}", layout.frontends))
         .arg(format!("--routers={}", layout.routers))
         .arg(format!("--exec-hosts={}", layout.exec_hosts))
         .arg(format!("--cpu-quota={}", opts.exec.cpu_quota))
