@@ -11,6 +11,7 @@ mod probe;
 mod redis_restart;
 mod revocation;
 mod router_kill;
+mod shutdown;
 
 use std::sync::LazyLock;
 use std::time::Duration;

@@ -109,6 +109,22 @@ impl Server {
         }
     }
 
+    /// Pid of the `lamina cluster` process (none in process).
+    pub fn cluster_pid(&self) -> Option<u32> {
+        match &self.process {
+            Process::Cluster(c) => c.child.id(),
+            Process::InProcess(_) => None,
+        }
+    }
+
+    /// Waits for the cluster process to exit by itself (after a signal the test sent).
+    pub async fn cluster_exit(&mut self) -> Option<std::process::ExitStatus> {
+        match &mut self.process {
+            Process::Cluster(c) => c.child.wait().await.ok(),
+            Process::InProcess(_) => None,
+        }
+    }
+
     /// Pids of the cluster's `service` processes (none in process).
     pub fn cluster_children(&self, service: &str) -> Vec<u32> {
         match &self.process {
