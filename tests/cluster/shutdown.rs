@@ -36,6 +36,11 @@ async fn an_invocation_in_flight_across_sigterm_completes() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!call.is_finished(), "the call should still be running");
     let pid = env.server.cluster_pid().expect("cluster pid");
+    let children: Vec<u32> = ["frontend", "invoke-router", "exec-host", "async-queue", "code-storage"]
+        .iter()
+        .flat_map(|s| env.server.cluster_children(s))
+        .collect();
+    assert_eq!(children.len(), 5, "one process per service");
     let status = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().expect("kill");
     assert!(status.success());
 
@@ -46,6 +51,7 @@ async fn an_invocation_in_flight_across_sigterm_completes() {
     assert_eq!(body, json!({"done": 1}));
     let exit = tokio::time::timeout(Duration::from_secs(30), env.server.cluster_exit()).await.expect("cluster exits");
     assert!(exit.is_some_and(|s| s.success()), "cluster exit status {exit:?}");
-    assert!(env.server.cluster_children("exec-host").is_empty(), "no child outlives the cluster");
+    let alive: Vec<&u32> = children.iter().filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists()).collect();
+    assert!(alive.is_empty(), "children outlived the cluster: {alive:?}");
     env.stop().await;
 }
