@@ -43,6 +43,5 @@ pub async fn serve(
     let api = AsyncQueueServer::new(Server { queue })
         .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(transport::MAX_MESSAGE_BYTES);
-    transport::server().add_service(api).serve_with_incoming_shutdown(listener, shutdown.cancelled_owned()).await?;
-    Ok(())
+    transport::serve(api, listener, shutdown).await
 }

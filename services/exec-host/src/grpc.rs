@@ -159,8 +159,7 @@ pub async fn serve(
     let api = ExecHostServer::new(Server { host })
         .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(transport::MAX_MESSAGE_BYTES);
-    transport::server().add_service(api).serve_with_incoming_shutdown(listener, shutdown.cancelled_owned()).await?;
-    Ok(())
+    transport::serve(api, listener, shutdown).await
 }
 
 /// An execution host as a router calls it. Cheap to clone.

@@ -35,3 +35,23 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<(tokio_stream::wrappers::T
     let local = listener.local_addr()?;
     Ok((tokio_stream::wrappers::TcpListenerStream::new(listener), local))
 }
+
+/// Serves one gRPC service on `listener` until `shutdown`, then lets in-flight calls finish.
+pub async fn serve<S>(
+    service: S,
+    listener: tokio_stream::wrappers::TcpListenerStream,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()>
+where
+    S: tower::Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
+        + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send + 'static,
+{
+    server().add_service(service).serve_with_incoming_shutdown(listener, shutdown.cancelled_owned()).await?;
+    Ok(())
+}
