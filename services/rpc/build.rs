@@ -6,6 +6,7 @@ const PROTOS: &[&str] = &[
     "lamina/codestorage/v1/code_storage.proto",
     "lamina/router/v1/invoke_router.proto",
     "lamina/queue/v1/async_queue.proto",
+    "lamina/metadata/v1/metadata.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

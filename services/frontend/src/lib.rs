@@ -15,7 +15,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use lamina_code_storage::CodeClient;
 use lamina_invoke_router::RouterClient;
-use lamina_metadata::Metadata;
+use lamina_metadata::MetadataClient;
 
 pub use auth::Principal;
 pub use request_id::RequestId;
@@ -125,7 +125,7 @@ async fn announce_writes(
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub metadata: Metadata,
+    pub metadata: MetadataClient,
     pub code: CodeClient,
     pub secrets: Arc<auth::SecretCache>,
     pub invoker: RouterClient,
@@ -135,7 +135,7 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the state from its parts.
-    pub fn new(config: Config, metadata: Metadata, code: CodeClient, invoker: RouterClient) -> Self {
+    pub fn new(config: Config, metadata: MetadataClient, code: CodeClient, invoker: RouterClient) -> Self {
         Self { config: Arc::new(config), metadata, code, secrets: Arc::default(), invoker, revocations: None }
     }
 

@@ -15,7 +15,7 @@ use lamina_common::names::{function_arn, qualified_arn};
 use lamina_common::{AccountId, ApiError, ApiResult, FunctionName, FunctionSnapshot, Qualifier};
 use lamina_exec_host::{ExecError, Invocation, LogEvent, warm_key};
 use lamina_fleet::leases::{Lease, Leases};
-use lamina_metadata::{FunctionRow, InvokeTarget, Metadata};
+use lamina_metadata::{FunctionRow, InvokeTarget, MetadataClient};
 
 pub use grpc::RouterClient;
 pub use hosts::Hosts;
@@ -69,7 +69,7 @@ pub enum InvokeOutcome {
 /// The invoke router (in-process implementation; the gRPC server in [`grpc`] wraps it).
 #[derive(Clone)]
 pub struct InvokeRouter {
-    metadata: Metadata,
+    metadata: MetadataClient,
     hosts: Hosts,
     region: String,
     leases: Leases,
@@ -96,12 +96,12 @@ pub(crate) async fn within_deadline<T>(what: &str, step: impl Future<Output = an
 
 impl InvokeRouter {
     /// Wires the router to its peers.
-    pub fn new(metadata: Metadata, hosts: Hosts, region: String, leases: Leases, queue: QueueClient) -> Self {
+    pub fn new(metadata: MetadataClient, hosts: Hosts, region: String, leases: Leases, queue: QueueClient) -> Self {
         Self { metadata, hosts, region, leases, queue }
     }
 
     /// The metadata handle (its cache is invalidated by other processes' writes).
-    pub fn metadata(&self) -> &Metadata {
+    pub fn metadata(&self) -> &MetadataClient {
         &self.metadata
     }
 

@@ -27,6 +27,8 @@ pub enum Command {
     Cluster(crate::distributed::ClusterArgs),
     /// Run the public HTTP API (distributed mode).
     Frontend(crate::distributed::FrontendArgs),
+    /// Run the metadata service (distributed mode).
+    Metadata(crate::distributed::MetadataArgs),
     /// Run code storage (distributed mode).
     CodeStorage(crate::distributed::CodeStorageArgs),
     /// Run an invoke router (distributed mode).

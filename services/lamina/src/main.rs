@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Account(cmd) => lamina::cli::run_account(cmd).await,
         Command::Cluster(args) => lamina::distributed::cluster::run(args, wait_for_signal()).await,
         Command::Frontend(args) => lamina::distributed::run_frontend(args, wait_for_signal()).await,
+        Command::Metadata(args) => lamina::distributed::run_metadata(args, wait_for_signal()).await,
         Command::CodeStorage(args) => lamina::distributed::run_code_storage(args, wait_for_signal()).await,
         Command::InvokeRouter(args) => lamina::distributed::run_router(args, wait_for_signal()).await,
         Command::AsyncQueue(args) => lamina::distributed::run_queue(args, wait_for_signal()).await,

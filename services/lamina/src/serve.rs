@@ -205,7 +205,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         .context("start execution host")?;
     let queue = lamina_async_queue::Queue::new(metadata.store().clone(), opts.queue.clone());
     let invoker = lamina_invoke_router::InvokeRouter::new(
-        metadata.clone(),
+        metadata.clone().into(),
         Hosts::Local(HostClient::Local(host.clone())),
         opts.region.clone(),
         Leases::memory(),
@@ -228,7 +228,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         url_key,
         ..lamina_frontend::Config::default()
     };
-    let state = lamina_frontend::AppState::new(config, metadata.clone(), code.into(), invoker.into());
+    let state = lamina_frontend::AppState::new(config, metadata.clone().into(), code.into(), invoker.into());
     let app = lamina_frontend::router(state);
     let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("bind {}", opts.listen))?;
     let addr = listener.local_addr()?;

@@ -2,9 +2,12 @@
 
 pub mod accounts;
 pub mod aliases;
+mod client;
 pub mod concurrency;
+mod convert;
 pub mod crypto;
 pub mod functions;
+pub mod grpc;
 pub mod policies;
 mod read_cache;
 pub mod store;
@@ -14,9 +17,12 @@ use std::sync::Arc;
 
 pub use accounts::{Account, AccountLimits, NewAccount};
 pub use aliases::{AliasPatch, AliasRow, NewAlias, Resolved, RoutingConfig};
+pub use client::{MetadataClient, Remote};
 pub use concurrency::InvokeTarget;
+pub use convert::Invalid;
 pub use crypto::SecretCipher;
 pub use functions::{CodeRef, FunctionPatch, FunctionRow, LatestUpdate, NewFunction, regionless_arn};
+pub use grpc::serve;
 pub use policies::{MAX_POLICY_BYTES, Policy};
 pub use store::Store;
 

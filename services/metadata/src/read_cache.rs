@@ -53,7 +53,8 @@ impl<T: Clone> Map<T> {
     }
 }
 
-/// The cache; one per [`Metadata`](crate::Metadata) handle family (shared by its clones).
+/// The cache; one per [`Metadata`](crate::Metadata) handle family (shared by its clones), and one
+/// per [`MetadataClient::Grpc`](crate::MetadataClient::Grpc) on the caller's side of the wire.
 pub(crate) struct ReadCache {
     generation: AtomicU64,
     targets: Map<InvokeTarget>,

@@ -32,6 +32,11 @@ pub mod lamina {
             tonic::include_proto!("lamina.queue.v1");
         }
     }
+    pub mod metadata {
+        pub mod v1 {
+            tonic::include_proto!("lamina.metadata.v1");
+        }
+    }
 }
 
 /// Code storage's API.
@@ -40,6 +45,8 @@ pub use lamina::codestorage::v1 as codestorage;
 pub use lamina::common::v1 as common;
 /// The execution host's API.
 pub use lamina::exechost::v1 as exechost;
+/// The metadata service's API.
+pub use lamina::metadata::v1 as metadata;
 /// The async queue's API.
 pub use lamina::queue::v1 as queue;
 /// The invoke router's API.

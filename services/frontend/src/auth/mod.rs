@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lamina_common::ApiError;
-use lamina_metadata::Metadata;
+use lamina_metadata::MetadataClient;
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
@@ -44,7 +44,11 @@ pub const SECRET_TOPIC: &str = "secret";
 
 impl SecretCache {
     /// `(account_id, secret)` for a key, from cache or the metadata store.
-    pub async fn lookup(&self, metadata: &Metadata, access_key_id: &str) -> Result<Option<(String, String)>, ApiError> {
+    pub async fn lookup(
+        &self,
+        metadata: &MetadataClient,
+        access_key_id: &str,
+    ) -> Result<Option<(String, String)>, ApiError> {
         if let Ok(map) = self.entries.read()
             && let Some((account, secret, at)) = map.get(access_key_id)
             && at.elapsed() < SECRET_TTL

@@ -47,6 +47,9 @@ pub struct ClusterArgs {
     /// Frontend processes.
     #[arg(long, default_value_t = 2)]
     pub frontends: usize,
+    /// Metadata-service processes.
+    #[arg(long, default_value_t = 1)]
+    pub metadata: usize,
     /// Invoke-router processes.
     #[arg(long, default_value_t = 2)]
     pub routers: usize,
@@ -98,7 +101,10 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
 
 /// Starts the topology, waits for `stop`, then stops the processes front to back.
 pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-    anyhow::ensure!(args.frontends >= 1 && args.routers >= 1 && args.exec_hosts >= 1, "every service needs a process");
+    anyhow::ensure!(
+        args.frontends >= 1 && args.metadata >= 1 && args.routers >= 1 && args.exec_hosts >= 1,
+        "every service needs a process"
+    );
     let secrets = Secrets::load(
         &args.data_dir,
         args.master_key.as_ref().map(Secret::expose),
@@ -124,7 +130,6 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
             .args(extra)
             .env("LAMINA_MASTER_KEY", &secrets.master_b64)
             .env("LAMINA_ADMIN_TOKEN", &secrets.admin_token)
-            .env("LAMINA_DATABASE_URL", args.database_url.expose())
             .env("LAMINA_REDIS_URL", args.redis_url.expose())
             .env("LAMINA_REDIS_PREFIX", &args.redis_prefix)
             .env(CLUSTER_PID, std::process::id().to_string())
@@ -132,12 +137,22 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
+        if service == "metadata" {
+            // Only the metadata service talks to the database.
+            cmd.env("LAMINA_DATABASE_URL", args.database_url.expose());
+        }
         let child = cmd.spawn().with_context(|| format!("start {name}"))?;
         Ok(Proc { name, http, child })
     };
 
     let mut started: Vec<Proc> = Vec::new();
     let result = async {
+        let metadata_addrs: Vec<String> =
+            (0..args.metadata).map(|_| free_addr().map(|a| a.to_string())).collect::<anyhow::Result<_>>()?;
+        for (i, addr) in metadata_addrs.iter().enumerate() {
+            started.push(spawn(format!("metadata-{i}"), "metadata", vec![format!("--grpc-listen={addr}")])?);
+        }
+        let metadata_flag = format!("--metadata={}", metadata_addrs.join(","));
         let code_grpc = free_addr()?;
         started.push(spawn("code-storage".into(), "code-storage", vec![format!("--grpc-listen={code_grpc}")])?);
         for i in 0..args.exec_hosts {
@@ -160,6 +175,7 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
                 format!("--grpc-listen={addr}"),
                 format!("--async-queue={queue_grpc}"),
                 format!("--lease-ttl-secs={}", args.lease_ttl_secs),
+                metadata_flag.clone(),
             ];
             started.push(spawn(format!("invoke-router-{i}"), "invoke-router", extra)?);
         }
@@ -179,6 +195,7 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
                 "--reuse-port".into(),
                 format!("--code-storage={code_grpc}"),
                 format!("--routers={}", router_addrs.join(",")),
+                metadata_flag.clone(),
             ];
             let mut p = spawn(format!("frontend-{i}"), "frontend", extra)?;
             // A frontend serves its health on the shared API address; its own port stays unused.

@@ -18,7 +18,7 @@ use lamina_code_storage::{CodeClient, CodeStorage, ZipLimits};
 use lamina_exec_host::ExecHost;
 use lamina_fleet::{HostInfo, HostRegistry, LeaseConfig, Leases};
 use lamina_invoke_router::{Hosts, InvokeRouter, RouterClient};
-use lamina_metadata::{Metadata, SecretCipher};
+use lamina_metadata::{Metadata, MetadataClient, SecretCipher};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ExecArgs, Secret};
@@ -45,7 +45,7 @@ pub struct CommonArgs {
     pub admin_token: Option<Secret>,
 }
 
-/// Where the shared state lives.
+/// Where the shared state lives (the metadata service's backends).
 #[derive(Debug, Args, Clone)]
 pub struct BackendArgs {
     /// Metadata database (`postgres://…`).
@@ -72,7 +72,10 @@ pub struct FrontendArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]
-    pub backend: BackendArgs,
+    pub redis: RedisArgs,
+    /// gRPC addresses of the metadata services (comma-separated).
+    #[arg(long, env = "LAMINA_METADATA", value_delimiter = ',', required = true)]
+    pub metadata: Vec<String>,
     /// Address of the Lambda and admin API (also `/health` and `/metrics`).
     #[arg(long, env = "LAMINA_LISTEN", default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
@@ -93,6 +96,18 @@ pub struct FrontendArgs {
     pub max_timeout: i64,
 }
 
+/// `lamina metadata`.
+#[derive(Debug, Args, Clone)]
+pub struct MetadataArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// gRPC address.
+    #[arg(long, env = "LAMINA_GRPC_LISTEN", default_value = "127.0.0.1:7101")]
+    pub grpc_listen: SocketAddr,
+}
+
 /// `lamina code-storage`.
 #[derive(Debug, Args, Clone)]
 pub struct CodeStorageArgs {
@@ -109,7 +124,10 @@ pub struct RouterArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]
-    pub backend: BackendArgs,
+    pub redis: RedisArgs,
+    /// gRPC addresses of the metadata services (comma-separated).
+    #[arg(long, env = "LAMINA_METADATA", value_delimiter = ',', required = true)]
+    pub metadata: Vec<String>,
     /// gRPC address.
     #[arg(long, env = "LAMINA_GRPC_LISTEN", default_value = "127.0.0.1:7103")]
     pub grpc_listen: SocketAddr,
@@ -189,7 +207,7 @@ pub async fn run_frontend(args: FrontendArgs, stop: impl Future<Output = ()>) ->
         common.master_key.as_ref().map(Secret::expose),
         common.admin_token.as_ref().map(Secret::expose),
     )?;
-    let metadata = Metadata::connect(args.backend.database_url.expose(), SecretCipher::new(&secrets.master)).await?;
+    let metadata = MetadataClient::connect(&args.metadata)?;
     let code = CodeClient::connect(&args.code_storage, ZipLimits::default())?;
     let invoker = RouterClient::connect(&args.routers)?;
     let runtimes = runtimes_of(&invoker).await;
@@ -202,11 +220,10 @@ pub async fn run_frontend(args: FrontendArgs, stop: impl Future<Output = ()>) ->
         url_key: secrets.url_key,
         ..lamina_frontend::Config::default()
     };
-    let subscription =
-        lamina_fleet::subscribe(args.backend.redis.redis_url.expose(), &args.backend.redis.redis_prefix).await?;
+    let subscription = lamina_fleet::subscribe(args.redis.redis_url.expose(), &args.redis.redis_prefix).await?;
     let invalidator = lamina_fleet::Invalidator::new(
-        lamina_fleet::connect(args.backend.redis.redis_url.expose()).await?,
-        &args.backend.redis.redis_prefix,
+        lamina_fleet::connect(args.redis.redis_url.expose()).await?,
+        &args.redis.redis_prefix,
     );
     let state =
         lamina_frontend::AppState::new(config, metadata, code, invoker).with_revocations(subscription, invalidator);
@@ -263,6 +280,23 @@ fn listen(addr: SocketAddr, reuse_port: bool) -> anyhow::Result<tokio::net::TcpL
     Ok(socket.listen(1024)?)
 }
 
+/// `lamina metadata`: accounts, functions, aliases and policies over gRPC, on Postgres.
+pub async fn run_metadata(args: MetadataArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let metadata = metadata(&args.common, &args.backend).await?;
+    // Another replica's writes make this one's cached reads stale too.
+    follow_metadata_writes(metadata.clone().into(), &args.backend.redis).await?;
+    let (incoming, addr) = lamina_rpc::transport::bind(args.grpc_listen).await?;
+    let shutdown = CancellationToken::new();
+    let status = Status::serve("metadata", args.common.http_listen, addr, shutdown.clone()).await?;
+    let engine = metadata.engine();
+    let server = tokio::spawn(lamina_metadata::serve(metadata, incoming, shutdown.clone()));
+    status.ready(move || serde_json::json!({ "engine": engine }));
+    tracing::info!(%addr, engine, "metadata is ready");
+    stop.await;
+    shutdown.cancel();
+    server.await.context("join gRPC server")?
+}
+
 /// `lamina code-storage`: packages by digest over gRPC.
 pub async fn run_code_storage(args: CodeStorageArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     let storage = CodeStorage::open(args.common.data_dir.join("blobs"), ZipLimits::default())?;
@@ -278,19 +312,16 @@ pub async fn run_code_storage(args: CodeStorageArgs, stop: impl Future<Output = 
 
 /// `lamina invoke-router`: places invocations on the registered execution hosts.
 pub async fn run_router(args: RouterArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let metadata = metadata(&args.common, &args.backend).await?;
-    let redis = lamina_fleet::connect(args.backend.redis.redis_url.expose()).await?;
-    let registry = HostRegistry::new(redis.clone(), &args.backend.redis.redis_prefix, HOST_TTL);
+    let metadata = MetadataClient::connect(&args.metadata)?;
+    let redis = lamina_fleet::connect(args.redis.redis_url.expose()).await?;
+    let registry = HostRegistry::new(redis.clone(), &args.redis.redis_prefix, HOST_TTL);
     let leases = Leases::redis(
         redis,
-        LeaseConfig {
-            prefix: args.backend.redis.redis_prefix.clone(),
-            ttl: Duration::from_secs(args.lease_ttl_secs.max(1)),
-        },
+        LeaseConfig { prefix: args.redis.redis_prefix.clone(), ttl: Duration::from_secs(args.lease_ttl_secs.max(1)) },
     );
     let queue = lamina_async_queue::QueueClient::connect(&args.async_queue)?;
     let router = InvokeRouter::new(metadata, Hosts::fleet(registry), args.common.region.clone(), leases, queue);
-    follow_metadata_writes(router.metadata().clone(), &args.backend).await?;
+    follow_metadata_writes(router.metadata().clone(), &args.redis).await?;
     let (incoming, addr) = lamina_rpc::transport::bind(args.grpc_listen).await?;
     let shutdown = CancellationToken::new();
     let status = Status::serve("invoke-router", args.common.http_listen, addr, shutdown.clone()).await?;
@@ -302,9 +333,8 @@ pub async fn run_router(args: RouterArgs, stop: impl Future<Output = ()>) -> any
 }
 
 /// Drops cached metadata reads whenever a frontend announces a write.
-async fn follow_metadata_writes(metadata: Metadata, backend: &BackendArgs) -> anyhow::Result<()> {
-    let mut subscription =
-        lamina_fleet::subscribe(backend.redis.redis_url.expose(), &backend.redis.redis_prefix).await?;
+async fn follow_metadata_writes(metadata: MetadataClient, redis: &RedisArgs) -> anyhow::Result<()> {
+    let mut subscription = lamina_fleet::subscribe(redis.redis_url.expose(), &redis.redis_prefix).await?;
     tokio::spawn(async move {
         while let Some(message) = subscription.recv().await {
             match message {
