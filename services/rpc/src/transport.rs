@@ -31,9 +31,25 @@ pub fn server() -> tonic::transport::Server {
 
 /// Binds `addr` (port 0 picks one) for a gRPC server; returns the listener and its address.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<(tokio_stream::wrappers::TcpListenerStream, SocketAddr)> {
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("bind gRPC {addr}"))?;
+    let listener = listener(addr).with_context(|| format!("bind gRPC {addr}"))?;
     let local = listener.local_addr()?;
     Ok((tokio_stream::wrappers::TcpListenerStream::new(listener), local))
+}
+
+/// `true` in the children of `lamina cluster` (and `--reuse-port` of a frontend): listeners set
+/// SO_REUSEPORT. The cluster holds each port it hands out bound (never listening) with
+/// SO_REUSEPORT, so no other process can take the port between the pick and the child's bind.
+pub const REUSE_PORT_ENV: &str = "LAMINA_REUSE_PORT";
+
+/// A listening socket on `addr`; joins the cluster's reservation of the port when it has one.
+pub fn listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    if std::env::var(REUSE_PORT_ENV).is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes")) {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// Serves one gRPC service on `listener` until `shutdown`, then lets in-flight calls finish.

@@ -94,9 +94,21 @@ struct Proc {
     child: Child,
 }
 
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("pick a free port")?;
-    Ok(l.local_addr()?)
+/// Ports handed to children, each held bound (never listening) with SO_REUSEPORT for the cluster's
+/// life, so that no other process takes one between the pick and the child's own bind (the child
+/// joins the reservation: see `lamina_rpc::transport::listener`).
+#[derive(Default)]
+struct Reservations(std::sync::Mutex<Vec<tokio::net::TcpSocket>>);
+
+impl Reservations {
+    fn free_addr(&self) -> anyhow::Result<SocketAddr> {
+        let socket = tokio::net::TcpSocket::new_v4().context("reserve a port")?;
+        socket.set_reuseport(true)?;
+        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).context("reserve a port")?;
+        let addr = socket.local_addr()?;
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(socket);
+        Ok(addr)
+    }
 }
 
 /// Starts the topology, waits for `stop`, then stops the processes front to back.
@@ -118,6 +130,8 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
     let logs = args.data_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("create {}", logs.display()))?;
     let exe = std::env::current_exe().context("find the lamina binary")?;
+    let ports = Reservations::default();
+    let free_addr = || ports.free_addr();
     let spawn = |name: String, service: &str, extra: Vec<String>| -> anyhow::Result<Proc> {
         let http = free_addr()?;
         let dir = args.data_dir.join(&name);
@@ -133,6 +147,7 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
             .env("LAMINA_REDIS_URL", args.redis_url.expose())
             .env("LAMINA_REDIS_PREFIX", &args.redis_prefix)
             .env(CLUSTER_PID, std::process::id().to_string())
+            .env(lamina_rpc::transport::REUSE_PORT_ENV, "true")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

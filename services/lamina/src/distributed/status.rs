@@ -48,7 +48,7 @@ impl Status {
             .route("/health", get(health_of))
             .route("/metrics", get(|| async { lamina_frontend::prometheus().render() }))
             .with_state(status.clone());
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?;
+        let listener = lamina_rpc::transport::listener(addr).with_context(|| format!("bind {addr}"))?;
         tracing::info!(service, http = %listener.local_addr()?, %grpc, "serving health and metrics");
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
