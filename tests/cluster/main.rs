@@ -7,6 +7,7 @@
 
 mod concurrency;
 mod exec_host_kill;
+mod postgres_restart;
 mod probe;
 mod redis_restart;
 mod revocation;

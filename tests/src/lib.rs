@@ -84,6 +84,9 @@ pub struct ClusterOptions {
     pub lease_ttl_secs: u64,
     /// More `lamina cluster` flags, e.g. `--sandbox-allow-host-ports=18000`.
     pub extra_args: Vec<String>,
+    /// Base URL (`postgres://user@host:port`) of the Postgres server the test database is created
+    /// on (default: [`postgres_base`]), e.g. a server private to the test.
+    pub postgres_base: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -95,6 +98,7 @@ impl Default for ClusterOptions {
             exec_hosts: 2,
             lease_ttl_secs: 3,
             extra_args: Vec::new(),
+            postgres_base: None,
         }
     }
 }
@@ -267,6 +271,8 @@ pub struct TestEnv {
     pub data_dir: tempfile::TempDir,
     pub region: String,
     database: Option<String>,
+    /// Base URL of the Postgres server holding `database`.
+    postgres_base: String,
     opts: ServeOptions,
 }
 
@@ -307,8 +313,9 @@ impl TestEnv {
         // Retries of failed Event invocations after 0.2 s instead of minutes.
         opts.queue.retry_delays = vec![Duration::from_millis(200), Duration::from_millis(200)];
         let mut database = None;
+        let postgres_base = layout.postgres_base.clone().unwrap_or_else(postgres_base);
         if backend != Backend::Sqlite {
-            match create_database().await {
+            match create_database(&postgres_base).await {
                 Ok((url, name)) => {
                     opts.database_url = Some(url);
                     database = Some(name);
@@ -328,7 +335,7 @@ impl TestEnv {
             }
             _ => Server::in_process(lamina::serve::start(opts.clone()).await.expect("start lamina")),
         };
-        Some(Self { server, backend, data_dir, region, database, opts })
+        Some(Self { server, backend, data_dir, region, database, postgres_base, opts })
     }
 
     /// Stops the server and starts a new one on the same data dir and database (a process restart).
@@ -474,7 +481,7 @@ impl TestEnv {
     pub async fn stop(self) {
         self.server.stop().await.expect("server stopped cleanly");
         if let Some(db) = self.database
-            && let Ok(mut conn) = admin_connection().await
+            && let Ok(mut conn) = admin_connection(&self.postgres_base).await
         {
             let _ = sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists \"{db}\" with (force)")))
                 .execute(&mut conn)
@@ -483,23 +490,23 @@ impl TestEnv {
     }
 }
 
-async fn admin_connection() -> anyhow::Result<sqlx::PgConnection> {
+async fn admin_connection(base: &str) -> anyhow::Result<sqlx::PgConnection> {
     use sqlx::Connection as _;
-    let url = format!("{}/postgres", postgres_base());
+    let url = format!("{base}/postgres");
     tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&url))
         .await
         .context("connect to postgres: timed out")?
         .context("connect to postgres")
 }
 
-async fn create_database() -> anyhow::Result<(String, String)> {
-    let mut conn = admin_connection().await?;
+async fn create_database(base: &str) -> anyhow::Result<(String, String)> {
+    let mut conn = admin_connection(base).await?;
     let name = format!("lamina_test_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(sqlx::AssertSqlSafe(format!("create database \"{name}\"")))
         .execute(&mut conn)
         .await
         .context("create test database")?;
-    Ok((format!("{}/{name}", postgres_base()), name))
+    Ok((format!("{base}/{name}"), name))
 }
 
 fn init_logging() {
