@@ -1,8 +1,6 @@
 //! Redis going away and coming back under a running cluster.
 //!
-//! Postgres is not restarted here: the suite shares one Postgres server, and restarting it would
-//! break every other test running against it. (A private `initdb` + `pg_ctl` server would do, at
-//! the cost of several seconds per run; not done yet.)
+//! Postgres going away is `postgres_restart.rs`, on a private server of its own.
 
 use std::time::Duration;
 

@@ -120,12 +120,20 @@ pub async fn create(
     let row = match created {
         Ok(row) => row,
         Err(err) => {
-            release_code(&state, &[stored.sha256_hex]).await;
+            release_unless_unavailable(&state, &err, stored.sha256_hex).await;
             return Err(err);
         }
     };
     state.code.ensure(&stored.sha256_hex, &zip).await?;
     Ok((StatusCode::CREATED, Json(configuration(&state.config.region, &row, false))))
+}
+
+/// After a failed write: releases the package just stored, unless metadata itself is failing (then
+/// the reference check would only wait out the same outage; the blob stays until a later release).
+async fn release_unless_unavailable(state: &AppState, err: &ApiError, sha: String) {
+    if !err.status().is_server_error() {
+        release_code(state, &[sha]).await;
+    }
 }
 
 /// Deletes blobs that no stored version refers to any more.
@@ -336,7 +344,7 @@ pub async fn update_code(
     let updated = match result {
         Ok(updated) => updated,
         Err(err) => {
-            release_code(&state, &[stored.sha256_hex]).await;
+            release_unless_unavailable(&state, &err, stored.sha256_hex).await;
             return Err(in_region(err, &state.config.region));
         }
     };
