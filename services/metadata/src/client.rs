@@ -346,7 +346,7 @@ impl MetadataClient {
     }
 
     /// Deletes one published version and its policy; returns its code digest.
-    pub async fn delete_version(&self, account_id: &str, name: &str, v: &str) -> ApiResult<String> {
+    pub async fn delete_version(&self, account_id: &str, name: &str, v: &str) -> ApiResult<Vec<String>> {
         match self {
             Self::Local(m) => m.delete_version(account_id, name, v).await,
             Self::Grpc(r) => Ok(rpc!(write r, delete_version, version(account_id, name, v))?.code_sha256),

@@ -101,7 +101,8 @@ impl FunctionPatch {
 pub struct LatestUpdate {
     /// `$LATEST` as stored now.
     pub row: FunctionRow,
-    /// The digest `$LATEST` referred to before, when the update replaced it (its blob may now be unused).
+    /// The digest `$LATEST` referred to before, when the update replaced it and nothing refers to
+    /// it any more (code storage may delete its blob).
     pub replaced_code_sha256: Option<String>,
 }
 
@@ -171,6 +172,28 @@ macro_rules! ensure_storage {
     }};
 }
 pub(crate) use ensure_storage;
+
+/// The digests of `shas` that no version of any function refers to any more, read inside the
+/// transaction that removed the references, so code storage deletes exactly those.
+macro_rules! unreferenced {
+    ($tx:ident, $shas:expr) => {{
+        let mut shas: Vec<String> = $shas;
+        shas.sort_unstable();
+        shas.dedup();
+        let mut gone = Vec::new();
+        for sha in shas {
+            let n: i64 = sqlx::query_scalar("select count(*) from function_versions where code_sha256 = $1")
+                .bind(&sha)
+                .fetch_one(&mut *$tx)
+                .await
+                .context("count code references")?;
+            if n == 0 {
+                gone.push(sha);
+            }
+        }
+        gone
+    }};
+}
 
 impl Metadata {
     /// Total CodeSize over every stored version of the account, and its number of functions.
@@ -294,13 +317,14 @@ impl Metadata {
             next.revision_id = new_revision();
             next.last_modified = now_ms();
             bind_row(sqlx::query(update), &next).execute(&mut *tx).await.context("update function")?;
-            let replaced_code_sha256 = (next.code_sha256 != current.code_sha256).then_some(current.code_sha256);
+            let replaced = if next.code_sha256 != current.code_sha256 { vec![current.code_sha256] } else { Vec::new() };
+            let replaced_code_sha256 = unreferenced!(tx, replaced).pop();
             LatestUpdate { row: next, replaced_code_sha256 }
         });
         Ok(updated)
     }
 
-    /// Deletes a function with all its versions; returns the code digests it referenced.
+    /// Deletes a function with all its versions; returns the code digests nothing refers to any more.
     pub async fn delete_function(&self, account_id: &str, name: &str) -> ApiResult<Vec<String>> {
         let _invalidates = self.cache.writing();
         let shas: Vec<String> = in_tx!(&self.store, tx, locks => {
@@ -323,14 +347,15 @@ impl Metadata {
                           "delete from function_concurrency where account_id = $1 and function_name = $2"] {
                 sqlx::query(table).bind(account_id).bind(name).execute(&mut *tx).await.context("delete function children")?;
             }
-            shas
+            unreferenced!(tx, shas)
         });
         Ok(shas)
     }
 
     /// Deletes one published version and its policy, in one transaction, unless an alias points
-    /// to it (as its primary version or in its routing weights); returns its code digest.
-    pub async fn delete_version(&self, account_id: &str, name: &str, version: &str) -> ApiResult<String> {
+    /// to it (as its primary version or in its routing weights); returns its code digest when
+    /// nothing refers to it any more.
+    pub async fn delete_version(&self, account_id: &str, name: &str, version: &str) -> ApiResult<Vec<String>> {
         if version == LATEST {
             return Err(ApiError::InvalidParameterValue(
                 "$LATEST version cannot be deleted without deleting the function.".into(),
@@ -363,7 +388,7 @@ impl Metadata {
                 .bind(account_id).bind(name).bind(version).execute(&mut *tx).await.context("delete version")?;
             sqlx::query("delete from policies where account_id = $1 and function_name = $2 and qualifier = $3")
                 .bind(account_id).bind(name).bind(version).execute(&mut *tx).await.context("delete version policy")?;
-            sha
+            unreferenced!(tx, vec![sha])
         });
         Ok(sha)
     }

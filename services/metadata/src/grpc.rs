@@ -112,11 +112,11 @@ impl Api for Server {
         ok(proto::CodeDigests { code_sha256 })
     }
 
-    async fn delete_version(&self, r: Request<proto::VersionRequest>) -> Reply<proto::CodeDigest> {
+    async fn delete_version(&self, r: Request<proto::VersionRequest>) -> Reply<proto::CodeDigests> {
         let r = r.into_inner();
         let code_sha256 =
             self.metadata.delete_version(&r.account_id, &r.function_name, &r.version).await.map_err(to_status)?;
-        ok(proto::CodeDigest { code_sha256 })
+        ok(proto::CodeDigests { code_sha256 })
     }
 
     async fn code_referenced(&self, r: Request<proto::CodeDigest>) -> Reply<Flag> {

@@ -51,6 +51,7 @@ engine_tests!(
     update_latest_applies_a_patch_under_its_guards,
     concurrent_code_updates_stay_within_the_storage_quota,
     delete_version_reads_alias_routing,
+    only_digests_nothing_refers_to_are_released,
     alias_rules_and_messages,
 );
 
@@ -333,8 +334,8 @@ async fn delete_version_reads_alias_routing(md: Metadata) {
     assert!(md.get_policy(&acct, "f", "11").await.expect("get").is_some(), "the refused delete kept the policy");
     let primary = md.delete_version(&acct, "f", "10").await.expect_err("primary version");
     assert_eq!(message(primary).0, "ResourceConflict");
-    assert_eq!(md.delete_version(&acct, "f", "1").await.expect("1 is not 11 or 10"), "v1");
-    assert_eq!(md.delete_version(&acct, "f", "2").await.expect("unreferenced"), "v2");
+    assert_eq!(md.delete_version(&acct, "f", "1").await.expect("1 is not 11 or 10"), vec!["v1".to_string()]);
+    assert_eq!(md.delete_version(&acct, "f", "2").await.expect("unreferenced"), vec!["v2".to_string()]);
     let missing = md.delete_version(&acct, "f", "2").await.expect_err("already gone");
     assert_eq!(message(missing).1, format!("Function not found: arn:aws:lambda::{acct}:function:f:2"));
 
@@ -349,6 +350,22 @@ async fn delete_version_reads_alias_routing(md: Metadata) {
     .expect("drop routing");
     md.delete_version(&acct, "f", "11").await.expect("no longer referenced");
     assert!(md.get_policy(&acct, "f", "11").await.expect("get").is_none(), "its policy went with it");
+}
+
+async fn only_digests_nothing_refers_to_are_released(md: Metadata) {
+    let acct = account(&md, None).await;
+    let other = account(&md, None).await;
+    md.create_function(&acct, function("f", "shared", 10), true).await.expect("create f + version 1");
+    md.create_function(&other, function("g", "shared", 10), false).await.expect("another account, same package");
+    // f: $LATEST moves to new code; version 1 and g still hold the old digest.
+    let moved = md.update_latest(&acct, "f", code("fresh", 10), None).await.expect("update code");
+    assert_eq!(moved.replaced_code_sha256, None, "version 1 still refers to it");
+    assert_eq!(md.delete_version(&acct, "f", "1").await.expect("delete 1"), Vec::<String>::new(), "g refers to it");
+    let gone = md.delete_function(&other, "g").await.expect("delete g");
+    assert_eq!(gone, vec!["shared".to_string()], "the last reference went with g");
+    let back = md.update_latest(&acct, "f", code("other", 10), None).await.expect("update again");
+    assert_eq!(back.replaced_code_sha256.as_deref(), Some("fresh"), "nothing else refers to it");
+    assert_eq!(md.delete_function(&acct, "f").await.expect("delete f"), vec!["other".to_string()]);
 }
 
 async fn alias_rules_and_messages(md: Metadata) {

@@ -136,7 +136,17 @@ async fn release_unless_unavailable(state: &AppState, err: &ApiError, sha: Strin
     }
 }
 
-/// Deletes blobs that no stored version refers to any more.
+/// Deletes the blobs metadata reported unreferenced in the transaction that dropped their last
+/// reference. A concurrent CreateFunction of the same package re-writes its blob (`ensure`).
+async fn delete_blobs(state: &AppState, shas: &[String]) {
+    for sha in shas {
+        if let Err(err) = state.code.delete(sha).await {
+            tracing::warn!(sha, error = %err, "delete unreferenced blob");
+        }
+    }
+}
+
+/// Deletes a just-stored blob after a failed write, unless another version refers to it.
 async fn release_code(state: &AppState, shas: &[String]) {
     for sha in shas {
         match state.metadata.code_referenced(sha).await {
@@ -350,7 +360,7 @@ pub async fn update_code(
     };
     state.code.ensure(&stored.sha256_hex, &zip).await?;
     if let Some(old_sha) = updated.replaced_code_sha256 {
-        release_code(&state, &[old_sha]).await;
+        delete_blobs(&state, &[old_sha]).await;
     }
     let row = publish_if(&state, &target, req.publish, updated.row).await?;
     Ok(Json(configuration(&state.config.region, &row, false)))
@@ -376,19 +386,17 @@ pub async fn delete(
                 "$LATEST version cannot be deleted without deleting the function.".into(),
             ));
         }
-        Some(q) if q.bytes().all(|b| b.is_ascii_digit()) => vec![
-            state
-                .metadata
-                .delete_version(&target.account_id, &target.name, q)
-                .await
-                .map_err(|e| in_region(e, &state.config.region))?,
-        ],
+        Some(q) if q.bytes().all(|b| b.is_ascii_digit()) => state
+            .metadata
+            .delete_version(&target.account_id, &target.name, q)
+            .await
+            .map_err(|e| in_region(e, &state.config.region))?,
         Some(_) => {
             return Err(ApiError::InvalidParameterValue(
                 "Deletion of aliases is not supported; use DeleteAlias.".into(),
             ));
         }
     };
-    release_code(&state, &shas).await;
+    delete_blobs(&state, &shas).await;
     Ok(StatusCode::NO_CONTENT)
 }
