@@ -1,7 +1,6 @@
 //! The one error type every API path returns, and its AWS wire shape.
 
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use http::StatusCode;
 
 /// An error as an AWS SDK sees it: `x-amzn-ErrorType`, HTTP status and message.
 #[derive(Debug, thiserror::Error)]
@@ -120,8 +119,10 @@ pub fn violation(value: &str, member: &str, constraint: &str) -> String {
     format!("Value '{value}' at '{member}' failed to satisfy constraint: {constraint}")
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+/// The HTTP answer (only the frontend builds one, so only it enables the `axum` feature).
+#[cfg(feature = "axum")]
+impl axum::response::IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
         let status = self.status();
         let message = match &self {
             Self::Internal(err) => {
@@ -136,7 +137,7 @@ impl IntoResponse for ApiError {
             body["Reason"] = serde_json::Value::from(*reason);
         }
         let mut response = (status, axum::Json(body)).into_response();
-        response.headers_mut().insert("x-amzn-ErrorType", HeaderValue::from_static(self.error_type()));
+        response.headers_mut().insert("x-amzn-ErrorType", http::HeaderValue::from_static(self.error_type()));
         response
     }
 }
