@@ -101,6 +101,16 @@ impl Client {
         self.sign(Method::POST, path, body, &[("content-type", "application/json")])
     }
 
+    /// An asynchronous (`X-Amz-Invocation-Type: Event`) Invoke of `name`; answered 202 once queued.
+    pub fn presigned_event(&self, name: &str, body: &[u8]) -> anyhow::Result<Signed> {
+        self.sign(
+            Method::POST,
+            &format!("/2015-03-31/functions/{name}/invocations"),
+            body,
+            &[("content-type", "application/json"), ("x-amz-invocation-type", "Event")],
+        )
+    }
+
     async fn send(&self, s: &Signed) -> anyhow::Result<(u16, Bytes)> {
         let mut req = http::Request::builder().method(s.method.clone()).uri(s.uri.clone());
         if let Some(h) = req.headers_mut() {
@@ -149,27 +159,39 @@ impl Client {
     /// `concurrency` connections sending `request` back to back for `duration`.
     pub async fn hammer(&self, request: Signed, concurrency: usize, duration: Duration) -> anyhow::Result<Stats> {
         let deadline = Instant::now() + duration;
-        self.workers(request, concurrency, move |_| Instant::now() < deadline).await
+        self.workers(vec![request], concurrency, move |_| Instant::now() < deadline).await
     }
 
     /// `total` sends of `request` spread over `concurrency` workers.
     pub async fn fixed_count(&self, request: Signed, concurrency: usize, total: usize) -> anyhow::Result<Stats> {
-        let per = total.div_ceil(concurrency.max(1));
-        self.workers(request, concurrency, move |sent| sent < per).await
+        self.fixed_count_each(vec![request], concurrency, total).await
     }
 
-    /// Runs `concurrency` workers, each sending while `more(sent so far)` holds.
+    /// `total` sends spread over `concurrency` workers, worker `i` sending `requests[i % len]`.
+    pub async fn fixed_count_each(
+        &self,
+        requests: Vec<Signed>,
+        concurrency: usize,
+        total: usize,
+    ) -> anyhow::Result<Stats> {
+        let per = total.div_ceil(concurrency.max(1));
+        self.workers(requests, concurrency, move |sent| sent < per).await
+    }
+
+    /// Runs `concurrency` workers, worker `i` sending `requests[i % len]` while `more(sent so far)`
+    /// holds.
     async fn workers(
         &self,
-        request: Signed,
+        requests: Vec<Signed>,
         concurrency: usize,
         more: impl Fn(usize) -> bool + Copy + Send + 'static,
     ) -> anyhow::Result<Stats> {
-        let request = Arc::new(request);
+        anyhow::ensure!(!requests.is_empty(), "no request to send");
+        let requests: Vec<_> = requests.into_iter().map(Arc::new).collect();
         let started = Instant::now();
         let tasks: Vec<_> = (0..concurrency.max(1))
-            .map(|_| {
-                let (client, request) = (self.clone(), request.clone());
+            .map(|i| {
+                let (client, request) = (self.clone(), requests[i % requests.len()].clone());
                 tokio::spawn(async move {
                     let mut stats = Stats::default();
                     let mut sent = 0;

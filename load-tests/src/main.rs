@@ -3,6 +3,7 @@
 
 mod client;
 mod direct;
+mod procs;
 mod queue;
 mod stats;
 
@@ -35,6 +36,10 @@ enum Command {
         concurrency: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Pid of the server (`lamina serve` or `lamina cluster`): also report the CPU time per
+        /// request of it and of each kind of process below it.
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
     /// CreateFunction with a zip of the given size (incompressible content).
     Create {
@@ -57,9 +62,33 @@ enum Command {
         /// MemorySize of the function (CPU share follows it when the server caps CPU).
         #[arg(long, default_value_t = 128)]
         memory: u32,
-        /// Pid of the `lamina serve` process: also report its CPU time per invocation.
+        /// Pid of the server (`lamina serve` or `lamina cluster`): also report the CPU time per
+        /// invocation of it and of each kind of process below it (cluster services, runtimes).
         #[arg(long)]
         server_pid: Option<u32>,
+        /// Identical functions the clients are spread over (client i invokes function i mod N):
+        /// with one function every sandbox of the run belongs to one function version, which a
+        /// cluster's routers place on one preferred execution host.
+        #[arg(long, default_value_t = 1)]
+        functions: usize,
+    },
+    /// Event (asynchronous) invokes of a no-op function through the API: how fast they are
+    /// accepted (HTTP 202), and with `--drain-redis-url` how long until the queue has run them.
+    Events {
+        #[arg(long, default_value_t = 20000)]
+        requests: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Pid of the server: also report CPU time per event of its process tree.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Redis of a cluster's queue: after the run, wait until it is empty and report how long
+        /// the events took to run.
+        #[arg(long)]
+        drain_redis_url: Option<String>,
+        /// The cluster's `--redis-prefix`.
+        #[arg(long, default_value = "lamina")]
+        drain_redis_prefix: String,
     },
     /// `Queue::redis` enqueue throughput: concurrent enqueuers straight to Redis (no server).
     EnqueueRedis {
@@ -94,10 +123,16 @@ async fn main() -> anyhow::Result<()> {
     let creds = Creds::from_file(&cli.credentials)?;
     let client = Client::new(&cli.endpoint, creds)?;
     match cli.command {
-        Command::GetConfig { concurrency, seconds } => get_config(&client, concurrency, seconds).await,
+        Command::GetConfig { concurrency, seconds, server_pid } => {
+            get_config(&client, concurrency, seconds, server_pid).await
+        }
         Command::Create { zip_mb, requests, concurrency } => create(&client, zip_mb, requests, concurrency).await,
-        Command::Warm { runtime, requests, concurrency, memory, server_pid } => {
-            warm(&client, &runtime, requests, concurrency, memory, server_pid).await
+        Command::Warm { runtime, requests, concurrency, memory, server_pid, functions } => {
+            warm(&client, &WarmRun { runtime, requests, concurrency, memory, server_pid, functions }).await
+        }
+        Command::Events { requests, concurrency, server_pid, drain_redis_url, drain_redis_prefix } => {
+            let drain = drain_redis_url.map(|url| (url, drain_redis_prefix));
+            queue::events(&client, requests, concurrency, server_pid, drain).await
         }
         Command::Cold { runtime, count, memory } => cold(&client, &runtime, count, memory).await,
         Command::EnqueueRedis { .. } => unreachable!("handled before reading credentials"),
@@ -113,17 +148,27 @@ fn handler(runtime: &str) -> &'static str {
     if runtime.starts_with("python") { "lambda_function.handler" } else { "index.handler" }
 }
 
-async fn ensure_function(client: &Client, name: &str, runtime: &str, body: &str, memory: u32) -> anyhow::Result<()> {
+pub(crate) async fn ensure_function(
+    client: &Client,
+    name: &str,
+    runtime: &str,
+    body: &str,
+    memory: u32,
+) -> anyhow::Result<()> {
     let _ = client.delete_function(name).await;
     client.create_function(name, runtime, handler(runtime), &function_zip(runtime, body), memory).await
 }
 
-async fn get_config(client: &Client, concurrency: usize, seconds: u64) -> anyhow::Result<()> {
+async fn get_config(client: &Client, concurrency: usize, seconds: u64, server_pid: Option<u32>) -> anyhow::Result<()> {
     let name = "bench-get-config";
     ensure_function(client, name, "python3.11", "def handler(e, c):\n    return e\n", 128).await?;
     let request = client.presigned_get(&format!("/2015-03-31/functions/{name}/configuration"))?;
+    let before = server_pid.map(procs::Snapshot::take);
     let stats = client.hammer(request, concurrency, Duration::from_secs(seconds)).await?;
     println!("GetFunctionConfiguration, {concurrency} connections, {seconds} s: {}", stats.summary());
+    if let Some(before) = before {
+        before.report_since(stats.count());
+    }
     Ok(())
 }
 
@@ -164,7 +209,7 @@ async fn create(client: &Client, zip_mb: usize, requests: usize, concurrency: us
     Ok(())
 }
 
-fn noop_body(runtime: &str) -> &'static str {
+pub(crate) fn noop_body(runtime: &str) -> &'static str {
     if runtime.starts_with("python") {
         "def handler(event, context):\n    return None\n"
     } else {
@@ -172,36 +217,34 @@ fn noop_body(runtime: &str) -> &'static str {
     }
 }
 
-/// CPU time of a process so far, all its threads (first field of each task's `schedstat`, in ns).
-fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
-    let mut total = 0u64;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let stat = std::fs::read_to_string(task?.path().join("schedstat")).unwrap_or_default();
-        total += stat.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
-    }
-    Ok(Duration::from_nanos(total))
-}
-
-async fn warm(
-    client: &Client,
-    runtime: &str,
+/// One `warm` measurement.
+struct WarmRun {
+    runtime: String,
     requests: usize,
     concurrency: usize,
     memory: u32,
     server_pid: Option<u32>,
-) -> anyhow::Result<()> {
-    let name = format!("bench-warm-{}", runtime.replace('.', "-"));
-    ensure_function(client, &name, runtime, noop_body(runtime), memory).await?;
-    client.invoke(&name, b"{}").await?;
-    let request = client.presigned_post(&format!("/2015-03-31/functions/{name}/invocations"), b"{}")?;
+    functions: usize,
+}
+
+async fn warm(client: &Client, run: &WarmRun) -> anyhow::Result<()> {
+    let WarmRun { ref runtime, requests, concurrency, memory, server_pid, functions } = *run;
+    let base = format!("bench-warm-{}", runtime.replace('.', "-"));
+    let mut signed = Vec::new();
+    for k in 0..functions.max(1) {
+        let name = if functions <= 1 { base.clone() } else { format!("{base}-{k}") };
+        ensure_function(client, &name, runtime, noop_body(runtime), memory).await?;
+        client.invoke(&name, b"{}").await?;
+        signed.push(client.presigned_post(&format!("/2015-03-31/functions/{name}/invocations"), b"{}")?);
+    }
     // One sandbox per client is started (and warmed) before the timed run.
-    client.fixed_count(request.clone(), concurrency, concurrency * 50).await?;
-    let cpu_before = server_pid.map(cpu_time).transpose()?;
-    let lamina = client.fixed_count(request, concurrency, requests).await?;
-    println!("Warm invoke through Lamina ({runtime}, {concurrency} concurrent): {}", lamina.summary());
-    if let (Some(pid), Some(before)) = (server_pid, cpu_before) {
-        let used = cpu_time(pid)?.saturating_sub(before);
-        println!("Server CPU per invocation: {:.0} us", used.as_secs_f64() * 1e6 / requests.max(1) as f64);
+    client.fixed_count_each(signed.clone(), concurrency, concurrency * 50).await?;
+    let before = server_pid.map(procs::Snapshot::take);
+    let lamina = client.fixed_count_each(signed, concurrency, requests).await?;
+    let spread = if functions > 1 { format!(", over {functions} functions") } else { String::new() };
+    println!("Warm invoke through Lamina ({runtime}, {concurrency} concurrent{spread}): {}", lamina.summary());
+    if let Some(before) = before {
+        before.report_since(lamina.count());
     }
     let direct = direct::run(runtime, noop_body(runtime), requests, concurrency).await?;
     println!("Same runtime driven directly over the Runtime API ({concurrency} processes): {}", direct.summary());

@@ -16,6 +16,11 @@ impl Stats {
         self.samples.push(d);
     }
 
+    /// Successful samples.
+    pub fn count(&self) -> usize {
+        self.samples.len()
+    }
+
     pub fn percentile(&self, p: f64) -> Duration {
         if self.samples.is_empty() {
             return Duration::ZERO;
