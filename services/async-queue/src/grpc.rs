@@ -37,7 +37,7 @@ impl Api for Server {
 /// Serves the queue over gRPC on `listener` until `shutdown`.
 pub async fn serve(
     queue: Queue,
-    listener: tokio_stream::wrappers::TcpListenerStream,
+    listener: lamina_rpc::transport::Incoming,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let api = AsyncQueueServer::new(Server { queue })

@@ -79,7 +79,7 @@ impl Api for Server {
 /// Serves code storage over gRPC on `listener` until `shutdown`.
 pub async fn serve(
     storage: CodeStorage,
-    listener: tokio_stream::wrappers::TcpListenerStream,
+    listener: lamina_rpc::transport::Incoming,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let api = CodeStorageServer::new(Server { storage })

@@ -153,7 +153,7 @@ impl Api for Server {
 /// Serves the host over gRPC on `listener` until `shutdown`.
 pub async fn serve(
     host: ExecHost,
-    listener: tokio_stream::wrappers::TcpListenerStream,
+    listener: lamina_rpc::transport::Incoming,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let api = ExecHostServer::new(Server { host })

@@ -124,7 +124,7 @@ impl Api for Server {
 /// Serves the router over gRPC on `listener` until `shutdown`.
 pub async fn serve(
     router: InvokeRouter,
-    listener: tokio_stream::wrappers::TcpListenerStream,
+    listener: lamina_rpc::transport::Incoming,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let api = InvokeRouterServer::new(Server { router })

@@ -260,7 +260,7 @@ impl Api for Server {
 /// Serves metadata over gRPC on `listener` until `shutdown`.
 pub async fn serve(
     metadata: Metadata,
-    listener: tokio_stream::wrappers::TcpListenerStream,
+    listener: lamina_rpc::transport::Incoming,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let api = MetadataServer::new(Server { metadata })

@@ -30,11 +30,16 @@ pub fn server() -> tonic::transport::Server {
 }
 
 /// Binds `addr` (port 0 picks one) for a gRPC server; returns the listener and its address.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<(tokio_stream::wrappers::TcpListenerStream, SocketAddr)> {
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<(Incoming, SocketAddr)> {
     let listener = listener(addr).with_context(|| format!("bind gRPC {addr}"))?;
     let local = listener.local_addr()?;
-    Ok((tokio_stream::wrappers::TcpListenerStream::new(listener), local))
+    // Accepted sockets need TCP_NODELAY themselves (tonic's `tcp_nodelay` does not reach a
+    // listener handed in): with Nagle on, a reply waits out the peer's 40 ms delayed ACK.
+    Ok((Incoming::from(listener).with_nodelay(Some(true)), local))
 }
+
+/// Connections a gRPC server accepts.
+pub type Incoming = tonic::transport::server::TcpIncoming;
 
 /// `true` in the children of `lamina cluster` (and `--reuse-port` of a frontend): listeners set
 /// SO_REUSEPORT. The cluster holds each port it hands out bound (never listening) with
@@ -55,7 +60,7 @@ pub fn listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 /// Serves one gRPC service on `listener` until `shutdown`, then lets in-flight calls finish.
 pub async fn serve<S>(
     service: S,
-    listener: tokio_stream::wrappers::TcpListenerStream,
+    listener: Incoming,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()>
 where
