@@ -389,7 +389,7 @@ pub async fn run_exec_host(args: ExecHostArgs, stop: impl Future<Output = ()>) -
     let host_stop = CancellationToken::new();
     let host = ExecHost::start(config, code, host_stop.clone()).await.context("start execution host")?;
     let (incoming, addr) = lamina_rpc::transport::bind(args.grpc_listen).await?;
-    let id = args.host_id.clone().unwrap_or_else(|| format!("host-{}", uuid_like()));
+    let id = args.host_id.clone().unwrap_or_else(|| format!("host-{}", lamina_common::ids::random_uuid().simple()));
     let advertise = args.advertise.clone().unwrap_or_else(|| addr.to_string());
     let redis = lamina_fleet::connect(args.redis.redis_url.expose()).await?;
     let registry = HostRegistry::new(redis, &args.redis.redis_prefix, HOST_TTL);
@@ -444,15 +444,4 @@ fn host_info(host: &ExecHost, id: &str, advertise: &str, draining: bool) -> Host
         runtimes: host.runtimes(),
         draining,
     }
-}
-
-fn uuid_like() -> String {
-    format!("{:016x}", rand_u64())
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    h.finish()
 }
