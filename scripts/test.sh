@@ -87,7 +87,8 @@ export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo test --workspace --all-targets "$@"
 
 log "invoke suite again, against 'lamina cluster' (every service its own process, Postgres + Redis)"
-LAMINA_TEST_TARGET=cluster cargo test -p lamina-tests --test invoke "$@"
+# --workspace keeps the feature set of the run above (no rebuild of the crates).
+LAMINA_TEST_TARGET=cluster cargo test --workspace --test invoke "$@"
 
 log "boto3 smoke test against a real 'lamina serve'"
 PY=$(command -v python3)

@@ -194,10 +194,6 @@ async fn delete_redis_prefix(url: &str, prefix: &str) {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
 /// Starts `lamina cluster` on a fresh database and Redis prefix; waits until it serves.
 async fn start_cluster(
     data_dir: &std::path::Path,
@@ -206,15 +202,14 @@ async fn start_cluster(
     layout: &ClusterOptions,
 ) -> anyhow::Result<Server> {
     let prefix = format!("lamina-test-{}", uuid::Uuid::new_v4().simple());
-    let port = free_port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let delays: Vec<String> = opts.queue.retry_delays.iter().map(|d| format!("{}", d.as_secs_f64())).collect();
     let admin_token = opts.admin_token.clone().unwrap_or_else(|| "test-admin-token".into());
     let log = std::fs::File::create(data_dir.join("cluster.log"))?;
     let child = tokio::process::Command::new(lamina_binary())
         .arg("cluster")
         .arg(format!("--data-dir={}", data_dir.display()))
-        .arg(format!("--listen={addr}"))
+        // The cluster picks the port and holds it (a port picked here could be taken meanwhile).
+        .arg("--listen=127.0.0.1:0")
         .arg(format!("--database-url={database_url}"))
         .arg(format!("--redis-url={}", layout.redis_url))
         .arg(format!("--redis-prefix={prefix}"))
@@ -235,19 +230,26 @@ async fn start_cluster(
     let mut cluster = ClusterProcess { child, redis_prefix: prefix, redis_url: layout.redis_url.clone() };
     let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
+    let addr = loop {
         if let Some(status) = cluster.child.try_wait()? {
             let log = std::fs::read_to_string(data_dir.join("cluster.log")).unwrap_or_default();
             anyhow::bail!("lamina cluster exited ({status}):\n{log}");
         }
-        if let Ok(r) = client.get(format!("http://{addr}/health")).send().await
+        // The cluster prints its address once every process is ready.
+        let log = std::fs::read_to_string(data_dir.join("cluster.log")).unwrap_or_default();
+        let announced = log
+            .lines()
+            .find_map(|l| l.split_once("is listening on http://").map(|(_, a)| a.trim().to_owned()))
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+        if let Some(addr) = announced
+            && let Ok(r) = client.get(format!("http://{addr}/health")).send().await
             && r.status().is_success()
         {
-            break;
+            break addr;
         }
         anyhow::ensure!(tokio::time::Instant::now() < deadline, "lamina cluster did not become ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
     let master = lamina::serve::Secrets::load(data_dir, None, Some(&admin_token))?.master;
     let metadata =
         lamina_metadata::Metadata::connect(database_url, lamina_metadata::SecretCipher::new(&master)).await?;

@@ -41,18 +41,10 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<(Incoming, SocketAddr)> {
 /// Connections a gRPC server accepts.
 pub type Incoming = tonic::transport::server::TcpIncoming;
 
-/// `true` in the children of `lamina cluster` (and `--reuse-port` of a frontend): listeners set
-/// SO_REUSEPORT. The cluster holds each port it hands out bound (never listening) with
-/// SO_REUSEPORT, so no other process can take the port between the pick and the child's bind.
-pub const REUSE_PORT_ENV: &str = "LAMINA_REUSE_PORT";
-
-/// A listening socket on `addr`; joins the cluster's reservation of the port when it has one.
+/// A listening socket on `addr` (SO_REUSEADDR, so a restarted process can bind at once).
 pub fn listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
-    if std::env::var(REUSE_PORT_ENV).is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes")) {
-        socket.set_reuseport(true)?;
-    }
     socket.bind(addr)?;
     socket.listen(1024)
 }

@@ -94,22 +94,25 @@ struct Proc {
     child: Child,
 }
 
-/// Ports handed to children, each held bound (never listening) with SO_REUSEPORT for the cluster's
-/// life, so that no other process takes one between the pick and the child's own bind (the child
-/// joins the reservation: see `lamina_rpc::transport::listener`).
-#[derive(Default)]
-struct Reservations(std::sync::Mutex<Vec<tokio::net::TcpSocket>>);
-
-impl Reservations {
-    fn free_addr(&self) -> anyhow::Result<SocketAddr> {
-        let socket = tokio::net::TcpSocket::new_v4().context("reserve a port")?;
-        socket.set_reuseport(true)?;
-        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).context("reserve a port")?;
-        let addr = socket.local_addr()?;
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(socket);
-        Ok(addr)
-    }
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("pick a free port")?;
+    Ok(l.local_addr()?)
 }
+
+/// Holds the API address for the cluster's life: bound with SO_REUSEPORT (never listening), so the
+/// frontends can share it while no other process picks it (`--listen` port 0 picks one here).
+fn reserve_api(addr: SocketAddr) -> anyhow::Result<(tokio::net::TcpSocket, SocketAddr)> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr).with_context(|| format!("bind {addr}"))?;
+    let bound = socket.local_addr()?;
+    Ok((socket, bound))
+}
+
+/// Start-up attempts: a child that loses its (picked, then released) port to another process exits
+/// at once, and the whole topology starts again on fresh ports.
+const START_ATTEMPTS: usize = 3;
 
 /// Starts the topology, waits for `stop`, then stops the processes front to back.
 pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -130,8 +133,7 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
     let logs = args.data_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("create {}", logs.display()))?;
     let exe = std::env::current_exe().context("find the lamina binary")?;
-    let ports = Reservations::default();
-    let free_addr = || ports.free_addr();
+    let (_api_reservation, api) = reserve_api(args.listen)?;
     let spawn = |name: String, service: &str, extra: Vec<String>| -> anyhow::Result<Proc> {
         let http = free_addr()?;
         let dir = args.data_dir.join(&name);
@@ -147,7 +149,6 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
             .env("LAMINA_REDIS_URL", args.redis_url.expose())
             .env("LAMINA_REDIS_PREFIX", &args.redis_prefix)
             .env(CLUSTER_PID, std::process::id().to_string())
-            .env(lamina_rpc::transport::REUSE_PORT_ENV, "true")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -161,79 +162,90 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
     };
 
     let mut started: Vec<Proc> = Vec::new();
-    let result = async {
-        let metadata_addrs: Vec<String> =
-            (0..args.metadata).map(|_| free_addr().map(|a| a.to_string())).collect::<anyhow::Result<_>>()?;
-        for (i, addr) in metadata_addrs.iter().enumerate() {
-            started.push(spawn(format!("metadata-{i}"), "metadata", vec![format!("--grpc-listen={addr}")])?);
-        }
-        let metadata_flag = format!("--metadata={}", metadata_addrs.join(","));
-        let code_grpc = free_addr()?;
-        started.push(spawn("code-storage".into(), "code-storage", vec![format!("--grpc-listen={code_grpc}")])?);
-        for i in 0..args.exec_hosts {
-            let mut extra = vec![
-                format!("--grpc-listen={}", free_addr()?),
-                format!("--code-storage={code_grpc}"),
-                format!("--host-id=exec-host-{i}"),
-            ];
-            extra.extend(args.exec.to_args());
-            if let Some(c) = &args.config {
-                extra.push(format!("--config={}", c.display()));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = async {
+            let metadata_addrs: Vec<String> =
+                (0..args.metadata).map(|_| free_addr().map(|a| a.to_string())).collect::<anyhow::Result<_>>()?;
+            for (i, addr) in metadata_addrs.iter().enumerate() {
+                started.push(spawn(format!("metadata-{i}"), "metadata", vec![format!("--grpc-listen={addr}")])?);
             }
-            started.push(spawn(format!("exec-host-{i}"), "exec-host", extra)?);
+            let metadata_flag = format!("--metadata={}", metadata_addrs.join(","));
+            let code_grpc = free_addr()?;
+            started.push(spawn("code-storage".into(), "code-storage", vec![format!("--grpc-listen={code_grpc}")])?);
+            for i in 0..args.exec_hosts {
+                let mut extra = vec![
+                    format!("--grpc-listen={}", free_addr()?),
+                    format!("--code-storage={code_grpc}"),
+                    format!("--host-id=exec-host-{i}"),
+                ];
+                extra.extend(args.exec.to_args());
+                if let Some(c) = &args.config {
+                    extra.push(format!("--config={}", c.display()));
+                }
+                started.push(spawn(format!("exec-host-{i}"), "exec-host", extra)?);
+            }
+            let queue_grpc = free_addr()?;
+            let router_addrs: Vec<String> =
+                (0..args.routers).map(|_| free_addr().map(|a| a.to_string())).collect::<anyhow::Result<_>>()?;
+            for (i, addr) in router_addrs.iter().enumerate() {
+                let extra = vec![
+                    format!("--grpc-listen={addr}"),
+                    format!("--async-queue={queue_grpc}"),
+                    format!("--lease-ttl-secs={}", args.lease_ttl_secs),
+                    metadata_flag.clone(),
+                ];
+                started.push(spawn(format!("invoke-router-{i}"), "invoke-router", extra)?);
+            }
+            let mut queue_extra =
+                vec![format!("--grpc-listen={queue_grpc}"), format!("--routers={}", router_addrs.join(","))];
+            if let Some(d) = &args.async_retry_delays {
+                queue_extra.push(format!("--async-retry-delays={d}"));
+            }
+            started.push(spawn("async-queue".into(), "async-queue", queue_extra)?);
+            for p in started.iter_mut() {
+                wait_ready(p).await?;
+            }
+            let backends = started.len();
+            for i in 0..args.frontends {
+                let extra = vec![
+                    format!("--listen={api}"),
+                    "--reuse-port".into(),
+                    format!("--code-storage={code_grpc}"),
+                    format!("--routers={}", router_addrs.join(",")),
+                    metadata_flag.clone(),
+                ];
+                let mut p = spawn(format!("frontend-{i}"), "frontend", extra)?;
+                // A frontend serves its health on the shared API address; its own port stays unused.
+                p.http = api;
+                started.push(p);
+            }
+            for p in started[backends..].iter_mut() {
+                wait_ready(p).await?;
+            }
+            anyhow::Ok(())
         }
-        let queue_grpc = free_addr()?;
-        let router_addrs: Vec<String> =
-            (0..args.routers).map(|_| free_addr().map(|a| a.to_string())).collect::<anyhow::Result<_>>()?;
-        for (i, addr) in router_addrs.iter().enumerate() {
-            let extra = vec![
-                format!("--grpc-listen={addr}"),
-                format!("--async-queue={queue_grpc}"),
-                format!("--lease-ttl-secs={}", args.lease_ttl_secs),
-                metadata_flag.clone(),
-            ];
-            started.push(spawn(format!("invoke-router-{i}"), "invoke-router", extra)?);
+        .await;
+        match result {
+            Ok(()) => break,
+            Err(e) => {
+                stop_all(&mut started).await;
+                started.clear();
+                if attempt >= START_ATTEMPTS || !e.to_string().contains("exited during start-up") {
+                    return Err(e);
+                }
+                tracing::warn!("cluster start-up failed, starting again on fresh ports: {e:#}");
+            }
         }
-        let mut queue_extra =
-            vec![format!("--grpc-listen={queue_grpc}"), format!("--routers={}", router_addrs.join(","))];
-        if let Some(d) = &args.async_retry_delays {
-            queue_extra.push(format!("--async-retry-delays={d}"));
-        }
-        started.push(spawn("async-queue".into(), "async-queue", queue_extra)?);
-        for p in started.iter_mut() {
-            wait_ready(p).await?;
-        }
-        let backends = started.len();
-        for i in 0..args.frontends {
-            let extra = vec![
-                format!("--listen={}", args.listen),
-                "--reuse-port".into(),
-                format!("--code-storage={code_grpc}"),
-                format!("--routers={}", router_addrs.join(",")),
-                metadata_flag.clone(),
-            ];
-            let mut p = spawn(format!("frontend-{i}"), "frontend", extra)?;
-            // A frontend serves its health on the shared API address; its own port stays unused.
-            p.http = args.listen;
-            started.push(p);
-        }
-        for p in started[backends..].iter_mut() {
-            wait_ready(p).await?;
-        }
-        anyhow::Ok(())
-    }
-    .await;
-    if let Err(e) = result {
-        stop_all(&mut started).await;
-        return Err(e);
     }
     let creds = std::fs::canonicalize(args.data_dir.join("credentials")).unwrap_or(args.data_dir.join("credentials"));
-    println!("Lamina (cluster: {} processes) is listening on http://{}", started.len(), args.listen);
+    println!("Lamina (cluster: {} processes) is listening on http://{api}", started.len());
     println!(
         "Try: AWS_SHARED_CREDENTIALS_FILE={} aws --profile lamina --region {} --endpoint-url http://{} lambda list-functions",
         creds.display(),
         args.region,
-        args.listen
+        api
     );
     stop.await;
     tracing::info!("cluster: stopping");
