@@ -11,6 +11,7 @@ mod postgres_restart;
 mod probe;
 mod redis_restart;
 mod revocation;
+mod router_failover;
 mod router_kill;
 mod shutdown;
 

@@ -5,6 +5,7 @@ use lamina_async_queue::{Attempt, Event};
 use lamina_common::{AccountId, ApiResult, FunctionName, Qualifier};
 use lamina_exec_host::LogEvent;
 use lamina_rpc::common::{HealthReply, HealthRequest, LogEvent as LogEventProto};
+use lamina_rpc::replicas::Replicas;
 use lamina_rpc::router::invoke_reply::Outcome;
 use lamina_rpc::router::invoke_router_client::InvokeRouterClient;
 use lamina_rpc::router::invoke_router_server::{InvokeRouter as Api, InvokeRouterServer};
@@ -138,7 +139,7 @@ pub async fn serve(
 pub enum RouterClient {
     Local(std::sync::Arc<InvokeRouter>),
     /// Routers behind one address or several (a call goes to the next one round-robin).
-    Grpc(Vec<InvokeRouterClient<Channel>>, std::sync::Arc<std::sync::atomic::AtomicUsize>),
+    Grpc(std::sync::Arc<Replicas<InvokeRouterClient<Channel>>>),
 }
 
 impl From<InvokeRouter> for RouterClient {
@@ -148,35 +149,29 @@ impl From<InvokeRouter> for RouterClient {
 }
 
 impl RouterClient {
-    /// A client of the routers at `addrs`.
+    /// A client of the routers at `addrs` (round-robin; the next one when a router cannot be reached).
     pub fn connect(addrs: &[String]) -> anyhow::Result<Self> {
-        anyhow::ensure!(!addrs.is_empty(), "no invoke-router address given");
-        let clients = addrs
-            .iter()
-            .map(|a| {
-                Ok(InvokeRouterClient::new(transport::channel(a)?)
-                    .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(transport::MAX_MESSAGE_BYTES))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self::Grpc(clients, Default::default()))
-    }
-
-    fn next(
-        clients: &[InvokeRouterClient<Channel>],
-        turn: &std::sync::atomic::AtomicUsize,
-    ) -> InvokeRouterClient<Channel> {
-        let i = turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % clients.len();
-        clients[i].clone()
+        let replicas = Replicas::connect(addrs, |a| {
+            Ok(InvokeRouterClient::new(transport::channel(a)?)
+                .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(transport::MAX_MESSAGE_BYTES))
+        })?;
+        Ok(Self::Grpc(std::sync::Arc::new(replicas)))
     }
 
     /// Runs (or queues, or checks) one invocation.
     pub async fn invoke(&self, req: InvokeRequest) -> ApiResult<InvokeOutcome> {
         match self {
             Self::Local(router) => router.invoke(req).await,
-            Self::Grpc(clients, turn) => {
-                let reply =
-                    Self::next(clients, turn).invoke(request_proto(req)).await.map_err(|s| from_status(s, PEER))?;
+            Self::Grpc(routers) => {
+                let request = request_proto(req);
+                let reply = routers
+                    .call(|mut c| {
+                        let request = request.clone();
+                        async move { c.invoke(request).await }
+                    })
+                    .await
+                    .map_err(|s| from_status(s, PEER))?;
                 outcome_domain(reply.into_inner())
             }
         }
@@ -194,13 +189,19 @@ impl RouterClient {
     pub async fn log_events(&self, account_id: &str, function_name: &str, limit: usize) -> ApiResult<Vec<LogEvent>> {
         match self {
             Self::Local(router) => router.log_events(account_id, function_name, limit).await,
-            Self::Grpc(clients, turn) => {
+            Self::Grpc(routers) => {
                 let request = LogEventsRequest {
                     account_id: account_id.to_owned(),
                     function_name: function_name.to_owned(),
                     limit: u32::try_from(limit).unwrap_or(u32::MAX),
                 };
-                let reply = Self::next(clients, turn).log_events(request).await.map_err(|s| from_status(s, PEER))?;
+                let reply = routers
+                    .call(|mut c| {
+                        let request = request.clone();
+                        async move { c.log_events(request).await }
+                    })
+                    .await
+                    .map_err(|s| from_status(s, PEER))?;
                 Ok(reply
                     .into_inner()
                     .events
@@ -218,9 +219,11 @@ impl RouterClient {
                 let hosts = router.host_health().await?;
                 Ok(serde_json::json!({ "runtimes": router.runtimes().await?, "hosts": hosts }))
             }
-            Self::Grpc(clients, turn) => {
-                let reply =
-                    Self::next(clients, turn).health(HealthRequest {}).await.map_err(|s| from_status(s, PEER))?;
+            Self::Grpc(routers) => {
+                let reply = routers
+                    .call(|mut c| async move { c.health(HealthRequest {}).await })
+                    .await
+                    .map_err(|s| from_status(s, PEER))?;
                 serde_json::from_str(&reply.into_inner().detail_json)
                     .map_err(|e| anyhow::anyhow!("{PEER}: health detail: {e}").into())
             }

@@ -7,13 +7,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lamina_common::ApiResult;
 use lamina_common::policy::Statement;
 use lamina_rpc::metadata::metadata_client::MetadataClient as Api;
 use lamina_rpc::metadata::{self as proto, Empty};
-use lamina_rpc::status::never_connected;
+use lamina_rpc::replicas::Replicas;
 use lamina_rpc::{from_status, transport};
 use tonic::transport::Channel;
 use tonic::{Response, Status};
@@ -37,8 +36,7 @@ pub enum MetadataClient {
 
 /// Metadata services behind one address or several.
 pub struct Remote {
-    clients: Vec<Api<Channel>>,
-    turn: AtomicUsize,
+    replicas: Replicas<Api<Channel>>,
     cache: ReadCache,
 }
 
@@ -49,23 +47,13 @@ impl From<Metadata> for MetadataClient {
 }
 
 impl Remote {
-    /// One call, to the next service round-robin; a service that cannot be connected to never got
-    /// the request, so the next one is tried.
+    /// One call, to the next service round-robin (the next one when a service cannot be reached).
     async fn call<T, F, Fut>(&self, call: F) -> ApiResult<T>
     where
         F: Fn(Api<Channel>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        let start = self.turn.fetch_add(1, Ordering::Relaxed);
-        let mut failed = None;
-        for i in 0..self.clients.len() {
-            match call(self.clients[(start + i) % self.clients.len()].clone()).await {
-                Ok(reply) => return Ok(reply.into_inner()),
-                Err(status) if never_connected(&status) => failed = Some(status),
-                Err(status) => return Err(from_status(status, PEER)),
-            }
-        }
-        Err(from_status(failed.unwrap_or_else(|| Status::unavailable("no metadata address")), PEER))
+        self.replicas.call(call).await.map(Response::into_inner).map_err(|status| from_status(status, PEER))
     }
 }
 
@@ -122,16 +110,12 @@ fn rows(list: proto::FunctionRowList) -> ApiResult<Vec<FunctionRow>> {
 impl MetadataClient {
     /// A client of the metadata services at `addrs` (calls go round-robin).
     pub fn connect(addrs: &[String]) -> anyhow::Result<Self> {
-        anyhow::ensure!(!addrs.is_empty(), "no metadata address given");
-        let clients = addrs
-            .iter()
-            .map(|a| {
-                Ok(Api::new(transport::channel(a)?)
-                    .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(transport::MAX_MESSAGE_BYTES))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self::Grpc(Arc::new(Remote { clients, turn: AtomicUsize::new(0), cache: ReadCache::new() })))
+        let replicas = Replicas::connect(addrs, |a| {
+            Ok(Api::new(transport::channel(a)?)
+                .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(transport::MAX_MESSAGE_BYTES))
+        })?;
+        Ok(Self::Grpc(Arc::new(Remote { replicas, cache: ReadCache::new() })))
     }
 
     /// The storage engine in use (`sqlite` or `postgres`), or `remote` over gRPC.

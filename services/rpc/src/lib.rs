@@ -1,6 +1,7 @@
 //! The gRPC definitions of Lamina's services (`proto/`), and conversions between their messages
 //! and the domain types the services use in process.
 
+pub mod replicas;
 pub mod status;
 pub mod transport;
 
