@@ -490,6 +490,18 @@ impl ExecHost {
         }
     }
 
+    /// Sandboxes and memory in use now (what a host reports to the routers).
+    pub fn load(&self) -> HostLoad {
+        let (live, idle, used_mb) = self.inner.pool.usage();
+        HostLoad {
+            live,
+            idle,
+            max_sandboxes: self.inner.config.max_sandboxes,
+            memory_used_mb: used_mb,
+            memory_budget_mb: self.inner.pool.budget_mb(),
+        }
+    }
+
     /// JSON for `GET /health`: isolation features, cgroup version, sandboxes, memory.
     pub fn health(&self) -> serde_json::Value {
         let inner = &self.inner;
@@ -582,6 +594,21 @@ impl ExecHost {
     pub fn runtimes(&self) -> Vec<String> {
         self.inner.config.runtimes.keys().cloned().collect()
     }
+}
+
+/// Sandboxes and memory of a host at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostLoad {
+    /// Sandboxes alive (busy or idle).
+    pub live: usize,
+    /// Sandboxes waiting for an invocation.
+    pub idle: usize,
+    /// Most sandboxes the host runs.
+    pub max_sandboxes: usize,
+    /// Memory reserved by live sandboxes.
+    pub memory_used_mb: u64,
+    /// Memory the host may give to sandboxes.
+    pub memory_budget_mb: u64,
 }
 
 /// The key under which a host advertises an idle sandbox of this function version.

@@ -21,5 +21,5 @@ mod spawn;
 pub use config::{Config, RuntimeSpec, probe_runtimes};
 pub use error::ExecError;
 pub use grpc::{HostClient, NOT_CONNECTED, serve};
-pub use host::{ExecHost, Invocation, InvokeOutcome, warm_key};
+pub use host::{ExecHost, HostLoad, Invocation, InvokeOutcome, warm_key};
 pub use logs::LogEvent;

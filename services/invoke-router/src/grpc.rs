@@ -104,9 +104,7 @@ impl Api for Server {
     }
 
     async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthReply>, Status> {
-        let runtimes = self.router.runtimes().await.map_err(to_status)?;
-        let hosts = self.router.host_health().await.map_err(to_status)?;
-        let detail = serde_json::json!({ "runtimes": runtimes, "hosts": hosts });
+        let detail = self.router.execution_health().await.map_err(to_status)?;
         Ok(Response::new(HealthReply { ready: true, detail_json: detail.to_string() }))
     }
 
@@ -215,10 +213,7 @@ impl RouterClient {
     /// Health of the execution side: runtimes available and one document per host.
     pub async fn health(&self) -> ApiResult<serde_json::Value> {
         match self {
-            Self::Local(router) => {
-                let hosts = router.host_health().await?;
-                Ok(serde_json::json!({ "runtimes": router.runtimes().await?, "hosts": hosts }))
-            }
+            Self::Local(router) => router.execution_health().await,
             Self::Grpc(routers) => {
                 let reply = routers
                     .call(|mut c| async move { c.health(HealthRequest {}).await })

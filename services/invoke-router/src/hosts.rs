@@ -27,7 +27,7 @@ pub struct Fleet {
 
 #[derive(Default)]
 struct FleetState {
-    listed: Option<(Instant, Vec<HostInfo>)>,
+    listed: Option<(Instant, Arc<Vec<HostInfo>>)>,
     clients: HashMap<String, (String, HostClient)>,
     /// Invocations this router has running on each host.
     running: HashMap<String, u32>,
@@ -67,12 +67,21 @@ impl Hosts {
             }
             Self::Fleet(fleet) => fleet,
         };
-        let mut hosts = fleet.list().await?;
-        anyhow::ensure!(!hosts.is_empty(), "no execution host is registered");
+        let listed = fleet.list().await?;
+        anyhow::ensure!(!listed.is_empty(), "no execution host is registered");
         let mut st = fleet.state.lock().unwrap_or_else(|p| p.into_inner());
-        for h in &mut hosts {
-            h.in_flight = h.in_flight.max(st.running.get(&h.id).copied().unwrap_or(0));
-        }
+        // Between heartbeats, this router's own running invocations are the better count; the list
+        // is copied only when they change it (it holds every host's warm keys).
+        let running = |h: &HostInfo| st.running.get(&h.id).copied().unwrap_or(0);
+        let hosts: std::borrow::Cow<'_, [HostInfo]> = if listed.iter().any(|h| running(h) > h.in_flight) {
+            let mut copy = listed.to_vec();
+            for h in &mut copy {
+                h.in_flight = h.in_flight.max(running(h));
+            }
+            copy.into()
+        } else {
+            listed.as_slice().into()
+        };
         let Some(info) = place(&hosts, warm_key, memory_mb, exclude) else {
             return Ok(None);
         };
@@ -84,14 +93,7 @@ impl Hosts {
         } else {
             preferred(&hosts, warm_key, memory_mb, exclude).unwrap_or(info)
         };
-        let client = match st.clients.get(&info.id) {
-            Some((addr, client)) if *addr == info.grpc_addr => client.clone(),
-            _ => {
-                let client = HostClient::connect(&info.id, &info.grpc_addr)?;
-                st.clients.insert(info.id.clone(), (info.grpc_addr.clone(), client.clone()));
-                client
-            }
-        };
+        let client = st.client(info)?;
         *st.running.entry(info.id.clone()).or_default() += 1;
         Ok(Some(Placed { client, fleet: Some(fleet.clone()) }))
     }
@@ -103,26 +105,8 @@ impl Hosts {
             Self::Fleet(fleet) => {
                 let hosts = fleet.list().await?;
                 let mut st = fleet.state.lock().unwrap_or_else(|p| p.into_inner());
-                hosts
-                    .iter()
-                    .map(|info| match st.clients.get(&info.id) {
-                        Some((addr, client)) if *addr == info.grpc_addr => Ok(client.clone()),
-                        _ => {
-                            let client = HostClient::connect(&info.id, &info.grpc_addr)?;
-                            st.clients.insert(info.id.clone(), (info.grpc_addr.clone(), client.clone()));
-                            Ok(client)
-                        }
-                    })
-                    .collect()
+                hosts.iter().map(|info| st.client(info)).collect()
             }
-        }
-    }
-
-    /// Registered hosts as they reported themselves (`None` in process).
-    pub async fn registered(&self) -> anyhow::Result<Option<Vec<HostInfo>>> {
-        match self {
-            Self::Local(_) => Ok(None),
-            Self::Fleet(fleet) => Ok(Some(fleet.list().await?)),
         }
     }
 }
@@ -146,8 +130,22 @@ fn rank(key: &str, host: &str) -> u64 {
     h
 }
 
+impl FleetState {
+    /// The (kept) client of a host, made anew when the host's address changed.
+    fn client(&mut self, info: &HostInfo) -> anyhow::Result<HostClient> {
+        if let Some((addr, client)) = self.clients.get(&info.id)
+            && *addr == info.grpc_addr
+        {
+            return Ok(client.clone());
+        }
+        let client = HostClient::connect(&info.id, &info.grpc_addr)?;
+        self.clients.insert(info.id.clone(), (info.grpc_addr.clone(), client.clone()));
+        Ok(client)
+    }
+}
+
 impl Fleet {
-    async fn list(&self) -> anyhow::Result<Vec<HostInfo>> {
+    async fn list(&self) -> anyhow::Result<Arc<Vec<HostInfo>>> {
         {
             let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((at, hosts)) = &st.listed
@@ -156,7 +154,7 @@ impl Fleet {
                 return Ok(hosts.clone());
             }
         }
-        let hosts = crate::within_deadline("list execution hosts", self.registry.list()).await?;
+        let hosts = Arc::new(crate::within_deadline("list execution hosts", self.registry.list()).await?);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.clients.retain(|id, _| hosts.iter().any(|h| &h.id == id));
         st.listed = Some((Instant::now(), hosts.clone()));

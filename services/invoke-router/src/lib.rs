@@ -118,32 +118,23 @@ impl InvokeRouter {
         &self.hosts
     }
 
-    /// Runtimes some execution host can start.
-    pub async fn runtimes(&self) -> ApiResult<Vec<String>> {
-        let mut all = std::collections::BTreeSet::new();
-        match self.hosts.registered().await.map_err(unavailable)? {
-            Some(hosts) => all.extend(hosts.into_iter().flat_map(|h| h.runtimes)),
-            None => {
-                for host in self.hosts.all().await.map_err(unavailable)? {
-                    let health = host.health().await.map_err(ApiError::Internal)?;
-                    let names = health["runtimes"].as_array().cloned().unwrap_or_default();
-                    all.extend(names.iter().filter_map(|n| n.as_str().map(str::to_owned)));
-                }
-            }
-        }
-        Ok(all.into_iter().collect())
-    }
-
-    /// Health of the execution hosts: one document per host.
-    pub async fn host_health(&self) -> ApiResult<Vec<serde_json::Value>> {
-        let mut out = Vec::new();
+    /// Health of the execution side, asked of every host once: `{"runtimes": [what some host can
+    /// start], "hosts": [one document per host]}` (a host that does not answer is listed with its
+    /// error and offers no runtime).
+    pub async fn execution_health(&self) -> ApiResult<serde_json::Value> {
+        let mut runtimes = std::collections::BTreeSet::new();
+        let mut hosts = Vec::new();
         for host in self.hosts.all().await.map_err(unavailable)? {
             match host.health().await {
-                Ok(h) => out.push(h),
-                Err(e) => out.push(serde_json::json!({"host": host.id(), "error": format!("{e:#}")})),
+                Ok(h) => {
+                    let names = h["runtimes"].as_array().into_iter().flatten();
+                    runtimes.extend(names.filter_map(|n| n.as_str().map(str::to_owned)));
+                    hosts.push(h);
+                }
+                Err(e) => hosts.push(serde_json::json!({"host": host.id(), "error": format!("{e:#}")})),
             }
         }
-        Ok(out)
+        Ok(serde_json::json!({ "runtimes": runtimes, "hosts": hosts }))
     }
 
     /// Stored log events of a function gathered from every host, oldest first (at most `limit`).

@@ -429,17 +429,15 @@ pub async fn run_exec_host(args: ExecHostArgs, stop: impl Future<Output = ()>) -
 }
 
 fn host_info(host: &ExecHost, id: &str, advertise: &str, draining: bool) -> HostInfo {
-    let health = host.health();
-    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
-    let live = n(&health["sandboxes"]["live"]);
-    let idle = n(&health["sandboxes"]["idle"]);
+    let load = host.load();
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     HostInfo {
         id: id.to_owned(),
         grpc_addr: advertise.to_owned(),
-        capacity_sandboxes: u32::try_from(n(&health["sandboxes"]["max"])).unwrap_or(u32::MAX),
-        memory_budget_mb: n(&health["memory_mb"]["budget"]),
-        memory_used_mb: n(&health["memory_mb"]["used"]),
-        in_flight: u32::try_from(live.saturating_sub(idle)).unwrap_or(u32::MAX),
+        capacity_sandboxes: count(load.max_sandboxes),
+        memory_budget_mb: load.memory_budget_mb,
+        memory_used_mb: load.memory_used_mb,
+        in_flight: count(load.live.saturating_sub(load.idle)),
         warm: host.warm_keys(),
         runtimes: host.runtimes(),
         draining,
