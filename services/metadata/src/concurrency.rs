@@ -73,6 +73,7 @@ impl Metadata {
             on_pool!(&self.store, pool => sqlx::query_as::<_, InvokeTarget>(sql)
                 .bind(account_id).bind(name).bind(version).fetch_optional(pool).await)
         };
-        Ok(self.cache.target((account_id, name, version), load).await.context("load invoke target")?)
+        let target = self.cache.target((account_id, name, version), load).await.context("load invoke target")?;
+        target.map(|t| Ok(InvokeTarget { row: self.open_row(t.row)?, ..t })).transpose()
     }
 }

@@ -233,9 +233,10 @@ impl Metadata {
             ", created_at, updated_at) \
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $15) on conflict do nothing"
         );
+        let stored = self.sealed_row(&row)?;
         in_tx!(&self.store, tx, locks => {
             ensure_storage!(tx, locks, account_id, extra);
-            let n = bind_row(sqlx::query(insert), &row).execute(&mut *tx).await.context("insert function")?.rows_affected();
+            let n = bind_row(sqlx::query(insert), &stored).execute(&mut *tx).await.context("insert function")?.rows_affected();
             if n == 0 {
                 return Err(ApiError::ResourceConflict(format!("Function already exist: {}", row.function_name)));
             }
@@ -247,10 +248,10 @@ impl Metadata {
                 )
                 .bind(account_id).bind(&row.function_name).bind(now)
                 .fetch_one(&mut *tx).await.context("bump version counter")?;
-                let mut published = row.clone();
+                let mut published = stored.clone();
                 published.version = number.to_string();
                 bind_row(sqlx::query(insert), &published).execute(&mut *tx).await.context("insert version")?;
-                Ok(published)
+                Ok(FunctionRow { version: published.version, ..row })
             } else {
                 Ok(row)
             }
@@ -264,9 +265,10 @@ impl Metadata {
             columns!(),
             " from function_versions where account_id = $1 and function_name = $2 and version = $3"
         );
-        Ok(on_pool!(&self.store, pool => sqlx::query_as::<_, FunctionRow>(sql)
+        let row = on_pool!(&self.store, pool => sqlx::query_as::<_, FunctionRow>(sql)
             .bind(account_id).bind(name).bind(version).fetch_optional(pool).await)
-        .context("load function version")?)
+        .context("load function version")?;
+        row.map(|r| self.open_row(r)).transpose()
     }
 
     /// `$LATEST` of each function, by name, after `after`, at most `limit`.
@@ -277,9 +279,10 @@ impl Metadata {
             " from function_versions where account_id = $1 and version = '$LATEST' \
              and function_name > $2 order by function_name limit $3"
         );
-        Ok(on_pool!(&self.store, pool => sqlx::query_as::<_, FunctionRow>(sql)
+        let rows = on_pool!(&self.store, pool => sqlx::query_as::<_, FunctionRow>(sql)
             .bind(account_id).bind(after.unwrap_or("")).bind(limit).fetch_all(pool).await)
-        .context("list functions")?)
+        .context("list functions")?;
+        rows.into_iter().map(|r| self.open_row(r)).collect()
     }
 
     /// Applies `patch` to `$LATEST` under a new revision, in one transaction that also checks
@@ -305,7 +308,7 @@ impl Metadata {
         let updated = in_tx!(&self.store, tx, locks => {
             let current: Option<FunctionRow> = sqlx::query_as(locked(select, locks.update))
                 .bind(account_id).bind(name).fetch_optional(&mut *tx).await.context("lock function")?;
-            let current = current.ok_or_else(|| not_found(account_id, name, None))?;
+            let current = self.open_row(current.ok_or_else(|| not_found(account_id, name, None))?)?;
             if expected_revision.is_some_and(|rev| rev != current.revision_id) {
                 return Err(revision_mismatch());
             }
@@ -316,7 +319,7 @@ impl Metadata {
             }
             next.revision_id = new_revision();
             next.last_modified = now_ms();
-            bind_row(sqlx::query(update), &next).execute(&mut *tx).await.context("update function")?;
+            bind_row(sqlx::query(update), &self.sealed_row(&next)?).execute(&mut *tx).await.context("update function")?;
             let replaced = if next.code_sha256 != current.code_sha256 { vec![current.code_sha256] } else { Vec::new() };
             let replaced_code_sha256 = unreferenced!(tx, replaced).pop();
             LatestUpdate { row: next, replaced_code_sha256 }

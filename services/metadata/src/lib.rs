@@ -10,6 +10,7 @@ pub mod functions;
 pub mod grpc;
 pub mod policies;
 mod read_cache;
+mod sealed_env;
 pub mod store;
 pub mod versions;
 
@@ -38,7 +39,9 @@ impl Metadata {
     /// Connects to `database_url` (`sqlite://…` or `postgres://…`) and applies migrations.
     pub async fn connect(database_url: &str, cipher: SecretCipher) -> anyhow::Result<Self> {
         let store = Store::connect(database_url).await?;
-        Ok(Self { store, cipher: Arc::new(cipher), cache: Arc::new(read_cache::ReadCache::new()) })
+        let metadata = Self { store, cipher: Arc::new(cipher), cache: Arc::new(read_cache::ReadCache::new()) };
+        metadata.seal_plaintext_environments().await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        Ok(metadata)
     }
 
     /// The storage engine in use (`sqlite` or `postgres`).

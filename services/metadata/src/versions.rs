@@ -31,9 +31,10 @@ impl Metadata {
     pub async fn list_versions(&self, account_id: &str, name: &str) -> ApiResult<Vec<FunctionRow>> {
         let sql =
             concat!("select ", columns!(), " from function_versions where account_id = $1 and function_name = $2");
-        let mut rows = on_pool!(&self.store, pool => sqlx::query_as::<_, FunctionRow>(sql)
+        let rows = on_pool!(&self.store, pool => sqlx::query_as::<_, FunctionRow>(sql)
             .bind(account_id).bind(name).fetch_all(pool).await)
         .context("list versions")?;
+        let mut rows = rows.into_iter().map(|r| self.open_row(r)).collect::<ApiResult<Vec<_>>>()?;
         rows.sort_by_key(|r| r.version.parse::<i64>().unwrap_or(0));
         Ok(rows)
     }
@@ -71,7 +72,7 @@ impl Metadata {
         let row = in_tx!(&self.store, tx, locks => {
             let latest: Option<FunctionRow> = sqlx::query_as(locked(select_latest, locks.update))
                 .bind(account_id).bind(name).fetch_optional(&mut *tx).await.context("lock function")?;
-            let latest = latest.ok_or_else(|| not_found(account_id, name, None))?;
+            let latest = self.open_row(latest.ok_or_else(|| not_found(account_id, name, None))?)?;
             if let Some(expected) = expected_sha256_hex
                 && expected != latest.code_sha256
             {
@@ -88,6 +89,8 @@ impl Metadata {
             let published: Vec<FunctionRow> = sqlx::query_as(select_published)
                 .bind(account_id).bind(name).fetch_all(&mut *tx).await.context("list versions")?;
             let newest = published.into_iter().max_by_key(|r| r.version.parse::<i64>().unwrap_or(0));
+            // Compared in plaintext: each seal of the same variables differs.
+            let newest = newest.map(|r| self.open_row(r)).transpose()?;
             match newest {
                 Some(newest) if same_executable(&newest, &latest) => newest,
                 _ => {
@@ -101,10 +104,11 @@ impl Metadata {
                         row.description = d.to_owned();
                     }
                     row.last_modified = now;
+                    let environment = self.seal_env(row.environment.as_deref())?;
                     sqlx::query(insert)
                         .bind(&row.account_id).bind(&row.function_name).bind(&row.version).bind(&row.description)
                         .bind(&row.runtime).bind(&row.role).bind(&row.handler).bind(row.memory_size).bind(row.timeout)
-                        .bind(&row.environment).bind(&row.vpc_config).bind(&row.code_sha256).bind(row.code_size)
+                        .bind(&environment).bind(&row.vpc_config).bind(&row.code_sha256).bind(row.code_size)
                         .bind(&row.revision_id).bind(row.last_modified)
                         .execute(&mut *tx).await.context("insert version")?;
                     row
