@@ -4,8 +4,13 @@
 //! - SQL (`lamina serve`): the queue lives in the metadata database (SQLite or Postgres), so an
 //!   event acknowledged with 202 is on disk before the answer leaves, and a claimed event whose
 //!   worker died is claimed again when its lease runs out.
-//! - Redis (distributed mode): a stream with a consumer group for due events and a sorted set for
-//!   delayed retries; see [`Queue::redis`] for the key layout and what makes it durable.
+//! - Redis (distributed mode): a stream per account with a consumer group for due events and a
+//!   sorted set for delayed retries; see [`Queue::redis`] for the key layout and what makes it
+//!   durable.
+//!
+//! Both take the accounts in turn (one account's flood does not delay another's events), and
+//! both keep a running event's lease short and renewed, so an event whose worker died runs again
+//! within seconds; see [`QueueConfig::lease`].
 
 mod client;
 mod grpc;
@@ -40,8 +45,14 @@ pub struct QueueConfig {
     pub max_backoff: Duration,
     /// Events older than this are dropped (`MaximumEventAgeInSeconds`).
     pub max_event_age: Duration,
-    /// How long a claimed event stays invisible to other workers.
+    /// How long a claimed event stays invisible to other workers unless renewed; a running event's
+    /// lease is renewed every third of it, so this bounds how late an event whose worker died
+    /// runs again, not how long an invocation may take.
     pub lease: Duration,
+    /// The name this worker's leases carry. On the SQL queue a worker starting frees the leases
+    /// held under its name (the previous process's), so events it was running when it died run
+    /// again at once: servers sharing one database need distinct names.
+    pub consumer: String,
     /// Events run at the same time by one worker.
     pub parallelism: usize,
 }
@@ -53,13 +64,19 @@ impl Default for QueueConfig {
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
             max_event_age: Duration::from_secs(6 * 3600),
-            lease: Duration::from_secs(960),
+            lease: Duration::from_secs(30),
+            consumer: "lamina-serve".into(),
             parallelism: 16,
         }
     }
 }
 
 impl QueueConfig {
+    /// How often a running event's lease is extended.
+    pub(crate) fn renew_every(&self) -> Duration {
+        (self.lease / 3).max(Duration::from_millis(10))
+    }
+
     /// Parses `LAMINA_ASYNC_RETRY_DELAYS` (`"1,2"`: seconds per retry).
     pub fn parse_delays(text: &str) -> anyhow::Result<Vec<Duration>> {
         text.split(',')
@@ -122,12 +139,17 @@ impl Queue {
     /// A queue on Redis (`redis://[user:password@]host:port[/db]`, or `rediss://` for TLS), its
     /// keys under `prefix`; creates the stream and its consumer group if they are missing.
     ///
-    /// Keys: `{prefix}:events` is a stream (one entry per event that is due or being run, its
-    /// one field `event` the event as JSON with the attempts made so far) read by the consumer
-    /// group `workers`, each worker a consumer with a unique name; `{prefix}:delayed` is a sorted
-    /// set of events waiting for a retry (same JSON), scored by due time in epoch milliseconds.
-    /// Under Redis Cluster, put a hash tag in the prefix (`{lamina}`) so both keys share a slot:
-    /// the scripts touch both.
+    /// Keys: `{prefix}:events:{account id}` is a stream per account (one entry per event that
+    /// is due or being run, its one field `event` the event as JSON with the attempts made so
+    /// far) read by the consumer group `workers`, each worker a consumer with a unique name;
+    /// `{prefix}:streams` is the set of those streams; workers read them in turn, so one
+    /// account's backlog does not hold up another's events. `{prefix}:events` is the single
+    /// stream of earlier versions, still read until empty. `{prefix}:delayed` is a sorted set of
+    /// events waiting for a retry (same JSON), scored by due time in epoch milliseconds.
+    /// `{prefix}:alive:{consumer}` is a worker's heartbeat (a few seconds' TTL): the events of a
+    /// worker whose heartbeat is gone are taken over at once instead of after their lease.
+    /// Under Redis Cluster, put a hash tag in the prefix (`{lamina}`) so all keys share a slot:
+    /// the scripts touch several.
     ///
     /// Durability: [`Queue::enqueue`] returns after `XADD` was answered, which is on disk only
     /// if Redis persists: with `appendonly yes` and `appendfsync always` the entry is fsynced

@@ -51,28 +51,41 @@ impl Env {
         Queue::redis(self.url.as_str(), &self.prefix, config).await.expect("connect the queue to Redis")
     }
 
+    /// Consumers of the group over every stream (the shared one and each account's).
     async fn consumers(&self) -> usize {
         let client = redis::Client::open(self.url.as_str()).expect("parse Redis URL");
         let mut conn = client.get_multiplexed_async_connection().await.expect("connect to Redis");
-        let list: Vec<redis::Value> = redis::cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(format!("{}:events", self.prefix))
-            .arg("workers")
+        let mut streams: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("{}:streams", self.prefix))
             .query_async(&mut conn)
             .await
-            .expect("list consumers");
-        list.len()
+            .expect("list streams");
+        streams.push(format!("{}:events", self.prefix));
+        let mut total = 0;
+        for stream in streams {
+            let list: Vec<redis::Value> = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(&stream)
+                .arg("workers")
+                .query_async(&mut conn)
+                .await
+                .expect("list consumers");
+            total += list.len();
+        }
+        total
     }
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let keys = [format!("{}:events", self.prefix), format!("{}:delayed", self.prefix)];
-        let deleted = redis::Client::open(self.url.as_str())
-            .and_then(|client| client.get_connection())
-            .and_then(|mut conn| redis::cmd("DEL").arg(&keys).query::<i64>(&mut conn));
+        let pattern = format!("{}:*", self.prefix);
+        let deleted =
+            redis::Client::open(self.url.as_str()).and_then(|client| client.get_connection()).and_then(|mut conn| {
+                let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut conn)?;
+                if keys.is_empty() { Ok(0) } else { redis::cmd("DEL").arg(&keys).query::<i64>(&mut conn) }
+            });
         if let Err(err) = deleted {
-            eprintln!("could not delete test keys {keys:?}: {err}");
+            eprintln!("could not delete test keys {pattern}: {err}");
         }
     }
 }
@@ -86,6 +99,7 @@ fn config() -> QueueConfig {
         max_event_age: Duration::from_secs(60),
         lease: Duration::from_secs(60),
         parallelism: 4,
+        ..QueueConfig::default()
     }
 }
 
@@ -285,21 +299,28 @@ async fn a_late_outcome_from_a_worker_whose_lease_ran_out_is_ignored() {
     let config = QueueConfig { lease: Duration::from_millis(300), ..config() };
     let queue = env.queue(config.clone()).await;
     enqueue(&queue, "req-slow", "{}").await;
-    // With its one slot busy the slow worker reads nothing more, so the other worker is the one
-    // that takes the event over.
-    let slow_queue = env.queue(QueueConfig { parallelism: 1, ..config.clone() }).await;
 
-    // The slow worker holds the event past its lease and then reports a function error, which
-    // would schedule a retry were its outcome not ignored.
-    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    // The slow worker stalls (its only thread blocked, so it cannot renew the lease either)
+    // past its lease and then reports a function error, which would schedule a retry were its
+    // outcome not ignored. With its one slot busy it reads nothing more, so the other worker is
+    // the one that takes the event over.
+    let stalled = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let slow_runs = Runs::default();
-    let (gate, recorder) = (release.clone(), slow_runs.clone());
-    let slow = Worker::start(slow_queue, move |event| {
-        recorder.record(&event);
-        let gate = gate.clone();
+    let (url, prefix, recorder) = (env.url.clone(), env.prefix.clone(), slow_runs.clone());
+    let slow_config = QueueConfig { parallelism: 1, ..config.clone() };
+    let stop_slow = CancellationToken::new();
+    let slow = stalled.spawn({
+        let stop = stop_slow.clone();
         async move {
-            let _ = gate.acquire().await;
-            Attempt::FunctionError
+            let queue = Queue::redis(url.as_str(), &prefix, slow_config).await.expect("connect the queue to Redis");
+            let run = move |event: Event| {
+                recorder.record(&event);
+                async {
+                    std::thread::sleep(Duration::from_millis(1500));
+                    Attempt::FunctionError
+                }
+            };
+            queue.work(run, stop).await;
         }
     });
     wait_until("the slow worker took the event", || async { slow_runs.len() == 1 }).await;
@@ -311,14 +332,79 @@ async fn a_late_outcome_from_a_worker_whose_lease_ran_out_is_ignored() {
         async { Attempt::Succeeded }
     });
     wait_until("the other worker ran the event", || async { runs.len() == 1 && pending(&queue).await == 0 }).await;
-    release.add_permits(1);
-    slow.stop().await;
+    stop_slow.cancel();
+    tokio::time::timeout(WAIT, slow).await.expect("the slow worker stopped").expect("slow worker task");
+    stalled.shutdown_background();
     settle_time().await;
     fast.stop().await;
 
     assert_eq!(runs.len(), 1);
     assert_eq!(slow_runs.len(), 1);
     assert_eq!(pending(&queue).await, 0, "the slow worker's retry was not scheduled");
+}
+
+#[tokio::test]
+async fn a_running_event_keeps_its_lease_while_its_worker_lives() {
+    let Some(env) = Env::start().await else { return };
+    // The run lasts five leases; renewals keep the other worker from taking it over.
+    let config = QueueConfig { lease: Duration::from_millis(300), ..config() };
+    let queue = env.queue(config.clone()).await;
+    let runs = Runs::default();
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let recorder = runs.clone();
+        workers.push(Worker::start(env.queue(config.clone()).await, move |event| {
+            recorder.record(&event);
+            async {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                Attempt::Succeeded
+            }
+        }));
+    }
+    enqueue(&queue, "req-long", "{}").await;
+    wait_until("the event finished", || async { runs.len() >= 1 && pending(&queue).await == 0 }).await;
+    settle_time().await;
+    for worker in workers {
+        worker.stop().await;
+    }
+    assert_eq!(runs.len(), 1, "run once, not taken over while running");
+}
+
+#[tokio::test]
+async fn event_of_a_dead_worker_is_taken_over_within_seconds_despite_a_long_lease() {
+    let Some(env) = Env::start().await else { return };
+    // A lease far longer than the test: only the dead worker's missing heartbeat can explain a
+    // takeover within the test's wait.
+    let config = QueueConfig { lease: Duration::from_secs(600), ..config() };
+    let doomed = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let started = Arc::new(tokio::sync::Notify::new());
+    let (url, prefix, doomed_config, signal) = (env.url.clone(), env.prefix.clone(), config.clone(), started.clone());
+    doomed.spawn(async move {
+        let queue = Queue::redis(url.as_str(), &prefix, doomed_config).await.expect("connect the queue to Redis");
+        let run = move |_event: Event| {
+            signal.notify_one();
+            std::future::pending::<Attempt>()
+        };
+        queue.work(run, CancellationToken::new()).await;
+    });
+    let queue = env.queue(config).await;
+    enqueue(&queue, "req-orphan", "{}").await;
+    tokio::time::timeout(WAIT, started.notified()).await.expect("the first worker took the event");
+    let died_at = Instant::now();
+    doomed.shutdown_background();
+
+    let runs = Runs::default();
+    let recorder = runs.clone();
+    let worker = Worker::start(queue.clone(), move |event| {
+        recorder.record(&event);
+        async { Attempt::Succeeded }
+    });
+    wait_until("the second worker ran the event", || async { runs.len() == 1 && pending(&queue).await == 0 }).await;
+    worker.stop().await;
+    let all = runs.all();
+    assert_eq!(all.len(), 1);
+    let delay = all[0].1 - died_at;
+    assert!(delay < Duration::from_secs(8), "taken over after {delay:?}");
 }
 
 #[tokio::test]
@@ -445,4 +531,30 @@ async fn events_older_than_max_event_age_are_dropped() {
     assert!(attempts >= 2, "retried while young enough (ran {attempts} times)");
     assert!(dropped_after >= max_age, "kept until it was {max_age:?} old, dropped after {dropped_after:?}");
     assert_eq!(runs.len(), attempts, "no attempt after it was dropped");
+}
+
+#[tokio::test]
+async fn accounts_are_served_in_turn_not_in_arrival_order() {
+    let Some(env) = Env::start().await else { return };
+    let queue = env.queue(QueueConfig { parallelism: 2, ..config() }).await;
+    let payload = Bytes::from_static(b"{}");
+    for i in 0..100 {
+        queue.enqueue(&format!("flood-{i}"), "111111111111", "fn", None, &payload).await.expect("enqueue");
+    }
+    queue.enqueue("lone", "222222222222", "fn", None, &payload).await.expect("enqueue");
+    let runs = Runs::default();
+    let recorder = runs.clone();
+    let worker = Worker::start(queue.clone(), move |event| {
+        recorder.record(&event);
+        async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Attempt::Succeeded
+        }
+    });
+    wait_until("the lone account's event ran", || async { runs.all().iter().any(|(e, _)| e.request_id == "lone") })
+        .await;
+    worker.stop().await;
+    let position = runs.all().iter().position(|(e, _)| e.request_id == "lone").expect("ran");
+    // Arrival order would put it after the 100 others.
+    assert!(position < 4, "the other account's event ran as number {position}");
 }

@@ -42,15 +42,41 @@ impl SqlQueue {
         )
     }
 
-    async fn claim(&self, lease: Duration, limit: usize) -> anyhow::Result<Vec<Event>> {
+    /// Leases up to `limit` due events to `owner`, taking accounts in turn: first the oldest due
+    /// event of every account, then every account's second, and so on (a flood from one account
+    /// does not delay another account's events behind it).
+    async fn claim(&self, lease: Duration, limit: usize, owner: &str) -> anyhow::Result<Vec<Event>> {
         let now = now_ms();
         let lease = now + lease.as_millis() as i64;
-        let sql = "update async_events set lease_until = $2, attempts = attempts + 1, updated_at = $1 \
-                   where request_id in (select request_id from async_events where next_attempt_at <= $1 and lease_until < $1 \
-                   order by next_attempt_at limit $3) and lease_until < $1 \
+        let sql = "update async_events set lease_until = $2, lease_owner = $4, attempts = attempts + 1, updated_at = $1 \
+                   where request_id in (select request_id from (select request_id, next_attempt_at, \
+                   row_number() over (partition by account_id order by next_attempt_at, request_id) as turn \
+                   from async_events where next_attempt_at <= $1 and lease_until < $1) due \
+                   order by turn, next_attempt_at limit $3) and lease_until < $1 \
                    returning request_id, account_id, function_name, qualifier, payload, attempts, created_at";
-        on_pool!(&self.store, pool => sqlx::query_as::<_, Event>(sql).bind(now).bind(lease).bind(limit as i64).fetch_all(pool).await)
-            .context("claim events")
+        on_pool!(&self.store, pool => sqlx::query_as::<_, Event>(sql)
+            .bind(now).bind(lease).bind(limit as i64).bind(owner).fetch_all(pool).await)
+        .context("claim events")
+    }
+
+    /// Extends the lease of an event `owner` is running; `false` if the lease is no longer its.
+    async fn renew(&self, event: &Event, lease: Duration, owner: &str) -> anyhow::Result<bool> {
+        let now = now_ms();
+        let sql =
+            "update async_events set lease_until = $2 where request_id = $1 and lease_owner = $3 and lease_until > 0";
+        let n = on_pool!(&self.store, pool => sqlx::query(sql)
+            .bind(&event.request_id).bind(now + lease.as_millis() as i64).bind(owner)
+            .execute(pool).await.map(|r| r.rows_affected()))
+        .context("renew event lease")?;
+        Ok(n > 0)
+    }
+
+    /// Frees the leases `owner` held before this process started: the runs they covered died
+    /// with the previous process, so those events are due again now, not when the leases expire.
+    async fn release_previous(&self, owner: &str) -> anyhow::Result<u64> {
+        let sql = "update async_events set lease_until = 0 where lease_owner = $1 and lease_until > 0";
+        on_pool!(&self.store, pool => sqlx::query(sql).bind(owner).execute(pool).await.map(|r| r.rows_affected()))
+            .context("release leases of the previous process")
     }
 
     async fn finish(&self, event: &Event) -> anyhow::Result<()> {
@@ -74,11 +100,17 @@ impl SqlQueue {
         F: Fn(Event) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Attempt> + Send + 'static,
     {
+        let owner = queue.config.consumer.clone();
+        match self.release_previous(&owner).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "async events left running by the previous process are due again"),
+            Err(err) => tracing::warn!(error = format!("{err:#}"), "release leases of the previous process"),
+        }
         let slots = Arc::new(tokio::sync::Semaphore::new(queue.config.parallelism));
         let tracker = tokio_util::task::TaskTracker::new();
         loop {
             let free = slots.available_permits();
-            let claimed = if free == 0 { Ok(Vec::new()) } else { self.claim(queue.config.lease, free).await };
+            let claimed = if free == 0 { Ok(Vec::new()) } else { self.claim(queue.config.lease, free, &owner).await };
             let events = claimed.unwrap_or_else(|err| {
                 tracing::warn!(error = format!("{err:#}"), "claim async events");
                 Vec::new()
@@ -88,7 +120,7 @@ impl SqlQueue {
                 let Ok(permit) = slots.clone().acquire_owned().await else { return };
                 let (sql, queue, run) = (self.clone(), queue.clone(), run.clone());
                 tracker.spawn(async move {
-                    let outcome = run(event.clone()).await;
+                    let outcome = sql.run_leased(&event, &queue, run).await;
                     let step = queue.next_step(&event, outcome);
                     let result = match step {
                         None => sql.finish(&event).await,
@@ -114,5 +146,31 @@ impl SqlQueue {
         }
         tracker.close();
         tracker.wait().await;
+    }
+
+    /// Runs the event, renewing its lease every third of the lease while it runs: a lease only
+    /// has to outlive a stalled renewal, not the longest invocation, so a crash makes the event
+    /// due again within one short lease.
+    async fn run_leased<F, Fut>(&self, event: &Event, queue: &Queue, run: F) -> Attempt
+    where
+        F: Fn(Event) -> Fut,
+        Fut: Future<Output = Attempt>,
+    {
+        let lease = queue.config.lease;
+        let every = queue.config.renew_every();
+        let running = run(event.clone());
+        tokio::pin!(running);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                outcome = &mut running => return outcome,
+                _ = tick.tick() => match self.renew(event, lease, &queue.config.consumer).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::info!(request_id = %event.request_id, "lease of a running async event was lost"),
+                    Err(err) => tracing::warn!(request_id = %event.request_id, error = format!("{err:#}"), "renew event lease"),
+                },
+            }
+        }
     }
 }
