@@ -55,10 +55,17 @@ pub struct Config {
     /// IPv4 range sandbox links are numbered from (one /30 per sandbox); must not overlap any
     /// network sandboxes need to reach.
     pub sandbox_network: String,
-    /// Extra IPv4 networks (CIDR) sandboxes may not reach, e.g. the operator's private ranges.
-    /// Loopback, link-local (169.254.0.0/16, cloud metadata), multicast and other sandboxes are
-    /// always blocked, as is every address of the host itself.
+    /// Extra IPv4 networks (CIDR) sandboxes may not reach. Private, shared (100.64.0.0/10),
+    /// link-local (cloud metadata) and reserved ranges are denied by default (`egress_allow`
+    /// opens them); loopback, multicast, other sandboxes and every address of the host itself
+    /// are always denied.
     pub blocked_networks: Vec<String>,
+    /// IPv4 networks (CIDR) sandboxes may reach although they are denied by default, e.g.
+    /// `["10.20.0.0/16"]` for a private database network. Never opens the host's own addresses.
+    pub egress_allow: Vec<String>,
+    /// New outbound connections (conntrack entries) one sandbox may hold at once; more are
+    /// refused. Size `net.netfilter.nf_conntrack_max` for `max_sandboxes` times this.
+    pub max_connections_per_sandbox: u32,
 }
 
 impl Default for Config {
@@ -79,6 +86,8 @@ impl Default for Config {
             allow_host_ports: String::new(),
             sandbox_network: "10.234.0.0/16".to_string(),
             blocked_networks: Vec::new(),
+            egress_allow: Vec::new(),
+            max_connections_per_sandbox: 512,
         }
     }
 }
@@ -97,6 +106,11 @@ impl Config {
         for n in &self.blocked_networks {
             crate::net::Ipv4Net::parse(n).map_err(|e| anyhow::anyhow!("exec_host.blocked_networks: {e:#}"))?;
         }
+        for n in &self.egress_allow {
+            // Sandboxes have no IPv6 route at all, so only IPv4 ranges can be opened.
+            crate::net::Ipv4Net::parse(n).map_err(|e| anyhow::anyhow!("exec_host.egress_allow (IPv4 only): {e:#}"))?;
+        }
+        anyhow::ensure!(self.max_connections_per_sandbox > 0, "exec_host.max_connections_per_sandbox must be > 0");
         for (name, spec) in &self.runtimes {
             anyhow::ensure!(!spec.command.is_empty(), "exec_host.runtimes.{name}.command is empty");
             anyhow::ensure!(

@@ -136,8 +136,7 @@ impl ExecHost {
             None => None,
         };
         let mut network = if crate::spawn::is_root() {
-            let c = &config;
-            match crate::net::Network::setup(&c.sandbox_network, &c.blocked_networks, &c.allow_host_ports) {
+            match crate::net::Network::setup(&config) {
                 Ok(n) => Some(n),
                 Err(e) => {
                     missing.push(format!("network: {e:#}"));

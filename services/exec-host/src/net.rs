@@ -6,10 +6,14 @@
 //! `sandbox_network`, and binds the Runtime API on `127.0.0.1:9001` *inside* the namespace (a
 //! socket stays in the namespace it was created in). The runtime process later `setns`es into
 //! the namespace through the returned fd. Host-wide nftables rules (table `inet lamina`)
-//! masquerade sandbox traffic, reject anything a sandbox sends to the host itself (every host
-//! address, the host ends of all veths), and reject blocked destinations (loopback, link-local
-//! and metadata, multicast, other sandboxes, operator ranges). Host ports on the allow-list are
-//! reached through a redirect inside the namespace to a proxy listener the host serves.
+//! masquerade sandbox traffic and reject what a sandbox may not reach: every address of the host
+//! itself, private, shared, link-local (cloud metadata) and reserved ranges unless the operator's
+//! `egress_allow` opens them, other sandboxes, and anything the host would DNAT elsewhere
+//! (Docker published ports, kube-proxy service IPs). Destinations are checked before the host's
+//! own DNAT rules run (prerouting, priority -150) and again after them (forward). New connections
+//! per sandbox are capped with `ct count`, so one sandbox cannot fill the conntrack table. Host
+//! ports on the allow-list are reached through a redirect inside the namespace to a proxy
+//! listener the host serves.
 #![allow(unsafe_code)]
 
 use std::fmt;
@@ -25,8 +29,27 @@ use anyhow::Context;
 pub(crate) const RUNTIME_API_PORT: u16 = 9001;
 /// Host ends of sandbox veths are named `lmn<hex slot>`; the nftables rules match the prefix.
 const IF_PREFIX: &str = "lmn";
-/// Destinations no sandbox reaches, whatever the operator configures.
-const ALWAYS_BLOCKED: &[&str] = &["0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4"];
+/// Destinations no sandbox reaches, whatever the operator configures ("this network",
+/// loopback, multicast, reserved). The sandbox network itself is added at start.
+const NEVER: &[&str] = &["0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4"];
+/// Destinations denied unless `egress_allow` opens them: private (RFC 1918), shared address
+/// space (RFC 6598: carrier NAT, many Kubernetes pod and service ranges), link-local (cloud
+/// metadata at 169.254.169.254), Azure's wireserver, IETF protocol assignments, benchmarking.
+pub(crate) const DENIED_BY_DEFAULT: &[&str] = &[
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "168.63.129.16/32",
+];
+/// Proxied host-port connections one sandbox may hold at once (each costs the host two fds).
+const PROXY_MAX_CONNECTIONS: usize = 64;
+/// Pause after a failed accept (`EMFILE`, ...): the connection stays queued, so retrying at
+/// once would spin a core.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 const NFT_PATHS: &[&str] = &["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft"];
 
 /// An IPv4 network in CIDR form.
@@ -82,6 +105,7 @@ pub(crate) struct Network {
     subnet: Ipv4Net,
     allow_ports: Vec<(u16, u16)>,
     nft: PathBuf,
+    max_connections: u32,
 }
 
 /// The network of one sandbox.
@@ -96,18 +120,36 @@ pub(crate) struct SandboxNet {
     pub(crate) host_if: String,
 }
 
+/// What the host-wide rules are built from.
+struct Policy {
+    subnet: Ipv4Net,
+    never: Vec<Ipv4Net>,
+    deny: Vec<Ipv4Net>,
+    allow: Vec<Ipv4Net>,
+    /// The host's DNS resolvers (port 53 stays open to them even in a denied range).
+    dns: Vec<Ipv4Net>,
+    max_connections: u32,
+}
+
 impl Network {
     /// Checks the tools, installs the host rules and enables forwarding. An error says why
     /// sandboxes cannot get their own network.
-    pub(crate) fn setup(subnet: &str, blocked: &[String], allow_host_ports: &str) -> anyhow::Result<Network> {
-        let subnet = Ipv4Net::parse(subnet).context("sandbox_network")?;
+    pub(crate) fn setup(c: &crate::Config) -> anyhow::Result<Network> {
+        let subnet = Ipv4Net::parse(&c.sandbox_network).context("sandbox_network")?;
         anyhow::ensure!((8..=28).contains(&subnet.prefix), "sandbox_network prefix must be between /8 and /28");
-        let allow_ports = parse_port_ranges(allow_host_ports).context("allow_host_ports")?;
-        let mut blocked_nets = Vec::new();
-        for b in ALWAYS_BLOCKED.iter().copied().chain(blocked.iter().map(String::as_str)) {
-            blocked_nets.push(Ipv4Net::parse(b).context("blocked_networks")?);
-        }
-        blocked_nets.push(subnet);
+        let allow_ports = parse_port_ranges(&c.allow_host_ports).context("allow_host_ports")?;
+        let parse_all = |list: &mut dyn Iterator<Item = &str>, what: &str| -> anyhow::Result<Vec<Ipv4Net>> {
+            list.map(|n| Ipv4Net::parse(n).with_context(|| what.to_string())).collect()
+        };
+        let mut never = parse_all(&mut NEVER.iter().copied(), "never")?;
+        never.push(subnet);
+        let deny = parse_all(
+            &mut DENIED_BY_DEFAULT.iter().copied().chain(c.blocked_networks.iter().map(String::as_str)),
+            "blocked_networks",
+        )?;
+        let allow = parse_all(&mut c.egress_allow.iter().map(String::as_str), "egress_allow")?;
+        let dns = host_resolvers();
+        let policy = Policy { subnet, never, deny, allow, dns, max_connections: c.max_connections_per_sandbox };
         let nft = NFT_PATHS
             .iter()
             .map(PathBuf::from)
@@ -123,13 +165,14 @@ impl Network {
                  iifname != \"{IF_PREFIX}*\" oifname != \"{IF_PREFIX}*\" drop\n }}\n}}\n"
             ));
         }
-        rules.push_str(&host_rules(subnet, &blocked_nets));
+        rules.push_str(&host_rules(&policy));
         run_nft(&nft, &rules).context("install nftables rules")?;
         if forwarding.trim() == "0" {
             std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("enable ip_forward")?;
             tracing::info!("enabled net.ipv4.ip_forward for sandbox egress (other forwarding stays blocked)");
         }
-        Ok(Network { subnet, allow_ports, nft })
+        check_conntrack_max(c);
+        Ok(Network { subnet, allow_ports, nft, max_connections: c.max_connections_per_sandbox })
     }
 
     /// Allow-listed host ports (inclusive ranges).
@@ -202,7 +245,8 @@ impl Network {
                 l.set_nonblocking(true)?;
                 let port = l.local_addr()?.port();
                 // Runs `nft` from this thread, so inside the sandbox's namespace.
-                run_nft(&self.nft, &sandbox_rules(&self.allow_ports, port)).context("install host-port redirect")?;
+                run_nft(&self.nft, &sandbox_rules(&self.allow_ports, port, self.max_connections))
+                    .context("install host-port redirect")?;
                 Some(l)
             };
             Ok(SandboxNet { ns, api, proxy, host_if: host_if.clone() })
@@ -214,31 +258,89 @@ impl Network {
     }
 }
 
-/// The host table: reject sandbox traffic to the host itself and to blocked networks, NAT the rest.
-fn host_rules(subnet: Ipv4Net, blocked: &[Ipv4Net]) -> String {
-    let p = IF_PREFIX;
+/// The host table. Sandbox traffic is checked twice by `sandbox_egress`: in prerouting at
+/// priority -150, before any DNAT of the host (Docker, kube-proxy, libvirt all DNAT at -100), so
+/// a destination is judged by the address the sandbox chose; and in forward, after DNAT, where
+/// anything DNAT'd at all is refused (its real target was never checked against the policy).
+/// The host itself is unreachable whatever the allow-list says. The rest is masqueraded.
+fn host_rules(p: &Policy) -> String {
+    let i = IF_PREFIX;
     let reject = "reject with icmpx type admin-prohibited";
-    let mut fwd = format!("  iifname \"{p}*\" meta nfproto ipv6 {reject}\n");
-    for b in blocked {
-        fwd.push_str(&format!("  iifname \"{p}*\" ip daddr {b} {reject}\n"));
-    }
+    let set = |name: &str, nets: &[Ipv4Net]| {
+        let elements = if nets.is_empty() {
+            String::new()
+        } else {
+            format!(" elements = {{ {} }};", nets.iter().map(Ipv4Net::to_string).collect::<Vec<_>>().join(", "))
+        };
+        format!(" set {name} {{ type ipv4_addr; flags interval; auto-merge;{elements} }}\n")
+    };
+    let sets = [set("never4", &p.never), set("deny4", &p.deny), set("allow4", &p.allow), set("dns4", &p.dns)].concat();
+    let (subnet, max) = (p.subnet, p.max_connections);
     format!(
-        "table inet lamina\ndelete table inet lamina\ntable inet lamina {{\n\
-         chain input {{\n  type filter hook input priority -10; policy accept;\n  iifname \"{p}*\" {reject}\n }}\n\
-         chain forward {{\n  type filter hook forward priority -10; policy accept;\n{fwd}\
-           iifname \"{p}*\" accept\n  oifname \"{p}*\" ct state established,related accept\n  oifname \"{p}*\" drop\n }}\n\
+        "table inet lamina\ndelete table inet lamina\ntable inet lamina {{\n{sets}\
+         set conns4 {{ type ipv4_addr; size 65535; flags dynamic; }}\n\
+         chain sandbox_egress {{\n\
+           meta nfproto ipv6 {reject}\n\
+           fib daddr type local {reject}\n\
+           ip daddr @never4 {reject}\n\
+           ip daddr @dns4 meta l4proto {{ tcp, udp }} th dport 53 return\n\
+           ip daddr @allow4 return\n\
+           ip daddr @deny4 {reject}\n }}\n\
+         chain prerouting {{\n  type filter hook prerouting priority -150; policy accept;\n\
+           iifname \"{i}*\" jump sandbox_egress\n }}\n\
+         chain input {{\n  type filter hook input priority -10; policy accept;\n  iifname \"{i}*\" {reject}\n }}\n\
+         chain forward {{\n  type filter hook forward priority -10; policy accept;\n\
+           iifname \"{i}*\" ct status dnat {reject}\n\
+           iifname \"{i}*\" jump sandbox_egress\n\
+           iifname \"{i}*\" ct state new add @conns4 {{ ip saddr ct count over {max} }} {reject}\n\
+           iifname \"{i}*\" accept\n  oifname \"{i}*\" ct state established,related accept\n  oifname \"{i}*\" drop\n }}\n\
          chain postrouting {{\n  type nat hook postrouting priority 100; policy accept;\n\
-           ip saddr {subnet} oifname != \"{p}*\" masquerade\n }}\n}}\n"
+           ip saddr {subnet} oifname != \"{i}*\" masquerade\n }}\n}}\n"
     )
 }
 
+/// IPv4 resolvers of the host's `/etc/resolv.conf` (which sandboxes share) that are not loopback.
+fn host_resolvers() -> Vec<Ipv4Net> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse::<Ipv4Addr>().ok())
+        .filter(|a| !a.is_loopback() && !a.is_unspecified())
+        .map(|a| Ipv4Net { addr: u32::from(a), prefix: 32 })
+        .collect()
+}
+
+/// Warns when the conntrack table cannot hold every sandbox at its connection cap.
+fn check_conntrack_max(c: &crate::Config) {
+    let Some(max) = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+    else {
+        return;
+    };
+    // With allow_host_ports each sandbox's namespace tracks its connections too.
+    let per_sandbox = u64::from(c.max_connections_per_sandbox) * if c.allow_host_ports.is_empty() { 1 } else { 2 };
+    let needed = per_sandbox * c.max_sandboxes as u64;
+    if max < needed {
+        tracing::warn!(
+            nf_conntrack_max = max,
+            needed,
+            "net.netfilter.nf_conntrack_max is below max_sandboxes x max_connections_per_sandbox: \
+             sandboxes together can fill the conntrack table (docs/security.md, Network)"
+        );
+    }
+}
+
 /// The sandbox's own table: connections to allow-listed ports on 127.0.0.1 go to the proxy.
-fn sandbox_rules(ports: &[(u16, u16)], proxy_port: u16) -> String {
+/// Its rules make the kernel track connections inside the namespace, so they are capped too.
+fn sandbox_rules(ports: &[(u16, u16)], proxy_port: u16, max_connections: u32) -> String {
     let set: Vec<String> =
         ports.iter().map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
     format!(
         "table ip lamina {{\n chain output {{\n  type nat hook output priority -100; policy accept;\n\
-         ip daddr 127.0.0.1 tcp dport != {RUNTIME_API_PORT} tcp dport {{ {} }} redirect to :{proxy_port}\n }}\n}}\n",
+         ip daddr 127.0.0.1 tcp dport != {RUNTIME_API_PORT} tcp dport {{ {} }} redirect to :{proxy_port}\n }}\n\
+         chain conns {{\n  type filter hook output priority 0; policy accept;\n\
+         ct state new ct count over {max_connections} reject\n }}\n}}\n",
         set.join(", ")
     )
 }
@@ -286,16 +388,24 @@ pub(crate) async fn serve_host_proxy(
     allow: Vec<(u16, u16)>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(PROXY_MAX_CONNECTIONS));
     loop {
         let mut inbound = tokio::select! {
             _ = cancel.cancelled() => return,
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
                 Err(e) => {
-                    tracing::debug!("host-port proxy accept: {e}");
-                    continue;
+                    tracing::warn!("host-port proxy accept: {e}");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                    }
                 }
             },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!("host-port proxy connection limit reached: closing");
+            continue;
         };
         let port = match original_dst_port(&inbound) {
             Ok(p) if allow.iter().any(|&(a, b)| (a..=b).contains(&p)) && p != RUNTIME_API_PORT => p,
@@ -306,6 +416,7 @@ pub(crate) async fn serve_host_proxy(
         };
         let cancel = cancel.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let Ok(mut outbound) = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await else {
                 return;
             };
@@ -539,7 +650,8 @@ mod tests {
     #[ignore = "measurement, needs root"]
     fn measure_sandbox_network_cost() {
         for ports in ["", "18000-18999"] {
-            let net = Network::setup("10.234.0.0/16", &[], ports).expect("network setup");
+            let config = crate::Config { allow_host_ports: ports.into(), ..crate::Config::default() };
+            let net = Network::setup(&config).expect("network setup");
             let mut create = Vec::new();
             let mut delete = Vec::new();
             for _ in 0..20 {
@@ -561,7 +673,7 @@ mod tests {
 
     #[test]
     fn sandbox_rules_exclude_the_runtime_api() {
-        let r = sandbox_rules(&[(5000, 5000), (18000, 18999)], 40000);
+        let r = sandbox_rules(&[(5000, 5000), (18000, 18999)], 40000, 512);
         assert!(r.contains("tcp dport != 9001 tcp dport { 5000, 18000-18999 } redirect to :40000"), "{r}");
     }
 }

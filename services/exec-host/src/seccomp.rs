@@ -2,6 +2,12 @@
 //! rarely needed kernel attack surface, or that could undo the sandbox, fail with EPERM (the
 //! process is never killed, so runtimes that probe for a feature fall back cleanly).
 //!
+//! `socket` and `socketpair` are limited to the families runtimes use (`AF_UNIX`, `AF_INET`,
+//! `AF_INET6`, and `AF_NETLINK` for `NETLINK_ROUTE` only, which `getifaddrs` needs); every other
+//! family fails with EAFNOSUPPORT, what the kernel itself answers for a family it lacks, so
+//! runtimes treat it as "not available". That shuts `AF_VSOCK` (the hypervisor's host side),
+//! `AF_PACKET`, `AF_ALG`, `AF_XDP` and the families whose first use autoloads a kernel module.
+//!
 //! The BPF program is built before the fork; the child only passes it to `prctl`.
 #![allow(unsafe_code)]
 
@@ -70,6 +76,9 @@ const NS_FLAGS: u32 = (libc::CLONE_NEWUSER
     | libc::CLONE_NEWUTS
     | libc::CLONE_NEWCGROUP) as u32;
 
+/// Socket families that stay available.
+const SOCKET_FAMILIES: &[i32] = &[libc::AF_UNIX, libc::AF_INET, libc::AF_INET6];
+
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 const RET_ALLOW: u32 = 0x7fff_0000;
@@ -79,6 +88,7 @@ const RET_ERRNO: u32 = 0x0005_0000;
 const OFF_NR: u32 = 0;
 const OFF_ARCH: u32 = 4;
 const OFF_ARG0: u32 = 16;
+const OFF_ARG2: u32 = 32;
 
 // Classic BPF opcodes.
 const LD_W_ABS: u16 = 0x20;
@@ -97,8 +107,12 @@ enum Label {
     Allow,
     Eperm,
     Enosys,
+    Eafnosupport,
+    Eprotonosupport,
     Clone,
     Personality,
+    Socket,
+    Netlink,
 }
 
 struct Ins {
@@ -129,6 +143,8 @@ impl Filter {
             // fall back to clone, whose flags are checked.
             jump(JEQ_K, libc::SYS_clone3 as u32, Label::Enosys, Label::Next),
             jump(JEQ_K, libc::SYS_personality as u32, Label::Personality, Label::Next),
+            jump(JEQ_K, libc::SYS_socket as u32, Label::Socket, Label::Next),
+            jump(JEQ_K, libc::SYS_socketpair as u32, Label::Socket, Label::Next),
         ];
         for &nr in DENIED {
             main.push(jump(JEQ_K, nr as u32, Label::Eperm, Label::Next));
@@ -143,9 +159,25 @@ impl Filter {
                 v.push(stmt(RET_K, RET_ERRNO | libc::EPERM as u32));
                 v
             }),
+            // The kernel reads the family and protocol as ints: the low halves are the whole value.
+            (Label::Socket, {
+                let mut v = vec![stmt(LD_W_ABS, OFF_ARG0)];
+                v.extend(SOCKET_FAMILIES.iter().map(|&f| jump(JEQ_K, f as u32, Label::Allow, Label::Next)));
+                v.push(jump(JEQ_K, libc::AF_NETLINK as u32, Label::Netlink, Label::Eafnosupport));
+                v
+            }),
+            (
+                Label::Netlink,
+                vec![
+                    stmt(LD_W_ABS, OFF_ARG2),
+                    jump(JEQ_K, libc::NETLINK_ROUTE as u32, Label::Allow, Label::Eprotonosupport),
+                ],
+            ),
             (Label::Allow, vec![stmt(RET_K, RET_ALLOW)]),
             (Label::Eperm, vec![stmt(RET_K, RET_ERRNO | libc::EPERM as u32)]),
             (Label::Enosys, vec![stmt(RET_K, RET_ERRNO | libc::ENOSYS as u32)]),
+            (Label::Eafnosupport, vec![stmt(RET_K, RET_ERRNO | libc::EAFNOSUPPORT as u32)]),
+            (Label::Eprotonosupport, vec![stmt(RET_K, RET_ERRNO | libc::EPROTONOSUPPORT as u32)]),
         ];
         let mut all: Vec<Ins> = main;
         let mut at: Vec<(Label, usize)> = Vec::new();
@@ -198,5 +230,53 @@ mod tests {
             assert!(pc + 1 + (ins.jt.max(ins.jf) as usize) < f.0.len() || ins.code == RET_K);
         }
         assert_eq!(f.0.last().map(|i| i.code), Some(RET_K));
+    }
+
+    /// errno of `socket(family, type, protocol)` under the filter, in a forked child (0: allowed).
+    fn socket_errno_filtered(calls: &[(i32, i32, i32)]) -> Vec<i32> {
+        let f = Filter::sandbox();
+        calls
+            .iter()
+            .map(|&(family, ty, proto)| {
+                // SAFETY: the child only makes raw system calls and `_exit`s.
+                let pid = unsafe { libc::fork() };
+                assert!(pid >= 0, "fork");
+                if pid == 0 {
+                    // SAFETY: prctl/socket/_exit with plain arguments, in the child only.
+                    unsafe {
+                        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                        if f.apply().is_err() {
+                            libc::_exit(255);
+                        }
+                        let fd = libc::socket(family, ty, proto);
+                        libc::_exit(if fd >= 0 { 0 } else { *libc::__errno_location() });
+                    }
+                }
+                let mut status = 0;
+                // SAFETY: waits for the child forked above.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                assert!(libc::WIFEXITED(status));
+                libc::WEXITSTATUS(status)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_unix_inet_and_route_netlink_sockets() {
+        use libc::*;
+        let got = socket_errno_filtered(&[
+            (AF_UNIX, SOCK_STREAM, 0),
+            (AF_INET, SOCK_DGRAM, 0),
+            (AF_INET6, SOCK_STREAM, 0),
+            (AF_NETLINK, SOCK_RAW, NETLINK_ROUTE),
+            (AF_NETLINK, SOCK_RAW, NETLINK_SOCK_DIAG),
+            (AF_VSOCK, SOCK_STREAM, 0),
+            (AF_PACKET, SOCK_RAW, 0),
+            (AF_ALG, SOCK_SEQPACKET, 0),
+            (AF_XDP, SOCK_RAW, 0),
+            (AF_INET | 0x1_0000, SOCK_STREAM, 0),
+        ]);
+        let want = [0, 0, 0, 0, EPROTONOSUPPORT, EAFNOSUPPORT, EAFNOSUPPORT, EAFNOSUPPORT, EAFNOSUPPORT, EAFNOSUPPORT];
+        assert_eq!(got, want);
     }
 }

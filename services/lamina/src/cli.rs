@@ -89,6 +89,10 @@ pub struct ExecArgs {
     /// Extra IPv4 networks (CIDR, comma-separated) sandboxes may not reach.
     #[arg(long, env = "LAMINA_SANDBOX_BLOCKED_NETWORKS", value_delimiter = ',')]
     pub sandbox_blocked_networks: Vec<String>,
+    /// IPv4 networks (CIDR, comma-separated) sandboxes may reach although private, shared and
+    /// link-local ranges are denied by default, e.g. `10.20.0.0/16`.
+    #[arg(long, env = "LAMINA_SANDBOX_EGRESS_ALLOW", value_delimiter = ',')]
+    pub sandbox_egress_allow: Vec<String>,
     /// Run sandboxes on the host's network when per-sandbox networks are unavailable. INSECURE:
     /// functions can then reach every service on the host's loopback.
     #[arg(long, env = "LAMINA_INSECURE_SHARED_NETWORK")]
@@ -108,6 +112,7 @@ impl ExecArgs {
             cpu_quota: self.cpu_quota,
             allow_host_ports: self.sandbox_allow_host_ports.clone(),
             blocked_networks: self.sandbox_blocked_networks.clone(),
+            egress_allow: self.sandbox_egress_allow.clone(),
             insecure_shared_network: self.insecure_shared_network,
             idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
             ..lamina_exec_host::Config::default()
@@ -127,6 +132,9 @@ impl ExecArgs {
         ];
         if !self.sandbox_blocked_networks.is_empty() {
             args.push(format!("--sandbox-blocked-networks={}", self.sandbox_blocked_networks.join(",")));
+        }
+        if !self.sandbox_egress_allow.is_empty() {
+            args.push(format!("--sandbox-egress-allow={}", self.sandbox_egress_allow.join(",")));
         }
         if self.insecure_shared_network {
             args.push("--insecure-shared-network".into());
