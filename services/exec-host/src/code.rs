@@ -1,58 +1,196 @@
-//! The code cache: each deployment package is unzipped once into `data_dir/code/<sha256hex>/`.
+//! The code cache: each deployment package is unzipped once into `data_dir/code/<sha256hex>/`
+//! and deleted again when no sandbox has used it for `unpacked_code_ttl`.
+//!
+//! Every use holds a [`CodeLease`] from before the package is fetched until its sandbox has
+//! started, and a started sandbox is attached to the entry (a `Weak`, alive until the sandbox is
+//! destroyed and dropped). The collector only deletes an entry with neither, under the same lock
+//! that hands out leases, so a directory is never removed under a starting or running sandbox.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::sandbox::Sandbox;
+
+struct Entry {
+    /// Leases held now (uses between the start of an invocation and its sandbox's start).
+    leases: usize,
+    /// Sandboxes started from the directory; dead ones are pruned by the collector.
+    users: Vec<Weak<Sandbox>>,
+    /// Last moment the package was known to be in use.
+    last_used: Instant,
+    /// The directory is known to exist (saves a `stat` on the warm path).
+    unpacked: bool,
+    /// Serialises unzipping of this package.
+    unzip: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Entry {
+    fn new(unpacked: bool) -> Self {
+        Entry { leases: 0, users: Vec::new(), last_used: Instant::now(), unpacked, unzip: Arc::default() }
+    }
+}
+
+struct Shared {
+    root: PathBuf,
+    /// Where packages fetched from a remote code storage are kept (`<sha>.zip`), deleted with
+    /// the unpacked directory.
+    packages_dir: PathBuf,
+    ttl: Duration,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl Shared {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().expect("code cache poisoned")
+    }
+}
+
 /// Unpacked packages, keyed by SHA-256; concurrent cold starts of one package unzip it once.
 pub(crate) struct CodeCache {
-    root: PathBuf,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Packages known to be unpacked: every invoke checks, and a `stat` through the blocking
-    /// pool costs a thread hop on the warm path. Unpacked directories are never removed.
-    unpacked: Mutex<HashSet<String>>,
+    shared: Arc<Shared>,
+}
+
+/// A use of one package: while it is held, the package is not deleted.
+pub(crate) struct CodeLease {
+    shared: Arc<Shared>,
+    sha: String,
+}
+
+impl CodeLease {
+    /// The directory the package is (or will be) unpacked in.
+    pub(crate) fn dir(&self) -> PathBuf {
+        self.shared.root.join(&self.sha)
+    }
+}
+
+impl Drop for CodeLease {
+    fn drop(&mut self) {
+        if let Some(e) = self.shared.entries().get_mut(&self.sha) {
+            e.leases -= 1;
+            e.last_used = Instant::now();
+        }
+    }
 }
 
 impl CodeCache {
-    pub(crate) fn new(root: PathBuf) -> Self {
-        CodeCache { root, locks: Mutex::new(HashMap::new()), unpacked: Mutex::new(HashSet::new()) }
+    /// Registers the packages already unpacked under `root` (from an earlier run; they are
+    /// collected like any other once unused) and removes unfinished unzips and deletions.
+    pub(crate) fn new(root: PathBuf, packages_dir: PathBuf, ttl: Duration) -> Self {
+        let mut entries = HashMap::new();
+        if let Ok(dir) = std::fs::read_dir(&root) {
+            for e in dir.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".tmp-") || name.starts_with(".trash-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                } else if is_digest(&name) {
+                    entries.insert(name, Entry::new(true));
+                }
+            }
+        }
+        CodeCache { shared: Arc::new(Shared { root, packages_dir, ttl, entries: Mutex::new(entries) }) }
+    }
+
+    /// Takes a lease on a package before it is fetched or unpacked.
+    pub(crate) fn lease(&self, sha256_hex: &str) -> anyhow::Result<CodeLease> {
+        anyhow::ensure!(is_digest(sha256_hex), "code sha256 {sha256_hex:?} is not hex");
+        let mut entries = self.shared.entries();
+        let e = entries.entry(sha256_hex.to_string()).or_insert_with(|| Entry::new(false));
+        e.leases += 1;
+        e.last_used = Instant::now();
+        Ok(CodeLease { shared: self.shared.clone(), sha: sha256_hex.to_string() })
     }
 
     /// Returns the directory holding the unzipped package, extracting it first if needed.
-    pub(crate) async fn ensure(&self, sha256_hex: &str, zip_path: &Path) -> anyhow::Result<PathBuf> {
-        if self.unpacked.lock().expect("code set poisoned").contains(sha256_hex) {
-            return Ok(self.root.join(sha256_hex));
+    pub(crate) async fn ensure(&self, lease: &CodeLease, zip_path: &Path) -> anyhow::Result<PathBuf> {
+        let dir = lease.dir();
+        let unzip = {
+            let entries = self.shared.entries();
+            let Some(e) = entries.get(&lease.sha) else {
+                anyhow::bail!("code cache entry of a leased package is missing");
+            };
+            if e.unpacked {
+                return Ok(dir);
+            }
+            e.unzip.clone()
+        };
+        let _guard = unzip.lock().await;
+        if tokio::fs::metadata(&dir).await.is_err() {
+            let (root, zip_path, target) = (self.shared.root.clone(), zip_path.to_path_buf(), dir.clone());
+            tokio::task::spawn_blocking(move || extract(&root, &zip_path, &target))
+                .await
+                .context("join unzip task")??;
         }
-        let dir = self.ensure_on_disk(sha256_hex, zip_path).await?;
-        self.unpacked.lock().expect("code set poisoned").insert(sha256_hex.to_string());
+        if let Some(e) = self.shared.entries().get_mut(&lease.sha) {
+            e.unpacked = true;
+        }
         Ok(dir)
     }
 
-    async fn ensure_on_disk(&self, sha256_hex: &str, zip_path: &Path) -> anyhow::Result<PathBuf> {
-        anyhow::ensure!(
-            !sha256_hex.is_empty() && sha256_hex.bytes().all(|b| b.is_ascii_hexdigit()),
-            "code sha256 {sha256_hex:?} is not hex"
-        );
-        let dir = self.root.join(sha256_hex);
-        if tokio::fs::metadata(&dir).await.is_ok() {
-            return Ok(dir);
+    /// Records that `sandbox` runs from the leased package: it stays until the sandbox is gone.
+    pub(crate) fn attach(&self, lease: &CodeLease, sandbox: &Arc<Sandbox>) {
+        if let Some(e) = self.shared.entries().get_mut(&lease.sha) {
+            e.users.push(Arc::downgrade(sandbox));
         }
-        let lock = {
-            let mut locks = self.locks.lock().expect("code lock map poisoned");
-            locks.entry(sha256_hex.to_string()).or_default().clone()
-        };
-        let _guard = lock.lock().await;
-        if tokio::fs::metadata(&dir).await.is_ok() {
-            return Ok(dir);
-        }
-        let (root, zip_path, target) = (self.root.clone(), zip_path.to_path_buf(), dir.clone());
-        tokio::task::spawn_blocking(move || extract(&root, &zip_path, &target)).await.context("join unzip task")??;
-        Ok(dir)
     }
+
+    /// Deletes the packages unused for the TTL; returns how many. Renames happen under the
+    /// lock (so a new lease finds the package either whole or absent); the deletion after it.
+    pub(crate) async fn collect(&self) -> usize {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || collect_blocking(&shared)).await.unwrap_or_else(|e| {
+            tracing::warn!("code cache collector: {e}");
+            0
+        })
+    }
+}
+
+fn collect_blocking(shared: &Shared) -> usize {
+    let now = Instant::now();
+    let mut trash = Vec::new();
+    {
+        let mut entries = shared.entries();
+        let mut expired = Vec::new();
+        for (sha, e) in entries.iter_mut() {
+            e.users.retain(|w| w.strong_count() > 0);
+            if e.leases > 0 || !e.users.is_empty() {
+                e.last_used = now;
+            } else if now.duration_since(e.last_used) >= shared.ttl {
+                expired.push(sha.clone());
+            }
+        }
+        for sha in expired {
+            entries.remove(&sha);
+            let dir = shared.root.join(&sha);
+            if std::fs::symlink_metadata(&dir).is_ok() {
+                let to = shared.root.join(format!(".trash-{}", uuid::Uuid::new_v4().simple()));
+                match std::fs::rename(&dir, &to) {
+                    Ok(()) => trash.push(to),
+                    Err(e) => tracing::warn!(dir = %dir.display(), "move unused package aside: {e}"),
+                }
+            }
+            let _ = std::fs::remove_file(shared.packages_dir.join(format!("{sha}.zip")));
+        }
+    }
+    let n = trash.len();
+    for dir in trash {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), "delete unused package: {e}");
+        }
+    }
+    if n > 0 {
+        tracing::debug!(deleted = n, "deleted unused unpacked packages");
+    }
+    n
+}
+
+fn is_digest(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Unzips into a temporary directory beside `target`, then renames it into place.

@@ -41,6 +41,16 @@ pub struct Config {
     pub max_response_bytes: usize,
     /// Log events kept per function (oldest dropped first).
     pub log_retention_events: usize,
+    /// Bytes of log events kept per function (oldest dropped first; a line is at most 256 KB).
+    pub log_bytes_per_function: usize,
+    /// Bytes of log events kept per account, over all its functions (oldest dropped first).
+    pub log_bytes_per_account: usize,
+    /// Bytes of log events kept by the host, over all accounts (oldest dropped first).
+    pub log_bytes_total: usize,
+    /// An unpacked package no sandbox has used for this long is deleted from `data_dir/code`
+    /// (it is unpacked again on its next cold start).
+    #[serde(with = "duration_secs")]
+    pub unpacked_code_ttl: Duration,
     /// Refuse to start sandboxes when namespaces or cgroup memory limiting are unavailable.
     pub require_isolation: bool,
     /// Apply a hard CPU quota proportional to memory (1769 MB = one vCPU) on top of CPU shares.
@@ -80,6 +90,10 @@ impl Default for Config {
             region: "us-east-1".to_string(),
             max_response_bytes: 6 * 1024 * 1024,
             log_retention_events: 10_000,
+            log_bytes_per_function: 4 * 1024 * 1024,
+            log_bytes_per_account: 32 * 1024 * 1024,
+            log_bytes_total: 256 * 1024 * 1024,
+            unpacked_code_ttl: Duration::from_secs(600),
             require_isolation: true,
             cpu_quota: true,
             insecure_shared_network: false,
@@ -99,6 +113,9 @@ impl Config {
         anyhow::ensure!(self.memory_budget_mb >= 128, "exec_host.memory_budget_mb must be >= 128");
         anyhow::ensure!(self.tmp_size_mb > 0, "exec_host.tmp_size_mb must be > 0");
         anyhow::ensure!(!self.idle_timeout.is_zero(), "exec_host.idle_timeout must be > 0");
+        anyhow::ensure!(self.log_bytes_per_function > 0, "exec_host.log_bytes_per_function must be > 0");
+        anyhow::ensure!(self.log_bytes_per_account > 0, "exec_host.log_bytes_per_account must be > 0");
+        anyhow::ensure!(self.log_bytes_total > 0, "exec_host.log_bytes_total must be > 0");
         crate::net::parse_port_ranges(&self.allow_host_ports)
             .map_err(|e| anyhow::anyhow!("exec_host.allow_host_ports: {e:#}"))?;
         crate::net::Ipv4Net::parse(&self.sandbox_network)

@@ -17,7 +17,7 @@ use crate::code::CodeCache;
 use crate::config::Config;
 use crate::error::ExecError;
 use crate::isolation::Isolation;
-use crate::logs::{InvocationLog, LogEvent, LogStore};
+use crate::logs::{InvocationLog, LogEvent, LogLimits, LogStore};
 use crate::metrics as m;
 use crate::pool::{Acquired, Pool};
 use crate::runtime_api::{Pending, RuntimeResult};
@@ -112,6 +112,7 @@ impl ExecHost {
     ) -> anyhow::Result<ExecHost> {
         config.validate()?;
         m::describe();
+        crate::fd_limit::raise_and_log(config.max_sandboxes);
         let data_dir = config.data_dir.clone();
         let runtime_dir = data_dir.join("runtime");
         let sandboxes_dir = crate::isolation::sandboxes_dir(&data_dir);
@@ -215,11 +216,16 @@ impl ExecHost {
         }
         let inner = Arc::new(Inner {
             spares,
-            code: CodeCache::new(data_dir.join("code")),
+            code: CodeCache::new(data_dir.join("code"), data_dir.join("packages"), config.unpacked_code_ttl),
             code_source,
             packages_dir: data_dir.join("packages"),
             pool: Pool::new(config.memory_budget_mb, config.max_sandboxes),
-            logs: LogStore::new(config.log_retention_events),
+            logs: LogStore::new(LogLimits {
+                events_per_function: config.log_retention_events,
+                bytes_per_function: config.log_bytes_per_function,
+                bytes_per_account: config.log_bytes_per_account,
+                bytes_total: config.log_bytes_total,
+            }),
             runtime_dir,
             sandboxes_dir,
             isolation,
@@ -247,6 +253,7 @@ impl ExecHost {
                         tracing::debug!(sandbox = sb.id, function = %sb.key.function_name, "reaping idle sandbox");
                         sb.destroy().await;
                     }
+                    self.inner.code.collect().await;
                     self.update_gauge();
                 }
             }
@@ -277,9 +284,11 @@ impl ExecHost {
         {
             return Err(ExecError::IsolationUnavailable(iso.missing.join("; ")));
         }
+        // Held until the sandbox has started (and been attached): the package is not deleted meanwhile.
+        let code = inner.code.lease(&f.code_sha256_hex).context("unpack function code")?;
         let zip_path =
             inner.code_source.zip_path(&f.code_sha256_hex, &inner.packages_dir).await.context("fetch function code")?;
-        let code_dir = inner.code.ensure(&f.code_sha256_hex, &zip_path).await.context("unpack function code")?;
+        let code_dir = inner.code.ensure(&code, &zip_path).await.context("unpack function code")?;
         let labels = [("account", f.account_id.clone()), ("function", f.function_name.clone())];
         metrics::counter!(m::INVOCATIONS_TOTAL, &labels).increment(1);
 
@@ -322,6 +331,7 @@ impl ExecHost {
                     let spare = inner.spares.as_deref().and_then(Spares::claim);
                     match Sandbox::start(args, spare).await {
                         Ok(sb) => {
+                            inner.code.attach(&code, &sb);
                             inner.pool.started(&sb);
                             metrics::counter!(m::COLD_STARTS_TOTAL, &labels).increment(1);
                             self.update_gauge();

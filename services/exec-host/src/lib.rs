@@ -5,6 +5,7 @@ mod cgroup;
 mod code;
 mod config;
 mod error;
+mod fd_limit;
 mod grpc;
 mod host;
 mod isolation;

@@ -2,8 +2,9 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -16,6 +17,19 @@ use tokio_util::sync::CancellationToken;
 use crate::logs::LogCapture;
 
 const PREFIX: &str = "/2018-06-01/runtime/";
+
+/// Connections one sandbox may hold open at once; more are closed as soon as they are accepted.
+/// A runtime needs one or two (our bootstraps keep one alive); the cap keeps a function that
+/// opens thousands from using up the host's file descriptors (docs/security.md).
+pub(crate) const MAX_CONNECTIONS: usize = 32;
+/// A connection that sends no request head for this long is closed: idle kept-alive connections
+/// and half-sent heads do not live forever. Longer than a runtime takes between calls when it
+/// is busy (our bootstraps reconnect once when the host closed an idle connection).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a body upload may take; a runtime sends at loopback speed.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after a failed accept (`EMFILE`, `ENFILE`, ...): retrying at once would spin a core.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What the runtime reported for an invocation.
 #[derive(Debug)]
@@ -67,6 +81,11 @@ pub(crate) struct RuntimeApi {
     logs: Arc<LogCapture>,
     /// The sandbox's uid: connections from other users are refused.
     peer_uid: Option<u32>,
+    /// Connections open now (at most `MAX_CONNECTIONS`).
+    connections: AtomicUsize,
+    /// A result or init error body is being read: one at a time per sandbox, so a runtime costs
+    /// the host at most one body's worth of memory.
+    receiving: AtomicBool,
 }
 
 impl RuntimeApi {
@@ -74,7 +93,15 @@ impl RuntimeApi {
     /// allowed on top (6 MB gives the familiar 6291556).
     pub(crate) fn new(max_response_bytes: usize, logs: Arc<LogCapture>, peer_uid: Option<u32>) -> Arc<Self> {
         let max_response_bytes = max_response_bytes + 100;
-        Arc::new(RuntimeApi { state: Mutex::default(), notify: Notify::new(), max_response_bytes, logs, peer_uid })
+        Arc::new(RuntimeApi {
+            state: Mutex::default(),
+            notify: Notify::new(),
+            max_response_bytes,
+            logs,
+            peer_uid,
+            connections: AtomicUsize::new(0),
+            receiving: AtomicBool::new(false),
+        })
     }
 
     /// Queues an invocation for the next `/next` call.
@@ -124,10 +151,19 @@ pub(crate) async fn serve(listener: TcpListener, api: Arc<RuntimeApi>, cancel: C
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    tracing::debug!("runtime api accept: {e}");
-                    continue;
+                    // Out of descriptors (or another resource): the pending connection stays
+                    // queued, so retrying at once would spin. Wait for some to be released.
+                    tracing::warn!("runtime api accept: {e}");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                    }
                 }
             },
+        };
+        let Some(slot) = ConnectionSlot::take(&api) else {
+            tracing::debug!(%peer, "runtime api connection limit reached: closing");
+            continue;
         };
         if let (Some(uid), Some(local)) = (api.peer_uid, local) {
             match socket_uid(peer, local).await {
@@ -141,15 +177,87 @@ pub(crate) async fn serve(listener: TcpListener, api: Arc<RuntimeApi>, cancel: C
         let api = api.clone();
         let cancel = cancel.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = hyper::service::service_fn(move |req| handle(api.clone(), req));
-            let conn =
-                hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(IDLE_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
             tokio::select! {
                 _ = cancel.cancelled() => {}
                 r = conn => if let Err(e) = r { tracing::debug!("runtime api connection: {e}") },
             }
         });
     }
+}
+
+/// One of a sandbox's `MAX_CONNECTIONS` connections, given back on drop.
+struct ConnectionSlot(Arc<RuntimeApi>);
+
+impl ConnectionSlot {
+    fn take(api: &Arc<RuntimeApi>) -> Option<ConnectionSlot> {
+        let prev = api.connections.fetch_add(1, Ordering::AcqRel);
+        if prev >= MAX_CONNECTIONS {
+            api.connections.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(ConnectionSlot(api.clone()))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The right to read one body (see `RuntimeApi::receiving`), given back on drop.
+struct Receiving<'a>(&'a RuntimeApi);
+
+impl<'a> Receiving<'a> {
+    fn take(api: &'a RuntimeApi) -> Option<Receiving<'a>> {
+        api.receiving.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).ok().map(|_| Receiving(api))
+    }
+}
+
+impl Drop for Receiving<'_> {
+    fn drop(&mut self) {
+        self.0.receiving.store(false, Ordering::Release);
+    }
+}
+
+/// How reading a bounded body ended.
+enum BodyRead {
+    Ok(Bytes),
+    TooLarge,
+    Failed(String),
+}
+
+/// Reads a body of at most `limit` bytes, refusing a larger declared length before reading and
+/// stopping as soon as the limit is passed.
+async fn read_body(req: Request<Incoming>, limit: usize) -> BodyRead {
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return BodyRead::TooLarge;
+    }
+    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(req.into_body(), limit).collect()).await {
+        Ok(Ok(b)) => BodyRead::Ok(b.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => BodyRead::TooLarge,
+        Ok(Err(e)) => BodyRead::Failed(format!("read body: {e}")),
+        Err(_) => BodyRead::Failed("read body: timed out".to_string()),
+    }
+}
+
+fn busy() -> Response<Full<Bytes>> {
+    error(
+        StatusCode::FORBIDDEN,
+        "InvalidStateTransition",
+        "another result is being posted for this runtime: one at a time",
+    )
 }
 
 /// Owner uid of the TCP socket `peer` -> `local`, from `/proc/net/tcp` (sandboxes share the
@@ -265,29 +373,31 @@ async fn post_result(api: &RuntimeApi, req: Request<Incoming>, id: &str, is_erro
     if !is_current(api, id) {
         return invalid_id(id);
     }
+    // Refused before a byte of the body is read: a parallel post costs nothing.
+    let Some(_receiving) = Receiving::take(api) else {
+        return busy();
+    };
     let error_type = req
         .headers()
         .get("lambda-runtime-function-error-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("Unhandled")
         .to_string();
-    let body = match Limited::new(req.into_body(), api.max_response_bytes).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                api.logs.drain();
-                complete(api, id, RuntimeResult::TooLarge);
-                return error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "RequestEntityTooLarge",
-                    &format!(
-                        "Response payload size exceeded maximum allowed payload size ({} bytes).",
-                        api.max_response_bytes
-                    ),
-                );
-            }
-            return error(StatusCode::BAD_REQUEST, "InvalidRequest", &format!("read body: {e}"));
+    let body = match read_body(req, api.max_response_bytes).await {
+        BodyRead::Ok(b) => b,
+        BodyRead::TooLarge => {
+            api.logs.drain();
+            complete(api, id, RuntimeResult::TooLarge);
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                &format!(
+                    "Response payload size exceeded maximum allowed payload size ({} bytes).",
+                    api.max_response_bytes
+                ),
+            );
         }
+        BodyRead::Failed(msg) => return error(StatusCode::BAD_REQUEST, "InvalidRequest", &msg),
     };
     // Everything the runtime wrote before posting belongs to this invocation.
     api.logs.drain();
@@ -305,23 +415,41 @@ fn error_document(body: Bytes, error_type: &str) -> Bytes {
     serde_json::json!({"errorMessage": msg, "errorType": error_type}).to_string().into()
 }
 
+/// True while an `/init/error` may be posted: during init (before the first `/next`), once.
+fn init_error_expected(api: &RuntimeApi) -> bool {
+    let st = api.state();
+    st.first_next.is_none() && st.init_error.is_none()
+}
+
 async fn init_error(api: &RuntimeApi, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if !init_error_expected(api) {
+        return error(StatusCode::FORBIDDEN, "InvalidStateTransition", "init/error is only accepted during init");
+    }
+    let Some(_receiving) = Receiving::take(api) else {
+        return busy();
+    };
     let error_type = req
         .headers()
         .get("lambda-runtime-function-error-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("Runtime.Unknown")
         .to_string();
-    let body = match Limited::new(req.into_body(), api.max_response_bytes).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
+    let body = match read_body(req, api.max_response_bytes).await {
+        BodyRead::Ok(b) => b,
+        BodyRead::TooLarge => {
             Bytes::from_static(br#"{"errorMessage":"init error document too large","errorType":"Runtime.Unknown"}"#)
         }
+        BodyRead::Failed(msg) => return error(StatusCode::BAD_REQUEST, "InvalidRequest", &msg),
     };
     api.logs.drain();
     let doc = error_document(body, &error_type);
     let waiter = {
         let mut st = api.state();
+        // `/next` may have been called while the body was read.
+        if st.first_next.is_some() || st.init_error.is_some() {
+            drop(st);
+            return error(StatusCode::FORBIDDEN, "InvalidStateTransition", "init/error is only accepted during init");
+        }
         st.init_error = Some(doc.clone());
         st.pending.take().map(|p| p.done).or_else(|| st.current.take().map(|c| c.done))
     };
