@@ -86,6 +86,9 @@ log "cargo tests"
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo test --workspace --all-targets "$@"
 
+log "fuzz smoke: every fuzz target 20 s on its seed corpus (nightly + cargo-fuzz)"
+scripts/fuzz-smoke.sh
+
 log "invoke suite again, against 'lamina cluster' (every service its own process, Postgres + Redis)"
 # --workspace keeps the feature set of the run above (no rebuild of the crates).
 LAMINA_TEST_TARGET=cluster cargo test --workspace --test invoke "$@"

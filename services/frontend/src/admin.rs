@@ -21,7 +21,7 @@ pub fn routes() -> Router<AppState> {
         .route("/accounts/{id}/keys/{key}", delete(delete_key))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
     let body: &[u8] = if body.is_empty() { b"{}" } else { body };
     serde_json::from_slice(body)
         .map_err(|e| ApiError::InvalidRequestContent(format!("Could not parse request body: {e}")))
@@ -29,7 +29,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct CreateAccount {
+pub(crate) struct CreateAccount {
     name: String,
     concurrent_executions: Option<i64>,
     code_storage_bytes: Option<i64>,
@@ -54,7 +54,7 @@ async fn list_accounts(State(state): State<AppState>) -> ApiResult<impl IntoResp
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct Limits {
+pub(crate) struct Limits {
     concurrent_executions: Option<i64>,
     code_storage_bytes: Option<i64>,
 }

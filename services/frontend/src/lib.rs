@@ -18,6 +18,8 @@ use lamina_invoke_router::RouterClient;
 use lamina_metadata::MetadataClient;
 
 pub use auth::Principal;
+#[doc(hidden)]
+pub use api::fuzzing;
 pub use request_id::RequestId;
 
 /// Frontend settings.

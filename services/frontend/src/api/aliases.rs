@@ -51,6 +51,37 @@ pub struct AliasRequest {
     revision_id: Option<String>,
 }
 
+impl AliasRequest {
+    /// CreateAlias's model checks.
+    pub(crate) fn check_create(&self) -> ApiResult<()> {
+        let mut v = Violations::default();
+        match &self.name {
+            Some(n) => check_alias_name(n, &mut v),
+            None => v.missing("name"),
+        }
+        match &self.function_version {
+            Some(fv) => check_version(fv, &mut v),
+            None => v.missing("functionVersion"),
+        }
+        if let Some(d) = &self.description {
+            v.length(d, "description", 0, 256);
+        }
+        v.finish()
+    }
+
+    /// UpdateAlias's model checks (the alias name comes from the path).
+    pub(crate) fn check_update(&self) -> ApiResult<()> {
+        let mut v = Violations::default();
+        if let Some(fv) = &self.function_version {
+            check_version(fv, &mut v);
+        }
+        if let Some(d) = &self.description {
+            v.length(d, "description", 0, 256);
+        }
+        v.finish()
+    }
+}
+
 fn alias_json(state: &AppState, a: &AliasRow) -> Value {
     let mut out = json!({
         "AliasArn": qualified_arn(&state.config.region, &a.account_id, &a.function_name, &a.alias_name),
@@ -87,19 +118,7 @@ pub async fn create(
 ) -> ApiResult<impl IntoResponse> {
     let target = resolve(&state, &principal, &name, None, "CreateAlias").await?;
     let req: AliasRequest = parse_body(&body)?;
-    let mut v = Violations::default();
-    match &req.name {
-        Some(n) => check_alias_name(n, &mut v),
-        None => v.missing("name"),
-    }
-    match &req.function_version {
-        Some(fv) => check_version(fv, &mut v),
-        None => v.missing("functionVersion"),
-    }
-    if let Some(d) = &req.description {
-        v.length(d, "description", 0, 256);
-    }
-    v.finish()?;
+    req.check_create()?;
     let new = NewAlias {
         alias_name: req.name.unwrap_or_default(),
         function_version: req.function_version.unwrap_or_default(),
@@ -147,14 +166,7 @@ pub async fn update(
 ) -> ApiResult<impl IntoResponse> {
     let target = resolve(&state, &principal, &name, None, "UpdateAlias").await?;
     let req: AliasRequest = parse_body(&body)?;
-    let mut v = Violations::default();
-    if let Some(fv) = &req.function_version {
-        check_version(fv, &mut v);
-    }
-    if let Some(d) = &req.description {
-        v.length(d, "description", 0, 256);
-    }
-    v.finish()?;
+    req.check_update()?;
     let mut v = Violations::default();
     check_alias_name(&alias, &mut v);
     v.finish()?;

@@ -22,6 +22,19 @@ pub struct PutRequest {
     reserved_concurrent_executions: Option<i64>,
 }
 
+impl PutRequest {
+    /// PutFunctionConcurrency's model checks; returns the reservation.
+    pub(crate) fn check(&self) -> ApiResult<i64> {
+        let mut v = Violations::default();
+        match self.reserved_concurrent_executions {
+            None => v.missing("reservedConcurrentExecutions"),
+            Some(n) => v.range(n, "reservedConcurrentExecutions", 0, i64::from(i32::MAX)),
+        }
+        v.finish()?;
+        Ok(self.reserved_concurrent_executions.unwrap_or(0))
+    }
+}
+
 async fn unqualified_function(state: &AppState, principal: &Principal, name: &str, action: &str) -> ApiResult<Target> {
     let target = resolve(state, principal, name, None, action).await?;
     if target.qualifier.is_some() {
@@ -43,13 +56,7 @@ pub async fn put(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let req: PutRequest = parse_body(&body)?;
-    let mut v = Violations::default();
-    match req.reserved_concurrent_executions {
-        None => v.missing("reservedConcurrentExecutions"),
-        Some(n) => v.range(n, "reservedConcurrentExecutions", 0, i64::from(i32::MAX)),
-    }
-    v.finish()?;
-    let n = req.reserved_concurrent_executions.unwrap_or(0);
+    let n = req.check()?;
     let target = unqualified_function(&state, &principal, &name, "PutFunctionConcurrency").await?;
     let limit = state.metadata.account(&target.account_id).await?.concurrent_executions;
     let others = state.metadata.reserved_total(&target.account_id, Some(&target.name)).await?;

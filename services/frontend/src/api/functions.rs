@@ -19,7 +19,7 @@ use serde_json::json;
 use super::model::configuration;
 use super::validate::{CodeIn, ConfigIn, check_config, check_service_rules, environment_json, vpc_json};
 use super::{Target, parse_body, resolve};
-use crate::{AppState, Principal, code_url};
+use crate::{AppState, Config, Principal, code_url};
 
 type Params = Query<HashMap<String, String>>;
 
@@ -27,14 +27,60 @@ type Params = Query<HashMap<String, String>>;
 #[serde(rename_all = "PascalCase")]
 pub struct CreateRequest {
     function_name: Option<String>,
-    code: Option<CodeIn>,
+    pub(crate) code: Option<CodeIn>,
     publish: Option<bool>,
     #[serde(flatten)]
     config: ConfigIn,
 }
 
+impl CreateRequest {
+    /// The request's model and service checks; returns the parsed, unqualified name.
+    pub(crate) fn check(&self, limits: &Config) -> ApiResult<FunctionRef> {
+        let mut v = Violations::default();
+        let name = match &self.function_name {
+            None => {
+                v.missing("functionName");
+                None
+            }
+            Some(raw) => match FunctionRef::parse(raw, "functionName") {
+                Ok(r) if r.qualifier.is_some() => {
+                    v.push(raw, "functionName", "Member must not include a qualifier");
+                    None
+                }
+                Ok(r) => Some(r),
+                Err(ApiError::Validation(errs)) => {
+                    errs.iter().for_each(|e| v.push_raw(e));
+                    None
+                }
+                Err(other) => return Err(other),
+            },
+        };
+        let cfg = &self.config;
+        for (member, present) in
+            [("runtime", cfg.runtime.is_some()), ("role", cfg.role.is_some()), ("handler", cfg.handler.is_some())]
+        {
+            if !present {
+                v.missing(member);
+            }
+        }
+        if self.code.is_none() {
+            v.missing("code");
+        }
+        check_config(cfg, limits, &mut v);
+        v.finish()?;
+        check_service_rules(cfg)?;
+        name.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("name validated above")))
+    }
+}
+
 /// Decodes and stores the package named by a `Code`-shaped member.
 async fn store_code(state: &AppState, code: &CodeIn) -> ApiResult<(StoredCode, Bytes)> {
+    let bytes = decode_code(code)?;
+    Ok((state.code.put_zip(bytes.clone()).await?, bytes))
+}
+
+/// The zip a `Code`-shaped member carries, base64-decoded (not yet validated as a zip).
+pub(crate) fn decode_code(code: &CodeIn) -> ApiResult<Bytes> {
     let zip = match (&code.zip_file, &code.s3_bucket, &code.s3_key) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
             return Err(ApiError::InvalidParameterValue(
@@ -51,12 +97,11 @@ async fn store_code(state: &AppState, code: &CodeIn) -> ApiResult<(StoredCode, B
             return Err(ApiError::InvalidParameterValue("Please provide a source for function code.".into()));
         }
     };
-    let bytes = Bytes::from(STANDARD.decode(zip.as_bytes()).map_err(|_| {
+    Ok(Bytes::from(STANDARD.decode(zip.as_bytes()).map_err(|_| {
         ApiError::InvalidParameterValue(
             "Could not unzip uploaded file. Please check your file, then try to upload again.".into(),
         )
-    })?);
-    Ok((state.code.put_zip(bytes.clone()).await?, bytes))
+    })?))
 }
 
 /// `POST /2015-03-31/functions`
@@ -66,40 +111,8 @@ pub async fn create(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let req: CreateRequest = parse_body(&body)?;
-    let mut v = Violations::default();
-    let name = match &req.function_name {
-        None => {
-            v.missing("functionName");
-            None
-        }
-        Some(raw) => match FunctionRef::parse(raw, "functionName") {
-            Ok(r) if r.qualifier.is_some() => {
-                v.push(raw, "functionName", "Member must not include a qualifier");
-                None
-            }
-            Ok(r) => Some(r),
-            Err(ApiError::Validation(errs)) => {
-                errs.iter().for_each(|e| v.push_raw(e));
-                None
-            }
-            Err(other) => return Err(other),
-        },
-    };
+    let name = req.check(&state.config)?;
     let cfg = &req.config;
-    for (member, present) in
-        [("runtime", cfg.runtime.is_some()), ("role", cfg.role.is_some()), ("handler", cfg.handler.is_some())]
-    {
-        if !present {
-            v.missing(member);
-        }
-    }
-    if req.code.is_none() {
-        v.missing("code");
-    }
-    check_config(cfg, &state.config, &mut v);
-    v.finish()?;
-    check_service_rules(cfg)?;
-    let name = name.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("name validated above")))?;
     let target =
         resolve(&state, &principal, req.function_name.as_deref().unwrap_or_default(), None, "CreateFunction").await?;
     let (stored, zip) = store_code(&state, req.code.as_ref().unwrap_or(&CodeIn::default())).await?;
@@ -277,6 +290,16 @@ pub struct UpdateConfigRequest {
     config: ConfigIn,
 }
 
+impl UpdateConfigRequest {
+    /// The request's model and service checks.
+    pub(crate) fn check(&self, limits: &Config) -> ApiResult<()> {
+        let mut v = Violations::default();
+        check_config(&self.config, limits, &mut v);
+        v.finish()?;
+        check_service_rules(&self.config)
+    }
+}
+
 /// `PUT /2015-03-31/functions/{name}/configuration`
 pub async fn update_configuration(
     State(state): State<AppState>,
@@ -286,10 +309,7 @@ pub async fn update_configuration(
 ) -> ApiResult<impl IntoResponse> {
     let target = resolve(&state, &principal, &name, None, "UpdateFunctionConfiguration").await?;
     let req: UpdateConfigRequest = parse_body(&body)?;
-    let mut v = Violations::default();
-    check_config(&req.config, &state.config, &mut v);
-    v.finish()?;
-    check_service_rules(&req.config)?;
+    req.check(&state.config)?;
     only_latest(&target)?;
     let cfg = req.config;
     let patch = FunctionPatch {
@@ -331,7 +351,7 @@ pub struct UpdateCodeRequest {
     #[serde(default)]
     publish: bool,
     #[serde(flatten)]
-    code: CodeIn,
+    pub(crate) code: CodeIn,
 }
 
 /// `PUT /2015-03-31/functions/{name}/code`

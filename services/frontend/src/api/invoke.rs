@@ -52,7 +52,7 @@ fn check_content_type(headers: &HeaderMap) -> ApiResult<()> {
     if json_like { Ok(()) } else { Err(ApiError::UnsupportedMediaType(format!("Unsupported content type: {ct}"))) }
 }
 
-fn client_context(headers: &HeaderMap) -> ApiResult<Option<String>> {
+pub(crate) fn client_context(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(raw) = header(headers, "x-amz-client-context") else { return Ok(None) };
     let bad = || ApiError::InvalidParameterValue("Client context must be a valid Base64-encoded JSON object.".into());
     let decoded = STANDARD.decode(raw.trim()).map_err(|_| bad())?;
@@ -66,7 +66,7 @@ fn client_context(headers: &HeaderMap) -> ApiResult<Option<String>> {
     Ok(Some(text))
 }
 
-fn check_payload(body: &Bytes, kind: InvocationType) -> ApiResult<()> {
+pub(crate) fn check_payload(body: &Bytes, kind: InvocationType) -> ApiResult<()> {
     let limit = if kind == InvocationType::Event { MAX_EVENT_PAYLOAD } else { MAX_SYNC_PAYLOAD };
     if body.len() > limit {
         return Err(ApiError::RequestTooLarge(format!(

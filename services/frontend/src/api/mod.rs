@@ -4,6 +4,8 @@ mod account;
 mod aliases;
 mod concurrency;
 mod functions;
+#[doc(hidden)]
+pub mod fuzzing;
 mod invoke;
 mod logs;
 mod model;

@@ -41,6 +41,43 @@ pub struct AddPermissionRequest {
     revision_id: Option<String>,
 }
 
+impl AddPermissionRequest {
+    /// AddPermission's model checks.
+    pub(crate) fn check(&self) -> ApiResult<()> {
+        let mut v = Violations::default();
+        match &self.statement_id {
+            Some(sid) => {
+                v.length(sid, "statementId", 1, 100);
+                v.pattern(sid, "statementId", &SID_RE, r"([a-zA-Z0-9-_.]+)");
+            }
+            None => v.missing("statementId"),
+        }
+        match &self.action {
+            Some(a) => v.pattern(a, "action", &ACTION_RE, r"(lambda:[*]|lambda:[a-zA-Z]+|[*])"),
+            None => v.missing("action"),
+        }
+        if self.principal.is_none() {
+            v.missing("principal");
+        }
+        if let Some(arn) = &self.source_arn {
+            v.pattern(
+                arn,
+                "sourceArn",
+                &SOURCE_ARN_RE,
+                r"arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}(-gov)?-[a-z]+-\d{1})?:(\d{12})?:(.*)",
+            );
+        }
+        if let Some(acct) = &self.source_account {
+            v.pattern(acct, "sourceAccount", &ACCOUNT_RE, r"\d{12}");
+        }
+        if let Some(tok) = &self.event_source_token {
+            v.length(tok, "eventSourceToken", 0, 256);
+            v.pattern(tok, "eventSourceToken", &TOKEN_RE, r"[a-zA-Z0-9._\-]+");
+        }
+        v.finish()
+    }
+}
+
 /// The key of the qualifier's policy (`""`: the unqualified ARN).
 fn policy_key(target: &Target) -> &str {
     target.qualifier.as_deref().unwrap_or_default()
@@ -57,37 +94,7 @@ pub async fn add(
     let target =
         resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "AddPermission").await?;
     let req: AddPermissionRequest = parse_body(&body)?;
-    let mut v = Violations::default();
-    match &req.statement_id {
-        Some(sid) => {
-            v.length(sid, "statementId", 1, 100);
-            v.pattern(sid, "statementId", &SID_RE, r"([a-zA-Z0-9-_.]+)");
-        }
-        None => v.missing("statementId"),
-    }
-    match &req.action {
-        Some(a) => v.pattern(a, "action", &ACTION_RE, r"(lambda:[*]|lambda:[a-zA-Z]+|[*])"),
-        None => v.missing("action"),
-    }
-    if req.principal.is_none() {
-        v.missing("principal");
-    }
-    if let Some(arn) = &req.source_arn {
-        v.pattern(
-            arn,
-            "sourceArn",
-            &SOURCE_ARN_RE,
-            r"arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}(-gov)?-[a-z]+-\d{1})?:(\d{12})?:(.*)",
-        );
-    }
-    if let Some(acct) = &req.source_account {
-        v.pattern(acct, "sourceAccount", &ACCOUNT_RE, r"\d{12}");
-    }
-    if let Some(tok) = &req.event_source_token {
-        v.length(tok, "eventSourceToken", 0, 256);
-        v.pattern(tok, "eventSourceToken", &TOKEN_RE, r"[a-zA-Z0-9._\-]+");
-    }
-    v.finish()?;
+    req.check()?;
     let sid = req.statement_id.clone().unwrap_or_default();
     let raw_principal = req.principal.clone().unwrap_or_default();
     let principal_json = if raw_principal == "*" {

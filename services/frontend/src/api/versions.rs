@@ -25,6 +25,17 @@ pub struct PublishRequest {
     revision_id: Option<String>,
 }
 
+impl PublishRequest {
+    /// PublishVersion's model checks.
+    pub(crate) fn check(&self) -> ApiResult<()> {
+        let mut v = Violations::default();
+        if let Some(d) = &self.description {
+            v.length(d, "description", 0, 256);
+        }
+        v.finish()
+    }
+}
+
 /// `POST /2015-03-31/functions/{name}/versions`
 pub async fn publish(
     State(state): State<AppState>,
@@ -34,11 +45,7 @@ pub async fn publish(
 ) -> ApiResult<impl IntoResponse> {
     let target = resolve(&state, &principal, &name, None, "PublishVersion").await?;
     let req: PublishRequest = parse_body(&body)?;
-    let mut v = Violations::default();
-    if let Some(d) = &req.description {
-        v.length(d, "description", 0, 256);
-    }
-    v.finish()?;
+    req.check()?;
     if target.qualifier.is_some() {
         return Err(ApiError::InvalidParameterValue("PublishVersion takes an unqualified function name.".into()));
     }
