@@ -301,8 +301,12 @@ fn host_rules(p: &Policy) -> String {
 
 /// IPv4 resolvers of the host's `/etc/resolv.conf` (which sandboxes share) that are not loopback.
 fn host_resolvers() -> Vec<Ipv4Net> {
-    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    text.lines()
+    resolvers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+}
+
+fn resolvers(resolv_conf: &str) -> Vec<Ipv4Net> {
+    resolv_conf
+        .lines()
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
         .filter_map(|a| a.trim().parse::<Ipv4Addr>().ok())
         .filter(|a| !a.is_loopback() && !a.is_unspecified())
@@ -669,6 +673,29 @@ mod tests {
                 create[10], create[19], delete[10]
             );
         }
+    }
+
+    #[test]
+    fn host_rules_check_the_host_before_the_allow_list() {
+        let net = |s: &str| Ipv4Net::parse(s).expect("net");
+        let p = Policy {
+            subnet: net("10.234.0.0/16"),
+            never: vec![net("127.0.0.0/8"), net("10.234.0.0/16")],
+            deny: vec![net("10.0.0.0/8")],
+            allow: vec![],
+            dns: resolvers("# c\nnameserver 10.255.255.53\nnameserver 127.0.0.53\nnameserver fd00::1\n"),
+            max_connections: 7,
+        };
+        assert_eq!(p.dns, vec![net("10.255.255.53/32")]);
+        let r = host_rules(&p);
+        let at = |needle: &str| r.find(needle).unwrap_or_else(|| panic!("{needle} missing:\n{r}"));
+        assert!(r.contains("set allow4 { type ipv4_addr; flags interval; auto-merge; }"), "{r}");
+        assert!(at("fib daddr type local") < at("@dns4"));
+        assert!(at("@never4 reject") < at("@allow4 return"));
+        assert!(at("@allow4 return") < at("@deny4 reject"));
+        assert!(at("priority -150") < at("hook input"));
+        assert!(at("ct status dnat") < at("iifname \"lmn*\" accept"));
+        assert!(r.contains("ct count over 7"), "{r}");
     }
 
     #[test]

@@ -9,7 +9,6 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use common::{TestHost, json};
 use lamina_common::FunctionSnapshot;
@@ -144,8 +143,6 @@ struct TestNet {
     name: String,
     host_if: String,
     n: u8,
-    /// `(a, b)` of each `a.b.n.0/24` in the namespace.
-    prefixes: Vec<(u8, u8)>,
     port: u16,
     server: Option<Child>,
     dnat_table: Option<String>,
@@ -162,7 +159,6 @@ impl TestNet {
             name: format!("lamina-test-{tag}"),
             host_if: format!("lmt{tag}"),
             n,
-            prefixes: prefixes.to_vec(),
             port: 0,
             server: None,
             dnat_table: None,
@@ -348,6 +344,16 @@ async fn socket_families_are_limited_to_unix_inet_and_route_netlink() {
     }
     assert_eq!(v["if_nameindex"], json!(["eth0", "lo"]), "{v}");
     assert_eq!(v["getaddrinfo"], "127.0.0.1", "{v}");
+
+    // Node.js lists interfaces through netlink (libuv's getifaddrs) and resolves names.
+    let node = t.host.runtimes().into_iter().find(|r| r.starts_with("nodejs")).expect("a nodejs runtime");
+    let code = b"const os = require('os'), dns = require('dns').promises;\n\
+        exports.handler = async () => ({ifs: Object.keys(os.networkInterfaces()).sort(), \
+        localhost: (await dns.lookup('localhost', {family: 4})).address});\n";
+    let mut f = t.function("node-net", &node, &[("index.js", code, 0o644)]);
+    f.handler = "index.handler".into();
+    let v = call(&t, &f, json!({})).await;
+    assert_eq!(v, json!({"ifs": ["eth0", "lo"], "localhost": "127.0.0.1"}), "{v}");
     t.host.shutdown().await;
 }
 
