@@ -3,6 +3,7 @@
 //! runs on SQLite, each with its own server.
 
 mod custom;
+mod ephemeral_storage;
 mod isolation;
 mod java;
 mod limits;

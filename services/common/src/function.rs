@@ -31,6 +31,8 @@ pub struct FunctionSnapshot {
     /// Lowercase hex SHA-256 of the deployment package: hosts fetch the package from code storage
     /// by it (a host may run on another machine than code storage).
     pub code_sha256_hex: String,
+    /// Size of the sandbox's `/tmp` (`EphemeralStorage.Size`) in MB; 0 means the host's default.
+    pub ephemeral_storage_mb: u32,
 }
 
 impl FunctionSnapshot {

@@ -1,5 +1,5 @@
 //! Per-sandbox cgroups (v1 or v2, detected at start): memory limit, pids limit, CPU share/quota,
-//! peak memory, OOM detection and killing the whole tree.
+//! peak memory, OOM detection, freezing idle sandboxes and killing the whole tree.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +33,8 @@ pub(crate) struct Cgroups {
     memory: Option<PathBuf>,
     pids: Option<PathBuf>,
     cpu: Option<PathBuf>,
+    /// v1: the freezer controller's parent; v2: the unified parent when `cgroup.freeze` exists.
+    freezer: Option<PathBuf>,
 }
 
 /// The cgroup(s) of one sandbox.
@@ -47,6 +49,8 @@ pub(crate) struct SandboxCgroup {
     cpu_dir: Option<PathBuf>,
     has_pids: bool,
     has_cpu: bool,
+    /// The directory whose freezer freezes the sandbox (v1 `freezer.state`, v2 `cgroup.freeze`).
+    freezer_dir: Option<PathBuf>,
     /// The peak-usage file, opened once and re-read with `pread` after each invocation.
     peak: std::sync::OnceLock<Option<std::fs::File>>,
 }
@@ -73,6 +77,9 @@ impl Cgroups {
         let mut v = vec!["cgroup_memory"];
         if self.pids.is_some() {
             v.push("cgroup_pids");
+        }
+        if self.freezer.is_some() {
+            v.push("cgroup_freezer");
         }
         if let Some(cpu) = &self.cpu {
             v.push("cgroup_cpu");
@@ -106,13 +113,15 @@ impl Cgroups {
             cpu_dir: None,
             has_pids: self.pids.is_some(),
             has_cpu: self.cpu.is_some(),
+            freezer_dir: self.freezer.as_ref().map(|f| f.join(name)),
             peak: std::sync::OnceLock::new(),
         };
         let result = (|| {
             mkdir(&memory_dir)?;
             cg.dirs.push(memory_dir.clone());
             if self.version == Version::V1 {
-                for parent in [&self.pids, &self.cpu].into_iter().flatten() {
+                // dirs[1] is the pids directory when there is one (see `apply_limits`).
+                for parent in [&self.pids, &self.cpu, &self.freezer].into_iter().flatten() {
                     let d = parent.join(name);
                     mkdir(&d)?;
                     cg.dirs.push(d);
@@ -206,7 +215,7 @@ impl SandboxCgroup {
 impl Cgroups {
     /// Kills and removes sandbox cgroups of host instances whose process is gone.
     pub(crate) async fn remove_stale(&self) {
-        for parent in [&self.memory, &self.pids, &self.cpu].into_iter().flatten() {
+        for parent in [&self.memory, &self.pids, &self.cpu, &self.freezer].into_iter().flatten() {
             let Ok(entries) = std::fs::read_dir(parent) else {
                 continue;
             };
@@ -223,6 +232,7 @@ impl Cgroups {
                 };
                 for e in children.flatten() {
                     if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        let frozen = e.path().join("freezer.state").exists() || e.path().join("cgroup.freeze").exists();
                         let stale = SandboxCgroup {
                             version: self.version,
                             dirs: vec![e.path()],
@@ -230,6 +240,7 @@ impl Cgroups {
                             cpu_dir: None,
                             has_pids: false,
                             has_cpu: false,
+                            freezer_dir: frozen.then(|| e.path()),
                             peak: std::sync::OnceLock::new(),
                         };
                         stale.kill().await;
@@ -258,17 +269,18 @@ impl Cgroups {
             Ok(Some(d))
         };
         let memory = sub(&self.memory)?;
-        let (pids, cpu) = if self.version == Version::V2 {
-            (self.pids.as_ref().and(memory.clone()), self.cpu.as_ref().and(memory.clone()))
+        let (pids, cpu, freezer) = if self.version == Version::V2 {
+            let m = &memory;
+            (self.pids.as_ref().and(m.clone()), self.cpu.as_ref().and(m.clone()), self.freezer.as_ref().and(m.clone()))
         } else {
-            (sub(&self.pids)?, sub(&self.cpu)?)
+            (sub(&self.pids)?, sub(&self.cpu)?, sub(&self.freezer)?)
         };
-        Ok(Cgroups { version: self.version, memory, pids, cpu })
+        Ok(Cgroups { version: self.version, memory, pids, cpu, freezer })
     }
 
     /// Removes this instance's (empty) parent directories.
     pub(crate) fn remove_instance(&self) {
-        for d in [&self.memory, &self.pids, &self.cpu].into_iter().flatten() {
+        for d in [&self.memory, &self.pids, &self.cpu, &self.freezer].into_iter().flatten() {
             let _ = std::fs::remove_dir(d);
         }
     }
@@ -328,9 +340,43 @@ impl SandboxCgroup {
                 // Pids come from the kernel's own list; a recycled pid cannot join our cgroup.
                 let _ = kill_pid(pid);
             }
+            // A frozen task (v1) acts on SIGKILL only once thawed; killed first, it runs no code.
+            let _ = self.thaw();
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tracing::warn!(cgroup = %self.memory_dir.display(), "processes survived SIGKILL of their cgroup");
+    }
+
+    /// True if this sandbox has a freezer.
+    pub(crate) fn can_freeze(&self) -> bool {
+        self.freezer_dir.is_some()
+    }
+
+    /// Starts freezing every process of the sandbox (the kernel completes it asynchronously: see
+    /// [`SandboxCgroup::frozen`]). Returns false, freezing nothing, while a thread of this host
+    /// process is still in the cgroup (a spare's setup thread, just leaving: v1).
+    pub(crate) fn freeze(&self) -> anyhow::Result<bool> {
+        let Some(dir) = &self.freezer_dir else { return Ok(false) };
+        let own = std::process::id().to_string();
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).context("read cgroup.procs")?;
+        if procs.lines().any(|l| l.trim() == own) {
+            return Ok(false);
+        }
+        freeze_dir(self.version, dir, true)?;
+        Ok(true)
+    }
+
+    /// Thaws the sandbox (a no-op when it is not frozen).
+    pub(crate) fn thaw(&self) -> anyhow::Result<()> {
+        match &self.freezer_dir {
+            Some(dir) => freeze_dir(self.version, dir, false),
+            None => Ok(()),
+        }
+    }
+
+    /// True once every process of the sandbox is frozen.
+    pub(crate) fn frozen(&self) -> bool {
+        self.freezer_dir.as_deref().is_some_and(|d| is_frozen(self.version, d))
     }
 
     fn pids(&self) -> Vec<i32> {
@@ -411,6 +457,7 @@ fn detect_v1(own: &str, missing: &mut Vec<String>) -> anyhow::Result<Cgroups> {
     let memory = path_of("memory");
     let pids = path_of("pids");
     let cpu = path_of("cpu");
+    let freezer = path_of("freezer");
     missing.extend(notes);
     let memory = memory.context("cgroup v1 memory controller is not usable")?;
     if pids.is_none() {
@@ -419,7 +466,10 @@ fn detect_v1(own: &str, missing: &mut Vec<String>) -> anyhow::Result<Cgroups> {
     if cpu.is_none() {
         missing.push("cgroup cpu controller".into());
     }
-    Ok(Cgroups { version: Version::V1, memory: Some(memory), pids, cpu })
+    if freezer.is_none() {
+        missing.push("cgroup freezer controller (idle sandboxes keep running)".into());
+    }
+    Ok(Cgroups { version: Version::V1, memory: Some(memory), pids, cpu, freezer })
 }
 
 fn detect_v2(own: &str, missing: &mut Vec<String>) -> anyhow::Result<Cgroups> {
@@ -446,7 +496,34 @@ fn detect_v2(own: &str, missing: &mut Vec<String>) -> anyhow::Result<Cgroups> {
     if cpu.is_none() {
         missing.push("cgroup cpu controller".into());
     }
-    Ok(Cgroups { version: Version::V2, memory: Some(parent), pids, cpu })
+    // The v2 freezer is built into every non-root cgroup (kernel 5.2+), not a controller.
+    let freezer = parent.join("cgroup.freeze").exists().then(|| parent.clone());
+    if freezer.is_none() {
+        missing.push("cgroup.freeze (kernel before 5.2: idle sandboxes keep running)".into());
+    }
+    Ok(Cgroups { version: Version::V2, memory: Some(parent), pids, cpu, freezer })
+}
+
+/// Writes the freezer state of one cgroup directory: v1 `freezer.state` FROZEN/THAWED, v2
+/// `cgroup.freeze` 1/0.
+fn freeze_dir(version: Version, dir: &Path, frozen: bool) -> anyhow::Result<()> {
+    match (version, frozen) {
+        (Version::V1, true) => write(&dir.join("freezer.state"), "FROZEN"),
+        (Version::V1, false) => write(&dir.join("freezer.state"), "THAWED"),
+        (Version::V2, true) => write(&dir.join("cgroup.freeze"), "1"),
+        (Version::V2, false) => write(&dir.join("cgroup.freeze"), "0"),
+    }
+}
+
+/// v1: `freezer.state` reads FROZEN (FREEZING while in progress); v2: `cgroup.events` says
+/// `frozen 1`.
+fn is_frozen(version: Version, dir: &Path) -> bool {
+    match version {
+        Version::V1 => std::fs::read_to_string(dir.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN"),
+        Version::V2 => {
+            std::fs::read_to_string(dir.join("cgroup.events")).is_ok_and(|s| s.lines().any(|l| l.trim() == "frozen 1"))
+        }
+    }
 }
 
 fn mkdir(p: &Path) -> anyhow::Result<()> {
@@ -470,4 +547,66 @@ fn pread_u64(f: &std::fs::File) -> Option<u64> {
 
 fn read_u64(p: &Path) -> Option<u64> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake cgroupfs directory of one sandbox.
+    fn fake(version: Version, files: &[(&str, &str)]) -> (tempfile::TempDir, SandboxCgroup) {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("sbx");
+        std::fs::create_dir(&dir).expect("create cgroup dir");
+        for (name, contents) in files {
+            std::fs::write(dir.join(name), contents).expect("write cgroup file");
+        }
+        let cg = SandboxCgroup {
+            version,
+            dirs: vec![dir.clone()],
+            memory_dir: dir.clone(),
+            cpu_dir: None,
+            has_pids: false,
+            has_cpu: false,
+            freezer_dir: Some(dir),
+            peak: std::sync::OnceLock::new(),
+        };
+        (tmp, cg)
+    }
+
+    #[test]
+    fn v2_freeze_writes_cgroup_freeze_and_reads_events() {
+        let (tmp, cg) = fake(
+            Version::V2,
+            &[("cgroup.procs", "4242\n"), ("cgroup.freeze", "0"), ("cgroup.events", "populated 1\nfrozen 0\n")],
+        );
+        let dir = tmp.path().join("sbx");
+        assert!(cg.can_freeze());
+        assert!(cg.freeze().expect("freeze"), "no host thread in the cgroup: frozen");
+        assert_eq!(std::fs::read_to_string(dir.join("cgroup.freeze")).expect("read"), "1");
+        assert!(!cg.frozen(), "the kernel has not reported frozen yet");
+        std::fs::write(dir.join("cgroup.events"), "populated 1\nfrozen 1\n").expect("write events");
+        assert!(cg.frozen());
+        cg.thaw().expect("thaw");
+        assert_eq!(std::fs::read_to_string(dir.join("cgroup.freeze")).expect("read"), "0");
+    }
+
+    #[test]
+    fn v1_freeze_writes_freezer_state() {
+        let (tmp, cg) = fake(Version::V1, &[("cgroup.procs", ""), ("freezer.state", "THAWED\n")]);
+        let dir = tmp.path().join("sbx");
+        assert!(cg.freeze().expect("freeze"));
+        assert_eq!(std::fs::read_to_string(dir.join("freezer.state")).expect("read"), "FROZEN");
+        assert!(cg.frozen());
+        cg.thaw().expect("thaw");
+        assert_eq!(std::fs::read_to_string(dir.join("freezer.state")).expect("read"), "THAWED");
+    }
+
+    #[test]
+    fn never_freezes_a_cgroup_holding_this_process() {
+        let own = format!("{}\n", std::process::id());
+        let (tmp, cg) = fake(Version::V2, &[("cgroup.procs", own.as_str()), ("cgroup.freeze", "0")]);
+        assert!(!cg.freeze().expect("freeze"), "a spare's setup thread is still in the cgroup");
+        assert_eq!(std::fs::read_to_string(tmp.path().join("sbx/cgroup.freeze")).expect("read"), "0");
+    }
 }

@@ -33,13 +33,19 @@ pub struct Config {
     /// An idle warm sandbox is killed after this long without an invocation.
     #[serde(with = "duration_secs")]
     pub idle_timeout: Duration,
-    /// Size of each sandbox's private `/tmp` (MB).
+    /// Size of a sandbox's private `/tmp` (MB) when its function sets no `EphemeralStorage`
+    /// (and of the spare sandboxes' premounted `/tmp`).
     pub tmp_size_mb: u64,
     /// Region reported to functions in `AWS_REGION` / `AWS_DEFAULT_REGION`.
     pub region: String,
     /// Largest function result accepted from a runtime (bytes).
     pub max_response_bytes: usize,
     /// Log events kept per function (oldest dropped first).
+    /// Sum of `/tmp` sizes over live sandboxes may not exceed this (MB); a cold start beyond it
+    /// is refused with no capacity. 0: half the free space of `data_dir`'s filesystem at start.
+    pub ephemeral_storage_budget_mb: u64,
+    /// Freeze idle sandboxes (cgroup freezer) between invocations, so that they use no CPU.
+    pub freeze_idle: bool,
     pub log_retention_events: usize,
     /// Bytes of log events kept per function (oldest dropped first; a line is at most 256 KB).
     pub log_bytes_per_function: usize,
@@ -93,6 +99,8 @@ impl Default for Config {
             log_bytes_per_function: 4 * 1024 * 1024,
             log_bytes_per_account: 32 * 1024 * 1024,
             log_bytes_total: 256 * 1024 * 1024,
+            ephemeral_storage_budget_mb: 0,
+            freeze_idle: true,
             unpacked_code_ttl: Duration::from_secs(600),
             require_isolation: true,
             cpu_quota: true,

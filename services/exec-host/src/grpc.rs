@@ -70,6 +70,7 @@ fn snapshot_proto(f: FunctionSnapshot) -> lamina_rpc::common::FunctionSnapshot {
         timeout_s: f.timeout_s,
         environment: f.environment.into_iter().collect(),
         code_sha256_hex: f.code_sha256_hex,
+        ephemeral_storage_mb: f.ephemeral_storage_mb,
     }
 }
 
@@ -90,6 +91,7 @@ fn snapshot_domain(f: lamina_rpc::common::FunctionSnapshot) -> Result<FunctionSn
         timeout_s: f.timeout_s,
         environment: f.environment.into_iter().collect(),
         code_sha256_hex: f.code_sha256_hex,
+        ephemeral_storage_mb: f.ephemeral_storage_mb,
     })
 }
 

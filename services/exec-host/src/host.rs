@@ -74,6 +74,8 @@ struct Inner {
     code: CodeCache,
     /// Where packages come from (code storage, in process or over gRPC).
     code_source: CodeClient,
+    /// Sandbox `/tmp` volumes and the host's budget for them.
+    ephemeral: Arc<crate::ephemeral::Ephemeral>,
     /// Packages fetched from a remote code storage, by digest.
     packages_dir: PathBuf,
     pool: Pool,
@@ -184,6 +186,10 @@ impl ExecHost {
         let isolation = Isolation { namespaces, user_ns, cgroups, network, missing };
         for m in &isolation.missing {
             tracing::warn!("sandbox isolation feature unavailable: {m}");
+        let ephemeral = crate::ephemeral::Ephemeral::detect(&data_dir, config.ephemeral_storage_budget_mb);
+        if let Some(note) = &ephemeral.note {
+            missing.push(note.clone());
+        }
         }
         if isolation.network.is_none() {
             if config.insecure_shared_network {
@@ -211,6 +217,7 @@ impl ExecHost {
             };
             Spares::new(isolation.network.clone(), isolation.cgroups.clone(), root)
         });
+                ephemeral: ephemeral.clone(),
         if let Some(s) = &spares {
             s.refill();
         }
@@ -219,6 +226,7 @@ impl ExecHost {
             code: CodeCache::new(data_dir.join("code"), data_dir.join("packages"), config.unpacked_code_ttl),
             code_source,
             packages_dir: data_dir.join("packages"),
+            ephemeral,
             pool: Pool::new(config.memory_budget_mb, config.max_sandboxes),
             logs: LogStore::new(LogLimits {
                 events_per_function: config.log_retention_events,
@@ -309,7 +317,11 @@ impl ExecHost {
             }
             match acq {
                 Acquired::Warm(sb) => {
-                    if sb.exited().is_some() {
+                    let thawed = sb.unpark();
+                    if let Err(e) = &thawed {
+                        tracing::warn!(sandbox = sb.id, "{e:#}");
+                    }
+                    if sb.exited().is_some() || thawed.is_err() {
                         inner.pool.forget(sb.id);
                         inner.destroys.spawn(async move { sb.destroy().await });
                         continue;
@@ -321,6 +333,11 @@ impl ExecHost {
                         id,
                         uid,
                         function: f,
+                    let tmp_mb = crate::sandbox::tmp_size_mb(f, &inner.config);
+                    let Some(storage) = inner.ephemeral.reserve(tmp_mb) else {
+                        inner.pool.forget(id);
+                        return Err(ExecError::NoCapacity);
+                    };
                         spec,
                         code_dir: &code_dir,
                         runtime_dir: &inner.runtime_dir,
@@ -331,6 +348,8 @@ impl ExecHost {
                     let spare = inner.spares.as_deref().and_then(Spares::claim);
                     match Sandbox::start(args, spare).await {
                         Ok(sb) => {
+                        ephemeral: &inner.ephemeral,
+                        storage: Some(storage),
                             inner.code.attach(&code, &sb);
                             inner.pool.started(&sb);
                             metrics::counter!(m::COLD_STARTS_TOTAL, &labels).increment(1);
@@ -363,6 +382,9 @@ impl ExecHost {
         } else {
             inner.pool.forget(sandbox.id);
             inner.destroys.spawn(async move { sandbox.destroy().await });
+            if inner.config.freeze_idle {
+                sandbox.park();
+            }
             self.update_gauge();
         }
         Ok(outcome.0)
@@ -540,6 +562,15 @@ impl ExecHost {
             "runtimes": self.runtimes(),
         })
     }
+            "ephemeral_storage_mb": {
+                "backing": match inner.ephemeral.backing() {
+                    crate::ephemeral::Backing::Disk => "disk",
+                    crate::ephemeral::Backing::Memory => "tmpfs_in_memory",
+                },
+                "used": inner.ephemeral.usage().0,
+                "budget": inner.ephemeral.usage().1,
+            },
+            "freeze_idle": inner.config.freeze_idle && inner.isolation.cgroups.as_ref().is_some_and(|c| c.features().contains(&"cgroup_freezer")),
 
     /// Stored log events of a function, newest last (at most `limit`).
     pub fn log_events(&self, account_id: &str, function_name: &str, limit: usize) -> Vec<LogEvent> {
@@ -712,6 +743,7 @@ mod tests {
             request_id: "req".into(),
             invoked_arn: "arn:aws:lambda:us-east-1:123456789012:function:f".into(),
             payload: Bytes::from_static(b"{}"),
+                ephemeral_storage_mb: 0,
             client_context: None,
             cognito_identity: None,
             trace_id: String::new(),

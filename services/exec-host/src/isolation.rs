@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::cgroup::Cgroups;
+use crate::ephemeral::TmpMount;
 use crate::net::Network;
 use crate::spawn::{IdMaps, MountOp, SandboxPlan, cpath};
 
@@ -88,7 +89,7 @@ pub(crate) struct RootSpec<'a> {
     pub(crate) root: &'a Path,
     pub(crate) code_dir: &'a Path,
     pub(crate) runtime_dir: &'a Path,
-    pub(crate) tmp_size_mb: u64,
+    pub(crate) tmp: TmpMount<'a>,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     /// Run the runtime in its own user namespace (see `spawn`).
@@ -97,23 +98,28 @@ pub(crate) struct RootSpec<'a> {
 
 /// The steps that assemble `/` for a sandbox. With `premounted`, the function-independent part
 /// ([`base_ops`]) is already mounted on `spec.root` in the mount namespace the runtime will
-/// inherit (a spare shell's: see `spare`), and only the sandbox's own steps remain.
-pub(crate) fn plan(spec: &RootSpec<'_>, premounted: bool) -> anyhow::Result<SandboxPlan> {
+/// inherit (a spare shell's: see `spare`), and only the sandbox's own steps remain; with
+/// `replace_tmp` too, the spare's `/tmp` is swapped for `spec.tmp` (another size).
+pub(crate) fn plan(spec: &RootSpec<'_>, premounted: bool, replace_tmp: bool) -> anyhow::Result<SandboxPlan> {
     let root = spec.root;
     let at = |rel: &str| cpath(&root.join(rel));
-    let base = if premounted { Vec::new() } else { base_ops(root, spec.runtime_dir, spec.tmp_size_mb)? };
+    let base = if premounted { Vec::new() } else { base_ops(root, spec.runtime_dir, &spec.tmp)? };
     let passwd = format!(
         "root:x:0:0:root:/root:/sbin/nologin\nsbx_user{uid}:x:{uid}:{gid}::/tmp:/sbin/nologin\n",
         uid = spec.uid,
         gid = spec.gid
     );
     let group = format!("root:x:0:\nsbx_user{uid}:x:{gid}:\n", uid = spec.uid, gid = spec.gid);
-    let ops = vec![
+    let mut ops = vec![
         MountOp::WriteFile(at("etc/passwd")?, passwd.into_bytes()),
         MountOp::WriteFile(at("etc/group")?, group.into_bytes()),
         MountOp::Proc { dst: at("proc")? },
-        MountOp::Bind { src: cpath(spec.code_dir)?, dst: at("var/task")?, readonly: true, dev: false },
     ];
+    ops.extend(hidden_bind(root, spec.code_dir, "var/task")?);
+    if premounted && replace_tmp {
+        ops.push(MountOp::Unmount(at("tmp")?));
+        ops.extend(tmp_ops(root, &spec.tmp)?);
+    }
     Ok(SandboxPlan {
         root: cpath(root)?,
         base,
@@ -133,7 +139,7 @@ pub(crate) fn plan(spec: &RootSpec<'_>, premounted: bool) -> anyhow::Result<Sand
 
 /// The function-independent steps: system directories, `/etc`, `/dev`, `/tmp`, `/var/runtime`
 /// and the mount points the sandbox's own steps use.
-pub(crate) fn base_ops(root: &Path, runtime_dir: &Path, tmp_size_mb: u64) -> anyhow::Result<Vec<MountOp>> {
+pub(crate) fn base_ops(root: &Path, runtime_dir: &Path, tmp: &TmpMount<'_>) -> anyhow::Result<Vec<MountOp>> {
     let at = |rel: &str| cpath(&root.join(rel));
     let mut ops = Vec::new();
     for d in SYSTEM_DIRS {
@@ -201,14 +207,46 @@ pub(crate) fn base_ops(root: &Path, runtime_dir: &Path, tmp_size_mb: u64) -> any
     }
     ops.push(MountOp::Mkdir(at("proc")?));
     ops.push(MountOp::Mkdir(at("tmp")?));
-    let tmp = std::ffi::CString::new(format!("size={tmp_size_mb}m,mode=1777")).context("tmpfs options")?;
-    ops.push(MountOp::Tmpfs { dst: at("tmp")?, data: tmp });
+    ops.extend(tmp_ops(root, tmp)?);
     ops.push(MountOp::Mkdir(at("opt")?));
     ops.push(MountOp::Mkdir(at("var")?));
     ops.push(MountOp::Mkdir(at("var/task")?));
     ops.push(MountOp::Mkdir(at("var/runtime")?));
-    ops.push(MountOp::Bind { src: cpath(runtime_dir)?, dst: at("var/runtime")?, readonly: true, dev: false });
+    ops.extend(hidden_bind(root, runtime_dir, "var/runtime")?);
     Ok(ops)
+}
+
+/// Mounts `/tmp`: the sandbox's own disk volume, or a tmpfs of the same size.
+fn tmp_ops(root: &Path, tmp: &TmpMount<'_>) -> anyhow::Result<Vec<MountOp>> {
+    let dst = cpath(&root.join("tmp"))?;
+    Ok(vec![match tmp {
+        TmpMount::Disk(v) => {
+            MountOp::Disk { dev: v.dev.clone(), dst, lost_found: cpath(&root.join("tmp/lost+found"))? }
+        }
+        TmpMount::Tmpfs { size_mb } => {
+            let data = std::ffi::CString::new(format!("size={size_mb}m,mode=1777")).context("tmpfs options")?;
+            MountOp::Tmpfs { dst, data }
+        }
+    }])
+}
+
+/// Mounts host directory `src` read-only on `root/dst` without revealing its host path: a bind
+/// mount's entry in `/proc/self/mountinfo` names the directory's path within its filesystem (the
+/// data dir), an overlay mounted from a relative staging name shows only that name. The staging
+/// directories live in `/dev`'s tmpfs: removed while the overlay holds them, they would keep the
+/// root tmpfs from being remounted read-only (EBUSY). The empty layer stays (an overlay cannot
+/// list a directory whose layer was removed); the bind's mount point goes.
+fn hidden_bind(root: &Path, src: &Path, dst: &str) -> anyhow::Result<Vec<MountOp>> {
+    let dev = root.join("dev");
+    let (stage, empty) = (cpath(&dev.join(".t"))?, cpath(&dev.join(".e"))?);
+    Ok(vec![
+        MountOp::Mkdir(stage.clone()),
+        MountOp::Bind { src: cpath(src)?, dst: stage.clone(), readonly: true, dev: false },
+        MountOp::Mkdir(empty.clone()),
+        MountOp::Overlay { cwd: cpath(&dev)?, lower: c".t".to_owned(), dst: cpath(&root.join(dst))? },
+        MountOp::Unmount(stage.clone()),
+        MountOp::Rmdir(stage),
+    ])
 }
 
 /// Probes namespaces (and, given `network`, a sandbox network; with `user_ns`, a user namespace)
@@ -228,9 +266,9 @@ pub(crate) async fn probe_namespaces(
     let result = async {
         std::fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
         std::fs::create_dir_all(&code).map_err(|e| format!("create {}: {e}", code.display()))?;
-        let spec =
-            RootSpec { root: &root, code_dir: &code, runtime_dir, tmp_size_mb: 1, uid: 9999, gid: 9999, user_ns };
-        let mut plan = plan(&spec, false).map_err(|e| format!("{e:#}"))?;
+        let tmp = TmpMount::Tmpfs { size_mb: 1 };
+        let spec = RootSpec { root: &root, code_dir: &code, runtime_dir, tmp, uid: 9999, gid: 9999, user_ns };
+        let mut plan = plan(&spec, false, false).map_err(|e| format!("{e:#}"))?;
         let cmd = vec!["/bin/true".to_string()];
         let network = network.cloned();
         let (spawned, net) = tokio::task::spawn_blocking(move || {

@@ -16,6 +16,7 @@ use lamina_common::FunctionSnapshot;
 
 use crate::cgroup::SandboxCgroup;
 use crate::config::{Config, RuntimeSpec};
+use crate::ephemeral::{Backing, Ephemeral, Reservation, TmpMount};
 use crate::isolation::{Isolation, RootSpec};
 use crate::logs::{Captured, LogCapture};
 use crate::runtime_api::{Pending, RuntimeApi, RuntimeResult};
@@ -110,6 +111,9 @@ pub(crate) struct StartArgs<'a> {
     pub(crate) sandboxes_dir: &'a Path,
     pub(crate) config: &'a Config,
     pub(crate) isolation: &'a Isolation,
+    pub(crate) ephemeral: &'a Arc<Ephemeral>,
+    /// The sandbox's share of the host's ephemeral storage, held while it lives.
+    pub(crate) storage: Option<Reservation>,
 }
 
 /// A live runtime process tree.
@@ -129,6 +133,30 @@ pub(crate) struct Sandbox {
     isolated: bool,
     cancel: CancellationToken,
     root_dir: Option<PathBuf>,
+    _storage: Option<Reservation>,
+    /// Whether the sandbox is idle and frozen (see [`Sandbox::park`]).
+    freeze: std::sync::Mutex<Freeze>,
+}
+
+/// Idle-freezing state of a sandbox.
+#[derive(Default)]
+struct Freeze {
+    /// Bumped by every `park` and `unpark`: a pending freeze only applies to its own idle period.
+    epoch: u64,
+    idle: bool,
+    frozen: bool,
+}
+
+/// How long an idle sandbox runs on before it is frozen: the runtime calls `/next` right after
+/// posting its result, and a warm invocation arriving within this time costs no thaw.
+const FREEZE_AFTER: Duration = Duration::from_millis(10);
+
+/// The size (MB) of a function's `/tmp`: its `EphemeralStorage`, or the host's default.
+pub(crate) fn tmp_size_mb(f: &FunctionSnapshot, config: &Config) -> u64 {
+    match f.ephemeral_storage_mb {
+        0 => config.tmp_size_mb,
+        mb => u64::from(mb),
+    }
 }
 
 impl Sandbox {
@@ -155,7 +183,7 @@ impl Sandbox {
             (None, None) => None,
         };
         let cancel = CancellationToken::new();
-        let result = Self::start_inner(&a, &name, log_stream, memory_mb, cgroup, spare, cancel.clone()).await;
+        let result = Self::start_inner(a, &name, log_stream, memory_mb, cgroup, spare, cancel.clone()).await;
         if result.is_err() {
             cancel.cancel();
         }
@@ -163,7 +191,7 @@ impl Sandbox {
     }
 
     async fn start_inner(
-        a: &StartArgs<'_>,
+        mut a: StartArgs<'_>,
         name: &str,
         log_stream: String,
         memory_mb: u64,
@@ -171,6 +199,7 @@ impl Sandbox {
         mut spare: Option<Spare>,
         cancel: CancellationToken,
     ) -> anyhow::Result<Arc<Sandbox>> {
+        let storage = a.storage.take();
         let f = a.function;
         let isolated = a.isolation.namespaces;
         // With its own network namespace the sandbox gets the Runtime API at a fixed address
@@ -226,6 +255,21 @@ impl Sandbox {
 
         // A spare's root is premounted in the namespace its thread hands to the runtime.
         let premounted = spare.as_mut().and_then(|s| s.root.take());
+        let tmp_mb = tmp_size_mb(f, a.config);
+        let replace_tmp = premounted.is_some() && spare.as_ref().is_some_and(|s| s.tmp_mb != tmp_mb);
+        // A volume of this size unless the spare's premounted one fits (formatting takes ~5 ms:
+        // only functions with a non-default EphemeralStorage pay it on a cold start).
+        let volume = if isolated && a.ephemeral.backing() == Backing::Disk && (premounted.is_none() || replace_tmp) {
+            let eph = a.ephemeral.clone();
+            let v = tokio::task::spawn_blocking(move || eph.prepare(tmp_mb)).await.context("join /tmp task")?;
+            Some(v.context("prepare /tmp")?)
+        } else {
+            None
+        };
+        let tmp = match &volume {
+            Some(v) => TmpMount::Disk(v),
+            None => TmpMount::Tmpfs { size_mb: tmp_mb },
+        };
         let root_dir = match (&premounted, isolated) {
             (Some(d), _) => Some(d.clone()),
             (None, true) => {
@@ -242,12 +286,13 @@ impl Sandbox {
                     root,
                     code_dir: a.code_dir,
                     runtime_dir: a.runtime_dir,
-                    tmp_size_mb: a.config.tmp_size_mb,
+                    tmp,
                     uid: a.uid,
                     gid: a.uid,
                     user_ns: a.isolation.user_ns,
                 },
                 premounted.is_some(),
+                replace_tmp,
             )?),
             None => None,
         };
@@ -284,6 +329,8 @@ impl Sandbox {
             .await
             .context("join spawn task")?,
         };
+        // Mounted by now (or never will be): the mount, not this descriptor, keeps the device.
+        drop(volume);
         let (spawned, net) = match spawned {
             Ok(s) => s,
             Err(e) => {
@@ -342,7 +389,80 @@ impl Sandbox {
             isolated,
             cancel,
             root_dir,
+            _storage: storage,
+            freeze: std::sync::Mutex::default(),
         }))
+    }
+
+    /// Marks the sandbox idle (between invocations) and, unless it is taken again first, freezes
+    /// its processes shortly after: an idle function gets no CPU, as in Lambda.
+    pub(crate) fn park(self: &Arc<Self>) {
+        let Some(cg) = &self.cgroup else { return };
+        if !cg.can_freeze() {
+            return;
+        }
+        let epoch = {
+            let mut st = self.freeze_state();
+            st.epoch += 1;
+            st.idle = true;
+            st.epoch
+        };
+        let sb = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(FREEZE_AFTER).await;
+            // Retried while the spare's setup thread is still leaving the cgroup (v1: a cgroup
+            // holding a thread of this process is never frozen).
+            let Some(cg) = &sb.cgroup else { return };
+            for _ in 0..50 {
+                let froze = {
+                    let mut st = sb.freeze_state();
+                    if st.epoch != epoch || !st.idle || sb.exited().is_some() {
+                        return;
+                    }
+                    match cg.freeze() {
+                        Ok(done) => {
+                            st.frozen = done;
+                            done
+                        }
+                        Err(e) => {
+                            tracing::warn!(sandbox = sb.id, "freeze idle sandbox: {e:#}");
+                            return;
+                        }
+                    }
+                };
+                if froze {
+                    // Freezing completes asynchronously (v1 FREEZING, v2 `frozen 0` until done).
+                    for _ in 0..100 {
+                        if cg.frozen() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    tracing::debug!(sandbox = sb.id, "idle sandbox not frozen after 200 ms");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    }
+
+    /// Takes the sandbox out of the idle state, thawing it if it was frozen; call before
+    /// delivering an invocation.
+    pub(crate) fn unpark(&self) -> anyhow::Result<()> {
+        let mut st = self.freeze_state();
+        st.epoch += 1;
+        st.idle = false;
+        if st.frozen {
+            if let Some(cg) = &self.cgroup {
+                cg.thaw().context("thaw sandbox")?;
+            }
+            st.frozen = false;
+        }
+        Ok(())
+    }
+
+    fn freeze_state(&self) -> std::sync::MutexGuard<'_, Freeze> {
+        self.freeze.lock().expect("freeze state poisoned")
     }
 
     /// True once the runtime process has exited.
@@ -394,6 +514,12 @@ impl Sandbox {
     /// Kills the whole process tree and waits (bounded) for the runtime to be reaped.
     pub(crate) async fn kill(&self) {
         self.api.clear();
+        // No freeze may start after this (the cgroup's kill thaws a frozen tree itself).
+        {
+            let mut st = self.freeze_state();
+            st.epoch += 1;
+            st.idle = false;
+        }
         match &self.cgroup {
             Some(cg) => cg.kill().await,
             None => {

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use crate::cgroup::{Cgroups, SandboxCgroup};
+use crate::ephemeral::{Backing, Ephemeral, TmpMount};
 use crate::net::{Network, SandboxNet};
 
 /// How many spares are kept ready.
@@ -35,6 +36,8 @@ pub(crate) struct Spare {
     pub(crate) net: Option<SandboxNet>,
     /// The sandbox root, premounted in the thread's mount namespace (removed with an unused spare).
     pub(crate) root: Option<PathBuf>,
+    /// Size of the premounted `/tmp` (MB).
+    pub(crate) tmp_mb: u64,
     jobs: mpsc::Sender<Job>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -81,7 +84,9 @@ impl Drop for Spare {
 pub(crate) struct RootBase {
     pub(crate) sandboxes_dir: PathBuf,
     pub(crate) runtime_dir: PathBuf,
+    /// Size of the spares' `/tmp` (the default `EphemeralStorage`).
     pub(crate) tmp_size_mb: u64,
+    pub(crate) ephemeral: Arc<Ephemeral>,
 }
 
 /// The spare shells of one host.
@@ -155,7 +160,24 @@ impl Spares {
         let (network, cgroups, cg_name) = (self.network.clone(), self.cgroups.clone(), name.clone());
         let root = self.root.sandboxes_dir.join(&name);
         std::fs::create_dir(&root).map_err(|e| anyhow::anyhow!("create {}: {e}", root.display()))?;
-        let base = crate::isolation::base_ops(&root, &self.root.runtime_dir, self.root.tmp_size_mb)
+        let tmp_mb = self.root.tmp_size_mb;
+        // Formatted here, before the thread joins the sandbox's cgroups and namespaces: mkfs is a
+        // process of the host's, not the sandbox's. The thread closes it once mounted.
+        let volume = match self.root.ephemeral.backing() {
+            Backing::Disk => match self.root.ephemeral.prepare(tmp_mb) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    let _ = std::fs::remove_dir(&root);
+                    return Err(e.context("prepare /tmp"));
+                }
+            },
+            Backing::Memory => None,
+        };
+        let tmp = match &volume {
+            Some(v) => TmpMount::Disk(v),
+            None => TmpMount::Tmpfs { size_mb: tmp_mb },
+        };
+        let base = crate::isolation::base_ops(&root, &self.root.runtime_dir, &tmp)
             .and_then(|ops| Ok((crate::spawn::cpath(&root)?, ops)));
         let (root_c, base) = match base {
             Ok(b) => b,
@@ -187,7 +209,9 @@ impl Spares {
                         return Err(e);
                     }
                 };
-                if let Err(e) = crate::spawn::premount(&root_c, &base) {
+                let premounted = crate::spawn::premount(&root_c, &base);
+                drop(volume);
+                if let Err(e) = premounted {
                     if let Some(cg) = cgroup {
                         std::thread::spawn(move || cg.remove_now());
                     }
@@ -208,7 +232,15 @@ impl Spares {
         })?;
         let out = match ready_rx.recv() {
             Ok(Ok((net, cgroup, thread_in_cgroup))) => {
-                return Ok(Spare { cgroup, thread_in_cgroup, net, root: Some(root), jobs, thread: Some(thread) });
+                return Ok(Spare {
+                    cgroup,
+                    thread_in_cgroup,
+                    net,
+                    root: Some(root),
+                    tmp_mb,
+                    jobs,
+                    thread: Some(thread),
+                });
             }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(anyhow::anyhow!("spare sandbox thread panicked")),

@@ -25,7 +25,7 @@ use anyhow::Context;
 /// One step of building the sandbox root (paths are absolute host paths below the new root).
 #[derive(Debug)]
 pub(crate) enum MountOp {
-    /// `mkdir` with mode 0755.
+    /// `mkdir` with mode 0755 (an existing directory is fine).
     Mkdir(CString),
     /// Creates an empty file (a bind-mount target).
     Touch(CString),
@@ -39,6 +39,18 @@ pub(crate) enum MountOp {
     Tmpfs { dst: CString, data: CString },
     /// A fresh procfs for the new PID namespace.
     Proc { dst: CString },
+    /// The ext4 filesystem on a prepared block device (a sandbox's `/tmp`: see `ephemeral`),
+    /// made world-writable and sticky, its `lost+found` removed.
+    Disk { dev: CString, dst: CString, lost_found: CString },
+    /// Detaches whatever is mounted on the path (a spare's `/tmp` of another size).
+    Unmount(CString),
+    /// A read-only overlay of `lower` (a directory below `cwd`, named relative to it) and the
+    /// empty directory `empty` (overlayfs needs two layers without an upper one). Mounted with
+    /// `cwd` as working directory, so `/proc/self/mountinfo` shows only the relative names, not
+    /// the host path of `lower`'s source, as a bind mount's root field would.
+    Overlay { cwd: CString, lower: CString, dst: CString },
+    /// `rmdir`.
+    Rmdir(CString),
 }
 
 /// Everything the child needs to build the sandbox, prepared before the fork.
@@ -95,6 +107,10 @@ impl MountOp {
             MountOp::Bind { src, dst, .. } => format!("bind {} on {}", s(src), s(dst)),
             MountOp::Tmpfs { dst, .. } => format!("tmpfs on {}", s(dst)),
             MountOp::Proc { dst } => format!("proc on {}", s(dst)),
+            MountOp::Disk { dev, dst, .. } => format!("mount {} on {}", s(dev), s(dst)),
+            MountOp::Unmount(p) => format!("unmount {}", s(p)),
+            MountOp::Overlay { lower, dst, .. } => format!("overlay of {} on {}", s(lower), s(dst)),
+            MountOp::Rmdir(p) => format!("rmdir {}", s(p)),
         }
     }
 }
@@ -321,6 +337,21 @@ fn wait_and_mirror(pid: libc::pid_t, reap_all: bool) -> ! {
 }
 
 fn child_setup(cg_fds: &[RawFd], diag: RawFd, plan: Option<&SandboxPlan>) -> io::Result<()> {
+    // No core dumps, from the reapers or the runtime: a hard limit of 0 that the runtime (without
+    // CAP_SYS_RESOURCE) cannot raise, so a crash never writes a core file to the host's
+    // core_pattern path. The reapers (A, B: root, never exec) are also made non-dumpable, which
+    // keeps a piped core_pattern helper from ever running for them; for the runtime, execve resets
+    // dumpability to 1 (its uid equals its euid), so it cannot be kept off there (docs/security.md).
+    let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: setrlimit/prctl with a stack struct and integer arguments.
+    unsafe {
+        if libc::setrlimit(libc::RLIMIT_CORE, &no_core) != 0 {
+            return Err(report(diag, STEP_RLIMIT));
+        }
+        if plan.is_some() {
+            libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0);
+        }
+    }
     for &fd in cg_fds {
         // SAFETY: writes a 1-byte static buffer; "0" means "the writing process".
         if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
@@ -555,7 +586,7 @@ fn run_op(op: &MountOp) -> bool {
     let null = std::ptr::null();
     match op {
         // SAFETY: mkdir with a NUL-terminated path owned by the plan.
-        MountOp::Mkdir(p) => unsafe { libc::mkdir(p.as_ptr(), 0o755) == 0 },
+        MountOp::Mkdir(p) => unsafe { libc::mkdir(p.as_ptr(), 0o755) == 0 || errno() == libc::EEXIST },
         MountOp::Touch(p) | MountOp::WriteFile(p, _) => {
             // SAFETY: open/write/close on a path and buffer owned by the plan.
             unsafe {
@@ -589,6 +620,40 @@ fn run_op(op: &MountOp) -> bool {
         MountOp::Tmpfs { dst, data } => {
             mount(c"tmpfs".as_ptr(), dst, c"tmpfs".as_ptr(), libc::MS_NOSUID | libc::MS_NODEV, data.as_ptr())
         }
+        MountOp::Disk { dev, dst, lost_found } => {
+            if !mount(dev.as_ptr(), dst, c"ext4".as_ptr(), libc::MS_NOSUID | libc::MS_NODEV, std::ptr::null()) {
+                return false;
+            }
+            // SAFETY: chmod/rmdir with NUL-terminated paths owned by the plan.
+            unsafe {
+                libc::rmdir(lost_found.as_ptr());
+                libc::chmod(dst.as_ptr(), 0o1777) == 0
+            }
+        }
+        // SAFETY: umount2 with a NUL-terminated path owned by the plan.
+        MountOp::Unmount(p) => unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) == 0 },
+        MountOp::Overlay { cwd, lower, dst } => {
+            let mut data = [0u8; 64];
+            let prefix = b"lowerdir=";
+            let suffix = b":.e";
+            let name = lower.as_bytes();
+            let len = prefix.len() + name.len() + suffix.len();
+            if len >= data.len() {
+                return false;
+            }
+            data[..prefix.len()].copy_from_slice(prefix);
+            data[prefix.len()..prefix.len() + name.len()].copy_from_slice(name);
+            data[prefix.len() + name.len()..len].copy_from_slice(suffix);
+            // SAFETY: chdir with a NUL-terminated path owned by the plan.
+            if unsafe { libc::chdir(cwd.as_ptr()) } != 0 {
+                return false;
+            }
+            let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+            // `data` is NUL-terminated: zero-filled and `len` < its size.
+            mount(c"none".as_ptr(), dst, c"overlay".as_ptr(), flags, data.as_ptr().cast())
+        }
+        // SAFETY: rmdir with a NUL-terminated path owned by the plan.
+        MountOp::Rmdir(p) => unsafe { libc::rmdir(p.as_ptr()) == 0 },
         MountOp::Proc { dst } => {
             // hidepid=2: the runtime sees only its own uid's processes, not the root-owned reaper
             // (pid 1), whose command line is the server's own.

@@ -131,6 +131,7 @@ impl TryFrom<proto::FunctionRow> for FunctionRow {
         Ok(Self {
             account_id: r.account_id,
             function_name: r.function_name,
+            ephemeral_storage: r.ephemeral_storage,
             version: r.version,
             description: r.description,
             runtime: r.runtime,
@@ -154,10 +155,16 @@ impl From<NewFunction> for proto::NewFunction {
             function_name: f.function_name,
             description: f.description,
             runtime: f.runtime,
+            ephemeral_storage: default_ephemeral(r.ephemeral_storage),
             role: f.role,
             handler: f.handler,
             memory_size: f.memory_size,
             timeout: f.timeout,
+/// A peer built before `ephemeral_storage` existed sends 0: Lambda's default.
+fn default_ephemeral(mb: i64) -> i64 {
+    if mb == 0 { 512 } else { mb }
+}
+
             environment: f.environment,
             vpc_config: f.vpc_config,
             code_sha256: f.code_sha256,
@@ -172,6 +179,7 @@ impl TryFrom<proto::NewFunction> for NewFunction {
         Ok(Self {
             function_name: f.function_name,
             description: f.description,
+            ephemeral_storage: f.ephemeral_storage,
             runtime: f.runtime,
             role: f.role,
             handler: f.handler,
@@ -191,6 +199,7 @@ impl From<FunctionPatch> for proto::FunctionPatch {
             description: p.description,
             runtime: p.runtime,
             role: p.role,
+            ephemeral_storage: default_ephemeral(f.ephemeral_storage),
             handler: p.handler,
             memory_size: p.memory_size,
             timeout: p.timeout,
@@ -207,6 +216,7 @@ impl TryFrom<proto::FunctionPatch> for FunctionPatch {
         Ok(Self {
             description: p.description,
             runtime: p.runtime,
+            ephemeral_storage: p.ephemeral_storage,
             role: p.role,
             handler: p.handler,
             memory_size: p.memory_size,
@@ -224,6 +234,7 @@ impl From<LatestUpdate> for proto::LatestUpdate {
     }
 }
 
+            ephemeral_storage: p.ephemeral_storage,
 impl TryFrom<proto::LatestUpdate> for LatestUpdate {
     type Error = Invalid;
     fn try_from(u: proto::LatestUpdate) -> Result<Self, Invalid> {
@@ -430,6 +441,7 @@ mod tests {
             description: String::new(),
             routing_config: routing.map(str::to_owned),
             revision_id: "r".into(),
+            ephemeral_storage: 2048,
         }
     }
 
@@ -492,6 +504,7 @@ mod tests {
             row: row("$LATEST"),
             replaced_code_sha256: Some("x".into()),
         });
+            ephemeral_storage: 512,
         round_trip::<_, proto::LatestUpdate>(LatestUpdate { row: row("$LATEST"), replaced_code_sha256: None });
         round_trip::<_, proto::AliasRow>(alias(None));
         round_trip::<_, proto::AliasRow>(alias(Some(r#"{"AdditionalVersionWeights":{"2":0.5}}"#)));
@@ -500,6 +513,7 @@ mod tests {
         round_trip::<_, proto::NewAlias>(NewAlias {
             alias_name: "live".into(),
             function_version: "1".into(),
+            ephemeral_storage: Some(10240),
             description: "d".into(),
             routing_config: Some(routing()),
         });

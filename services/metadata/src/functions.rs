@@ -31,6 +31,8 @@ pub struct FunctionRow {
     pub revision_id: String,
     /// Epoch milliseconds.
     pub last_modified: i64,
+    /// `EphemeralStorage.Size` in MB (the sandbox's `/tmp`).
+    pub ephemeral_storage: i64,
 }
 
 /// Everything CreateFunction stores for `$LATEST`.
@@ -47,6 +49,7 @@ pub struct NewFunction {
     pub vpc_config: Option<String>,
     pub code_sha256: String,
     pub code_size: i64,
+    pub ephemeral_storage: i64,
 }
 
 /// A stored code package, as `$LATEST` refers to it.
@@ -72,6 +75,7 @@ pub struct FunctionPatch {
     pub vpc_config: Option<Option<String>>,
     /// New code package (the blob is already stored).
     pub code: Option<CodeRef>,
+    pub ephemeral_storage: Option<i64>,
 }
 
 impl FunctionPatch {
@@ -89,6 +93,7 @@ impl FunctionPatch {
         set(&mut row.timeout, self.timeout);
         set(&mut row.environment, self.environment);
         set(&mut row.vpc_config, self.vpc_config);
+        set(&mut row.ephemeral_storage, self.ephemeral_storage);
         if let Some(code) = self.code {
             row.code_sha256 = code.sha256_hex;
             row.code_size = code.size;
@@ -109,7 +114,7 @@ pub struct LatestUpdate {
 macro_rules! columns {
     () => {
         "account_id, function_name, version, description, runtime, role, handler, memory_size, timeout, \
-         environment, vpc_config, code_sha256, code_size, revision_id, last_modified"
+         environment, vpc_config, code_sha256, code_size, revision_id, last_modified, ephemeral_storage"
     };
 }
 pub(crate) const LATEST: &str = "$LATEST";
@@ -226,12 +231,13 @@ impl Metadata {
             code_size: new.code_size,
             revision_id: new_revision(),
             last_modified: now,
+            ephemeral_storage: new.ephemeral_storage,
         };
         let insert = concat!(
             "insert into function_versions (",
             columns!(),
             ", created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $15) on conflict do nothing"
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $15, $15) on conflict do nothing"
         );
         let stored = self.sealed_row(&row)?;
         in_tx!(&self.store, tx, locks => {
@@ -303,7 +309,7 @@ impl Metadata {
         );
         let update = "update function_versions set description = $4, runtime = $5, role = $6, handler = $7, \
                       memory_size = $8, timeout = $9, environment = $10, vpc_config = $11, code_sha256 = $12, \
-                      code_size = $13, revision_id = $14, last_modified = $15, updated_at = $15 \
+                      code_size = $13, revision_id = $14, last_modified = $15, updated_at = $15, ephemeral_storage = $16 \
                       where account_id = $1 and function_name = $2 and version = $3";
         let updated = in_tx!(&self.store, tx, locks => {
             let current: Option<FunctionRow> = sqlx::query_as(locked(select, locks.update))
@@ -430,4 +436,5 @@ where
         .bind(r.code_size)
         .bind(r.revision_id.as_str())
         .bind(r.last_modified)
+        .bind(r.ephemeral_storage)
 }

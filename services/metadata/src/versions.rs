@@ -10,7 +10,7 @@ use crate::{Metadata, on_pool};
 macro_rules! columns {
     () => {
         "account_id, function_name, version, description, runtime, role, handler, memory_size, timeout, \
-         environment, vpc_config, code_sha256, code_size, revision_id, last_modified"
+         environment, vpc_config, code_sha256, code_size, revision_id, last_modified, ephemeral_storage"
     };
 }
 
@@ -24,6 +24,7 @@ fn same_executable(a: &FunctionRow, b: &FunctionRow) -> bool {
         && a.timeout == b.timeout
         && a.environment == b.environment
         && a.vpc_config == b.vpc_config
+        && a.ephemeral_storage == b.ephemeral_storage
 }
 
 impl Metadata {
@@ -64,7 +65,7 @@ impl Metadata {
             "insert into function_versions (",
             columns!(),
             ", created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $15)"
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $15, $15)"
         );
         let bump = "insert into version_counters (account_id, function_name, last_version, created_at, updated_at) \
                     values ($1, $2, 1, $3, $3) on conflict (account_id, function_name) \
@@ -109,7 +110,7 @@ impl Metadata {
                         .bind(&row.account_id).bind(&row.function_name).bind(&row.version).bind(&row.description)
                         .bind(&row.runtime).bind(&row.role).bind(&row.handler).bind(row.memory_size).bind(row.timeout)
                         .bind(&environment).bind(&row.vpc_config).bind(&row.code_sha256).bind(row.code_size)
-                        .bind(&row.revision_id).bind(row.last_modified)
+                        .bind(&row.revision_id).bind(row.last_modified).bind(row.ephemeral_storage)
                         .execute(&mut *tx).await.context("insert version")?;
                     row
                 }

@@ -53,6 +53,7 @@ fn function(name: &str) -> NewFunction {
         vpc_config: None,
         code_sha256: "ab".repeat(32),
         code_size: 100,
+        ephemeral_storage: 512,
     }
 }
 

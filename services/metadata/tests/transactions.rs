@@ -114,6 +114,7 @@ fn function(name: &str, sha: &str, size: i64) -> NewFunction {
         vpc_config: None,
         code_sha256: sha.into(),
         code_size: size,
+        ephemeral_storage: 512,
     }
 }
 

@@ -146,6 +146,7 @@ impl TestHost {
             timeout_s: 3,
             environment: BTreeMap::new(),
             code_sha256_hex: sha,
+            ephemeral_storage_mb: 0,
         }
     }
 

@@ -128,6 +128,7 @@ pub async fn create(
         vpc_config: cfg.vpc_config.as_ref().and_then(vpc_json),
         code_sha256: stored.sha256_hex.clone(),
         code_size: stored.size,
+        ephemeral_storage: cfg.ephemeral_storage.as_ref().and_then(|e| e.size).unwrap_or(512),
     };
     let created = state.metadata.create_function(&target.account_id, new, req.publish.unwrap_or(false)).await;
     let row = match created {
@@ -316,6 +317,7 @@ pub async fn update_configuration(
         description: cfg.description,
         runtime: cfg.runtime,
         role: cfg.role,
+        ephemeral_storage: cfg.ephemeral_storage.as_ref().and_then(|e| e.size),
         handler: cfg.handler,
         memory_size: cfg.memory_size,
         timeout: cfg.timeout,

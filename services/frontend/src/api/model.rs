@@ -44,7 +44,7 @@ pub fn configuration(region: &str, row: &FunctionRow, qualified: bool) -> Value 
         "LastUpdateStatus": "Successful",
         "PackageType": "Zip",
         "Architectures": ["x86_64"],
-        "EphemeralStorage": {"Size": 512},
+        "EphemeralStorage": {"Size": row.ephemeral_storage},
     });
     if let Some(env) = row.environment.as_deref().and_then(|e| serde_json::from_str::<BTreeMap<String, String>>(e).ok())
     {

@@ -68,6 +68,14 @@ pub struct ConfigIn {
     pub memory_size: Option<i64>,
     pub vpc_config: Option<VpcConfig>,
     pub environment: Option<EnvironmentIn>,
+    pub ephemeral_storage: Option<EphemeralStorageIn>,
+}
+
+/// `EphemeralStorage`: the size of the function's `/tmp`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct EphemeralStorageIn {
+    pub size: Option<i64>,
 }
 
 /// Model-constraint checks of whatever members are present.
@@ -92,6 +100,12 @@ pub fn check_config(cfg: &ConfigIn, limits: &Config, v: &mut Violations) {
     }
     if let Some(m) = cfg.memory_size {
         v.range(m, "memorySize", 128, limits.max_memory_mb);
+    }
+    if let Some(e) = &cfg.ephemeral_storage {
+        match e.size {
+            Some(size) => v.range(size, "ephemeralStorage.size", 512, 10240),
+            None => v.missing("ephemeralStorage.size"),
+        }
     }
     if let Some(vpc) = &cfg.vpc_config {
         if vpc.security_group_ids.len() > 5 {
