@@ -329,6 +329,10 @@ impl ExecHost {
                     break (sb, false);
                 }
                 Acquired::Cold { id, uid } => {
+                    // Only on the cold path: an update shows as a new revision's first start.
+                    for sb in inner.pool.take_superseded(&key) {
+                        inner.destroys.spawn(async move { sb.destroy().await });
+                    }
                     let args = StartArgs {
                         id,
                         uid,

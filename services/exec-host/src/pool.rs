@@ -171,6 +171,29 @@ impl Pool {
         self.budget_mb
     }
 
+    /// Removes and returns the idle sandboxes of `key`'s function version that run another
+    /// revision: the function was updated, so they would only hold memory and their old code.
+    pub(crate) fn take_superseded(&self, key: &SandboxKey) -> Vec<Arc<Sandbox>> {
+        let mut st = self.state();
+        let stale = |k: &SandboxKey| {
+            k.revision_id != key.revision_id
+                && k.function_name == key.function_name
+                && k.version == key.version
+                && k.account_id == key.account_id
+        };
+        if !st.idle.iter().any(|i| stale(&i.sandbox.key)) {
+            return Vec::new();
+        }
+        let (gone, keep): (Vec<Idle>, Vec<Idle>) =
+            std::mem::take(&mut st.idle).into_iter().partition(|i| stale(&i.sandbox.key));
+        st.idle = keep;
+        let out: Vec<Arc<Sandbox>> = gone.into_iter().map(|i| i.sandbox).collect();
+        for sb in &out {
+            Self::forget_locked(&mut st, sb.id);
+        }
+        out
+    }
+
     /// Keys with at least one idle sandbox (what a router prefers to send here).
     pub(crate) fn idle_keys(&self) -> Vec<SandboxKey> {
         let mut keys: Vec<SandboxKey> = self.state().idle.iter().map(|i| i.sandbox.key.clone()).collect();
