@@ -2,9 +2,12 @@
 
 mod admin;
 mod concurrency;
+mod cross_account;
 mod events;
 mod functions;
 mod permissions;
+mod secrets_at_rest;
+mod shared_blobs;
 mod sigv4;
 mod tenancy;
 mod validation;

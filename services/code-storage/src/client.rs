@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use lamina_common::{ApiError, ApiResult};
 use lamina_rpc::codestorage::code_storage_client::CodeStorageClient;
-use lamina_rpc::codestorage::{Chunk, DeleteRequest, FetchRequest};
+use lamina_rpc::codestorage::{Chunk, DeleteRequest, FetchRequest, SettleRequest};
 use lamina_rpc::{from_status, transport};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt as _;
@@ -109,14 +109,48 @@ impl CodeClient {
         }
     }
 
-    /// Removes a blob that nothing refers to any more.
-    pub async fn delete(&self, sha256_hex: &str) -> ApiResult<()> {
+    /// Removes a blob that metadata reported unreferenced, unless `still_referenced` (checked after
+    /// the blob is hidden, see `deletion.rs`) finds a reference that appeared since; a failed
+    /// check keeps it. True if the blob was removed.
+    pub async fn delete_unless_referenced(
+        &self,
+        sha256_hex: &str,
+        still_referenced: impl Future<Output = ApiResult<bool>>,
+    ) -> ApiResult<bool> {
+        let Some(tombstone) = self.hide(sha256_hex).await? else { return Ok(false) };
+        let keep = match still_referenced.await {
+            Ok(referenced) => referenced,
+            Err(err) => {
+                tracing::warn!(sha256_hex, error = %err, "check blob references; keeping the blob");
+                true
+            }
+        };
+        self.settle(&tombstone, keep).await?;
+        Ok(!keep)
+    }
+
+    async fn hide(&self, sha256_hex: &str) -> ApiResult<Option<String>> {
         match self {
-            Self::Local(s) => s.delete(sha256_hex).await.context("delete package").map_err(ApiError::Internal),
+            Self::Local(s) => s.hide(sha256_hex).await.context("hide package").map_err(ApiError::Internal),
+            Self::Grpc { client, .. } => {
+                let reply = client
+                    .clone()
+                    .hide(DeleteRequest { sha256_hex: sha256_hex.to_owned() })
+                    .await
+                    .map_err(|s| from_status(s, PEER))?
+                    .into_inner();
+                Ok((!reply.tombstone.is_empty()).then_some(reply.tombstone))
+            }
+        }
+    }
+
+    async fn settle(&self, tombstone: &str, keep: bool) -> ApiResult<()> {
+        match self {
+            Self::Local(s) => s.settle(tombstone, keep).await.context("settle package").map_err(ApiError::Internal),
             Self::Grpc { client, .. } => {
                 client
                     .clone()
-                    .delete(DeleteRequest { sha256_hex: sha256_hex.to_owned() })
+                    .settle(SettleRequest { tombstone: tombstone.to_owned(), keep })
                     .await
                     .map_err(|s| from_status(s, PEER))?;
                 Ok(())
@@ -132,7 +166,7 @@ impl CodeClient {
             "code sha256 {sha256_hex:?} is not a digest"
         );
         let client = match self {
-            Self::Local(s) => return Ok(s.path(sha256_hex)),
+            Self::Local(s) => return Ok(s.existing_path(sha256_hex).await),
             Self::Grpc { client, .. } => client,
         };
         let target = cache_dir.join(format!("{sha256_hex}.zip"));

@@ -4,7 +4,9 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use lamina_rpc::codestorage::code_storage_server::{CodeStorage as Api, CodeStorageServer};
-use lamina_rpc::codestorage::{Chunk, DeleteReply, DeleteRequest, FetchRequest, StoredCode as StoredProto};
+use lamina_rpc::codestorage::{
+    Chunk, DeleteReply, DeleteRequest, FetchRequest, HideReply, SettleRequest, StoredCode as StoredProto,
+};
 use lamina_rpc::common::{HealthReply, HealthRequest};
 use lamina_rpc::{to_status, transport};
 use tokio_stream::{Stream, StreamExt as _};
@@ -52,7 +54,7 @@ impl Api for Server {
     async fn fetch(&self, request: Request<FetchRequest>) -> Result<Response<Self::FetchStream>, Status> {
         let sha = request.into_inner().sha256_hex;
         valid_sha(&sha)?;
-        let file = match tokio::fs::File::open(self.storage.path(&sha)).await {
+        let file = match tokio::fs::File::open(self.storage.existing_path(&sha).await).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Status::not_found(format!("no package {sha}")));
@@ -64,10 +66,19 @@ impl Api for Server {
         Ok(Response::new(Box::pin(chunks)))
     }
 
-    async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteReply>, Status> {
+    async fn hide(&self, request: Request<DeleteRequest>) -> Result<Response<HideReply>, Status> {
         let sha = request.into_inner().sha256_hex;
         valid_sha(&sha)?;
-        self.storage.delete(&sha).await.map_err(|e| Status::internal(format!("delete package: {e}")))?;
+        let tombstone = self.storage.hide(&sha).await.map_err(|e| Status::internal(format!("hide package: {e}")))?;
+        Ok(Response::new(HideReply { tombstone: tombstone.unwrap_or_default() }))
+    }
+
+    async fn settle(&self, request: Request<SettleRequest>) -> Result<Response<DeleteReply>, Status> {
+        let SettleRequest { tombstone, keep } = request.into_inner();
+        self.storage.settle(&tombstone, keep).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput => Status::invalid_argument(format!("settle package: {e}")),
+            _ => Status::internal(format!("settle package: {e}")),
+        })?;
         Ok(Response::new(DeleteReply {}))
     }
 

@@ -1,7 +1,9 @@
 //! Deployment packages: zip validation and content-addressed blobs on the filesystem.
 
 mod client;
+mod deletion;
 mod grpc;
+pub mod links;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +46,10 @@ impl CodeStorage {
     pub fn open(root: impl Into<PathBuf>, limits: ZipLimits) -> anyhow::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root).with_context(|| format!("create blob dir {}", root.display()))?;
+        let restored = Self::recover_hidden(&root).context("put back blobs hidden by an interrupted delete")?;
+        if restored > 0 {
+            tracing::info!(restored, "put back blobs hidden by an interrupted delete");
+        }
         Ok(Self { root, limits })
     }
 
@@ -87,15 +93,21 @@ impl CodeStorage {
 
     /// Reads a whole blob.
     pub async fn read(&self, sha256_hex: &str) -> std::io::Result<Vec<u8>> {
-        tokio::fs::read(self.path(sha256_hex)).await
-    }
-
-    /// Removes a blob that nothing refers to any more.
-    pub async fn delete(&self, sha256_hex: &str) -> std::io::Result<()> {
-        match tokio::fs::remove_file(self.path(sha256_hex)).await {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        match tokio::fs::read(self.path(sha256_hex)).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.unhide(sha256_hex) => {
+                tokio::fs::read(self.path(sha256_hex)).await
+            }
             other => other,
         }
+    }
+
+    /// The blob's path, taking it back first if a delete is deciding about it right now.
+    pub async fn existing_path(&self, sha256_hex: &str) -> PathBuf {
+        let path = self.path(sha256_hex);
+        if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            self.unhide(sha256_hex);
+        }
+        path
     }
 }
 

@@ -44,7 +44,11 @@ async fn packages_round_trip_by_digest_and_are_cached_after_a_verified_fetch() {
     let path = s.client.zip_path(&stored.sha256_hex, cache.path()).await.expect("fetch");
     assert_eq!(std::fs::read(&path).expect("cached copy"), zip.to_vec());
     // Served from the cache: the store no longer has it, the host still does.
-    s.client.delete(&stored.sha256_hex).await.expect("delete");
+    let kept = s.client.delete_unless_referenced(&stored.sha256_hex, async { Ok(true) }).await.expect("keep");
+    assert!(!kept, "a reference found after hiding keeps the blob");
+    assert!(s.client.read(&stored.sha256_hex).await.expect("read").is_some());
+    let gone = s.client.delete_unless_referenced(&stored.sha256_hex, async { Ok(false) }).await.expect("delete");
+    assert!(gone);
     assert_eq!(s.client.read(&stored.sha256_hex).await.expect("read"), None);
     assert_eq!(s.client.zip_path(&stored.sha256_hex, cache.path()).await.expect("cached"), path);
     s.stop.cancel();

@@ -145,32 +145,26 @@ pub async fn create(
 /// After a failed write: releases the package just stored, unless metadata itself is failing (then
 /// the reference check would only wait out the same outage; the blob stays until a later release).
 async fn release_unless_unavailable(state: &AppState, err: &ApiError, sha: String) {
-    if !err.status().is_server_error() {
-        release_code(state, &[sha]).await;
+    if err.status().is_server_error() {
+        return;
+    }
+    // Most failed writes reuse a package some version holds (a CreateFunction of a taken name):
+    // checked first, so such a blob is not even hidden for a moment.
+    match state.metadata.code_referenced(&sha).await {
+        Ok(false) => delete_blobs(state, &[sha]).await,
+        Ok(true) => {}
+        Err(err) => tracing::warn!(sha, error = %err, "check blob references"),
     }
 }
 
-/// Deletes the blobs metadata reported unreferenced in the transaction that dropped their last
-/// reference. A concurrent CreateFunction of the same package re-writes its blob (`ensure`).
+/// Deletes blobs that no version referred to when last checked. Code storage hides each one
+/// before references are checked again, so a CreateFunction of the same package (in any account)
+/// that commits meanwhile keeps it (see `lamina_code_storage`'s `deletion.rs`).
 async fn delete_blobs(state: &AppState, shas: &[String]) {
     for sha in shas {
-        if let Err(err) = state.code.delete(sha).await {
+        let still_referenced = state.metadata.code_referenced(sha);
+        if let Err(err) = state.code.delete_unless_referenced(sha, still_referenced).await {
             tracing::warn!(sha, error = %err, "delete unreferenced blob");
-        }
-    }
-}
-
-/// Deletes a just-stored blob after a failed write, unless another version refers to it.
-async fn release_code(state: &AppState, shas: &[String]) {
-    for sha in shas {
-        match state.metadata.code_referenced(sha).await {
-            Ok(false) => {
-                if let Err(err) = state.code.delete(sha).await {
-                    tracing::warn!(sha, error = %err, "delete unreferenced blob");
-                }
-            }
-            Ok(true) => {}
-            Err(err) => tracing::warn!(sha, error = %err, "check blob references"),
         }
     }
 }

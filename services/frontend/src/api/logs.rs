@@ -17,7 +17,7 @@ pub async fn get_logs(
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let target = resolve(&state, &principal, &name, None, "GetFunction").await?;
+    let target = resolve(&state, &principal, &name, None, "GetLogEvents").await?;
     let limit = params.get("Limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(1000).clamp(1, 10_000);
     let events = state.invoker.log_events(&target.account_id, &target.name, limit).await?;
     Ok(Json(json!({

@@ -17,10 +17,10 @@ use axum::Router;
 use axum::http::Uri;
 use axum::routing::{delete, get, post, put};
 use lamina_common::names::{FunctionRef, function_arn, qualified_arn};
-use lamina_common::policy::{Caller, RequestContext, allows};
 use lamina_common::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;
 
+use crate::auth::resource_policy::authorize_foreign;
 use crate::{AppState, Principal};
 
 /// Every Lambda route, each with and without its trailing slash.
@@ -85,9 +85,9 @@ impl Target {
 
 /// Parses a FunctionName path segment and decides whether the caller may act on it.
 ///
-/// Another tenant's function is allowed only by a statement of the resource policy of the exact
-/// ARN addressed (POL-6); that is decided before any lookup, so a refusal never reveals whether
-/// the function exists (semantics ARN Decision).
+/// Another tenant's function is allowed only for the operations AWS lets a resource policy grant
+/// across accounts, and only by a statement of the resource policy of the exact ARN addressed
+/// (POL-6): see [`authorize_foreign`].
 pub async fn resolve(
     state: &AppState,
     principal: &Principal,
@@ -106,27 +106,9 @@ pub async fn resolve(
     }
     if target.account_id != principal.account_id {
         let resource = target.addressed_arn(&state.config.region);
-        let policy_key = target.qualifier.clone().unwrap_or_default();
-        let allowed = match state.metadata.get_policy(&target.account_id, &target.name, &policy_key).await? {
-            Some(policy) => allows(
-                &policy.statements,
-                &RequestContext {
-                    caller: Caller::Account(principal.account_id.clone()),
-                    action: format!("lambda:{action}"),
-                    resource: resource.clone(),
-                    source_arn: None,
-                    source_account: None,
-                    event_source_token: None,
-                },
-            ),
-            None => false,
-        };
-        if !allowed {
-            return Err(ApiError::AccessDenied(format!(
-                "User: {} is not authorized to perform: lambda:{action} on resource: {resource}",
-                principal.arn()
-            )));
-        }
+        let policy_key = target.qualifier.as_deref().unwrap_or_default();
+        let policy = (target.account_id.as_str(), target.name.as_str(), policy_key);
+        authorize_foreign(state, principal, policy, &resource, action).await?;
     }
     Ok(target)
 }

@@ -1,5 +1,6 @@
 //! Authentication: SigV4 for the Lambda API, a bearer token for the admin API.
 
+pub mod resource_policy;
 pub mod sigv4;
 
 use std::collections::HashMap;
