@@ -122,6 +122,20 @@ impl Client {
         Ok((status, body))
     }
 
+    /// One Event invoke of `name`, signed now: the status and the request id the answer names.
+    pub async fn send_event(&self, name: &str, body: &[u8]) -> anyhow::Result<(u16, Option<String>)> {
+        let s = self.presigned_event(name, body)?;
+        let mut req = http::Request::builder().method(s.method.clone()).uri(s.uri.clone());
+        if let Some(h) = req.headers_mut() {
+            *h = s.headers.clone();
+        }
+        let resp = self.http.request(req.body(Full::new(s.body.clone()))?).await?;
+        let status = resp.status().as_u16();
+        let id = resp.headers().get("x-amzn-requestid").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let _ = resp.into_body().collect().await?;
+        Ok((status, id))
+    }
+
     async fn call(&self, method: Method, path: &str, body: &[u8]) -> anyhow::Result<Bytes> {
         let signed = self.sign(method, path, body, &[("content-type", "application/json")])?;
         let (status, body) = self.send(&signed).await?;
@@ -176,6 +190,21 @@ impl Client {
     ) -> anyhow::Result<Stats> {
         let per = total.div_ceil(concurrency.max(1));
         self.workers(requests, concurrency, move |sent| sent < per).await
+    }
+
+    /// Sends `request` `total` times one after the other, pausing `pause` after each reply: an
+    /// idle gap, e.g. long enough for the host to freeze the sandbox between invocations.
+    pub async fn paced(&self, request: &Signed, total: usize, pause: Duration) -> Stats {
+        let mut stats = Stats::default();
+        for _ in 0..total {
+            let t = Instant::now();
+            match self.send(request).await {
+                Ok((status, _)) if status < 300 => stats.record(t.elapsed()),
+                _ => stats.errors += 1,
+            }
+            tokio::time::sleep(pause).await;
+        }
+        stats
     }
 
     /// Runs `concurrency` workers, worker `i` sending `requests[i % len]` while `more(sent so far)`

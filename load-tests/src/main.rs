@@ -2,6 +2,7 @@
 //! see docs/benchmarks.md for the commands and recorded results.
 
 mod client;
+mod crash;
 mod direct;
 mod procs;
 mod queue;
@@ -71,6 +72,10 @@ enum Command {
         /// cluster's routers place on one preferred execution host.
         #[arg(long, default_value_t = 1)]
         functions: usize,
+        /// One client, pausing this long after each reply (0: back to back). A pause longer than
+        /// the host's freeze delay (10 ms) makes every invocation thaw a frozen sandbox.
+        #[arg(long, default_value_t = 0)]
+        pause_ms: u64,
     },
     /// Event (asynchronous) invokes of a no-op function through the API: how fast they are
     /// accepted (HTTP 202), and with `--drain-redis-url` how long until the queue has run them.
@@ -102,6 +107,41 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         payload_bytes: usize,
     },
+    /// Crash safety: Event invokes while the server is SIGKILLed and restarted `--kills` times;
+    /// every event answered with 202 must run to its end. Starts its own server (`lamina serve`
+    /// on SQLite, or with `--redis-url` a `lamina cluster`) on `--data-dir`; reports lost events,
+    /// duplicates and how long interrupted events waited to run again.
+    Crash {
+        /// The `lamina` binary (default: beside this one).
+        #[arg(long)]
+        lamina: Option<PathBuf>,
+        /// Data directory for the server (must not hold another server's data).
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        events: usize,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+        /// The server runs between this and `--max-gap-ms` before each kill.
+        #[arg(long, default_value_t = 1000)]
+        min_gap_ms: u64,
+        #[arg(long, default_value_t = 5000)]
+        max_gap_ms: u64,
+        /// Work per invocation (ms).
+        #[arg(long, default_value_t = 300)]
+        work_ms: u64,
+        /// Seconds every acknowledged event may take to finish after the last restart.
+        #[arg(long, default_value_t = 300)]
+        drain_timeout: u64,
+        /// Run `lamina cluster` with its queue on this Redis (needs `--database-url`).
+        #[arg(long)]
+        redis_url: Option<String>,
+        /// Postgres database of the cluster.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Cold starts: Invoke to handler start, against starting the interpreter alone.
     Cold {
         #[arg(long, default_value = "python3.11")]
@@ -120,6 +160,10 @@ async fn main() -> anyhow::Result<()> {
     if let Command::EnqueueRedis { redis_url, events, concurrency, payload_bytes } = &cli.command {
         return queue::enqueue_redis(redis_url, *events, *concurrency, *payload_bytes).await;
     }
+    // Starts its own server, whose credentials do not exist yet.
+    if let Command::Crash { .. } = &cli.command {
+        return crash(cli.command).await;
+    }
     let creds = Creds::from_file(&cli.credentials)?;
     let client = Client::new(&cli.endpoint, creds)?;
     match cli.command {
@@ -127,16 +171,57 @@ async fn main() -> anyhow::Result<()> {
             get_config(&client, concurrency, seconds, server_pid).await
         }
         Command::Create { zip_mb, requests, concurrency } => create(&client, zip_mb, requests, concurrency).await,
-        Command::Warm { runtime, requests, concurrency, memory, server_pid, functions } => {
-            warm(&client, &WarmRun { runtime, requests, concurrency, memory, server_pid, functions }).await
+        Command::Warm { runtime, requests, concurrency, memory, server_pid, functions, pause_ms } => {
+            warm(&client, &WarmRun { runtime, requests, concurrency, memory, server_pid, functions, pause_ms }).await
         }
         Command::Events { requests, concurrency, server_pid, drain_redis_url, drain_redis_prefix } => {
             let drain = drain_redis_url.map(|url| (url, drain_redis_prefix));
             queue::events(&client, requests, concurrency, server_pid, drain).await
         }
         Command::Cold { runtime, count, memory } => cold(&client, &runtime, count, memory).await,
-        Command::EnqueueRedis { .. } => unreachable!("handled before reading credentials"),
+        Command::EnqueueRedis { .. } | Command::Crash { .. } => unreachable!("handled before reading credentials"),
     }
+}
+
+async fn crash(command: Command) -> anyhow::Result<()> {
+    let Command::Crash {
+        lamina,
+        data_dir,
+        events,
+        clients,
+        kills,
+        min_gap_ms,
+        max_gap_ms,
+        work_ms,
+        drain_timeout,
+        redis_url,
+        database_url,
+    } = command
+    else {
+        anyhow::bail!("not a crash command");
+    };
+    let lamina = match lamina {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("lamina"),
+    };
+    let cluster = match (redis_url, database_url) {
+        (Some(redis_url), Some(database_url)) => Some(crash::ClusterBackend { redis_url, database_url }),
+        (None, None) => None,
+        _ => anyhow::bail!("--redis-url and --database-url go together"),
+    };
+    crash::run(crash::CrashRun {
+        lamina,
+        data_dir,
+        events,
+        clients,
+        kills,
+        min_gap: Duration::from_millis(min_gap_ms),
+        max_gap: Duration::from_millis(max_gap_ms),
+        work: Duration::from_millis(work_ms),
+        cluster,
+        drain_timeout: Duration::from_secs(drain_timeout),
+    })
+    .await
 }
 
 fn function_zip(runtime: &str, body: &str) -> Vec<u8> {
@@ -225,10 +310,11 @@ struct WarmRun {
     memory: u32,
     server_pid: Option<u32>,
     functions: usize,
+    pause_ms: u64,
 }
 
 async fn warm(client: &Client, run: &WarmRun) -> anyhow::Result<()> {
-    let WarmRun { ref runtime, requests, concurrency, memory, server_pid, functions } = *run;
+    let WarmRun { ref runtime, requests, concurrency, memory, server_pid, functions, pause_ms } = *run;
     let base = format!("bench-warm-{}", runtime.replace('.', "-"));
     let mut signed = Vec::new();
     for k in 0..functions.max(1) {
@@ -240,7 +326,11 @@ async fn warm(client: &Client, run: &WarmRun) -> anyhow::Result<()> {
     // One sandbox per client is started (and warmed) before the timed run.
     client.fixed_count_each(signed.clone(), concurrency, concurrency * 50).await?;
     let before = server_pid.map(procs::Snapshot::take);
-    let lamina = client.fixed_count_each(signed, concurrency, requests).await?;
+    let lamina = if pause_ms > 0 {
+        client.paced(&signed[0], requests, Duration::from_millis(pause_ms)).await
+    } else {
+        client.fixed_count_each(signed, concurrency, requests).await?
+    };
     let spread = if functions > 1 { format!(", over {functions} functions") } else { String::new() };
     println!("Warm invoke through Lamina ({runtime}, {concurrency} concurrent{spread}): {}", lamina.summary());
     if let Some(before) = before {

@@ -30,22 +30,27 @@ pub struct Config {
     pub memory_budget_mb: u64,
     /// Maximum number of live sandboxes.
     pub max_sandboxes: usize,
+    /// Share of the host (percent of `memory_budget_mb` and of `max_sandboxes`) one account's
+    /// running sandboxes may hold; an invocation beyond it is throttled (429) even when the host
+    /// has room, and always allowed when the account runs nothing here. Overridden per account
+    /// by the admin API (`HostSharePercent`).
+    pub account_share_percent: u32,
     /// An idle warm sandbox is killed after this long without an invocation.
     #[serde(with = "duration_secs")]
     pub idle_timeout: Duration,
     /// Size of a sandbox's private `/tmp` (MB) when its function sets no `EphemeralStorage`
     /// (and of the spare sandboxes' premounted `/tmp`).
     pub tmp_size_mb: u64,
-    /// Region reported to functions in `AWS_REGION` / `AWS_DEFAULT_REGION`.
-    pub region: String,
-    /// Largest function result accepted from a runtime (bytes).
-    pub max_response_bytes: usize,
-    /// Log events kept per function (oldest dropped first).
     /// Sum of `/tmp` sizes over live sandboxes may not exceed this (MB); a cold start beyond it
     /// is refused with no capacity. 0: half the free space of `data_dir`'s filesystem at start.
     pub ephemeral_storage_budget_mb: u64,
     /// Freeze idle sandboxes (cgroup freezer) between invocations, so that they use no CPU.
     pub freeze_idle: bool,
+    /// Region reported to functions in `AWS_REGION` / `AWS_DEFAULT_REGION`.
+    pub region: String,
+    /// Largest function result accepted from a runtime (bytes).
+    pub max_response_bytes: usize,
+    /// Log events kept per function (oldest dropped first).
     pub log_retention_events: usize,
     /// Bytes of log events kept per function (oldest dropped first; a line is at most 256 KB).
     pub log_bytes_per_function: usize,
@@ -91,16 +96,17 @@ impl Default for Config {
             runtimes: probe_runtimes(),
             memory_budget_mb: host_memory_mb().map(|m| m * 3 / 4).unwrap_or(4096),
             max_sandboxes: 256,
+            account_share_percent: 50,
             idle_timeout: Duration::from_secs(600),
             tmp_size_mb: 512,
+            ephemeral_storage_budget_mb: 0,
+            freeze_idle: true,
             region: "us-east-1".to_string(),
             max_response_bytes: 6 * 1024 * 1024,
             log_retention_events: 10_000,
             log_bytes_per_function: 4 * 1024 * 1024,
             log_bytes_per_account: 32 * 1024 * 1024,
             log_bytes_total: 256 * 1024 * 1024,
-            ephemeral_storage_budget_mb: 0,
-            freeze_idle: true,
             unpacked_code_ttl: Duration::from_secs(600),
             require_isolation: true,
             cpu_quota: true,
@@ -118,6 +124,10 @@ impl Config {
     /// Checks field values, naming the first bad one.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.max_sandboxes > 0, "exec_host.max_sandboxes must be > 0");
+        anyhow::ensure!(
+            (1..=100).contains(&self.account_share_percent),
+            "exec_host.account_share_percent must be 1-100"
+        );
         anyhow::ensure!(self.memory_budget_mb >= 128, "exec_host.memory_budget_mb must be >= 128");
         anyhow::ensure!(self.tmp_size_mb > 0, "exec_host.tmp_size_mb must be > 0");
         anyhow::ensure!(!self.idle_timeout.is_zero(), "exec_host.idle_timeout must be > 0");

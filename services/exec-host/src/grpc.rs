@@ -121,6 +121,7 @@ impl Api for Server {
             cognito_identity: r.cognito_identity,
             trace_id: r.trace_id,
             tail_log: r.tail_log,
+            account_share_percent: r.account_share_percent,
         };
         // The run finishes (freeing its sandbox) even if the router's call is dropped.
         let host = self.host.clone();
@@ -202,6 +203,7 @@ impl HostClient {
                     cognito_identity: inv.cognito_identity,
                     trace_id: inv.trace_id,
                     tail_log: inv.tail_log,
+                    account_share_percent: inv.account_share_percent,
                 };
                 let r = client.clone().invoke(request).await.map_err(|s| exec_error(s, id))?.into_inner();
                 Ok(InvokeOutcome {

@@ -47,6 +47,9 @@ pub struct Invocation {
     pub trace_id: String,
     /// Return the last 4 KB of this invocation's log.
     pub tail_log: bool,
+    /// The account's share of this host in percent, when the operator set one for it (else
+    /// `Config::account_share_percent`).
+    pub account_share_percent: Option<u32>,
 }
 
 /// The result of a completed invocation (successful or not).
@@ -311,7 +314,8 @@ impl ExecHost {
         let key = SandboxKey::of(f);
         let memory_mb = u64::from(f.memory_mb);
         let (sandbox, cold) = loop {
-            let (acq, evicted) = inner.pool.acquire(&key, memory_mb)?;
+            let share = inv.account_share_percent.unwrap_or(inner.config.account_share_percent);
+            let (acq, evicted) = inner.pool.acquire(&key, memory_mb, share)?;
             for sb in evicted {
                 inner.destroys.spawn(async move { sb.destroy().await });
             }
@@ -329,10 +333,6 @@ impl ExecHost {
                     break (sb, false);
                 }
                 Acquired::Cold { id, uid } => {
-                    // Only on the cold path: an update shows as a new revision's first start.
-                    for sb in inner.pool.take_superseded(&key) {
-                        inner.destroys.spawn(async move { sb.destroy().await });
-                    }
                     let args = StartArgs {
                         id,
                         uid,
@@ -743,15 +743,16 @@ mod tests {
                 timeout_s: 3,
                 environment: Default::default(),
                 code_sha256_hex: "00".repeat(32),
+                ephemeral_storage_mb: 0,
             },
             request_id: "req".into(),
             invoked_arn: "arn:aws:lambda:us-east-1:123456789012:function:f".into(),
             payload: Bytes::from_static(b"{}"),
-                ephemeral_storage_mb: 0,
             client_context: None,
             cognito_identity: None,
             trace_id: String::new(),
             tail_log: false,
+            account_share_percent: None,
         }
     }
 

@@ -23,6 +23,16 @@ struct Live {
     memory_mb: u64,
     uid: u32,
     sandbox: Option<Arc<Sandbox>>,
+    account_id: String,
+    /// Running an invocation (or starting for one): counted in its account's share.
+    busy: bool,
+}
+
+/// What an account's busy sandboxes hold on this host.
+#[derive(Default, Clone, Copy)]
+struct Busy {
+    memory_mb: u64,
+    sandboxes: usize,
 }
 
 struct Idle {
@@ -38,6 +48,35 @@ struct State {
     uids: HashSet<u32>,
     uid_cursor: u32,
     next_id: u64,
+    busy: HashMap<String, Busy>,
+}
+
+impl State {
+    fn mark_busy(&mut self, id: u64) {
+        if let Some(l) = self.live.get_mut(&id)
+            && !l.busy
+        {
+            l.busy = true;
+            let b = self.busy.entry(l.account_id.clone()).or_default();
+            b.memory_mb += l.memory_mb;
+            b.sandboxes += 1;
+        }
+    }
+
+    fn mark_not_busy(&mut self, id: u64) {
+        if let Some(l) = self.live.get_mut(&id)
+            && l.busy
+        {
+            l.busy = false;
+            if let Some(b) = self.busy.get_mut(&l.account_id) {
+                b.memory_mb = b.memory_mb.saturating_sub(l.memory_mb);
+                b.sandboxes = b.sandboxes.saturating_sub(1);
+                if b.sandboxes == 0 {
+                    self.busy.remove(&l.account_id);
+                }
+            }
+        }
+    }
 }
 
 /// Tracks every live sandbox of the host.
@@ -58,10 +97,28 @@ impl Pool {
 
     /// Takes an idle sandbox of `key`, or reserves room for a new one (evicting idle sandboxes
     /// of other keys when that frees enough). The evicted sandboxes are returned for destruction.
-    pub(crate) fn acquire(&self, key: &SandboxKey, memory_mb: u64) -> Result<(Acquired, Vec<Arc<Sandbox>>), ExecError> {
+    ///
+    /// The account's busy sandboxes may hold at most `share_percent` % of the memory budget and
+    /// of the sandbox count (always at least one sandbox): beyond that the account is refused
+    /// even when the host has room, so one tenant cannot take the whole host.
+    pub(crate) fn acquire(
+        &self,
+        key: &SandboxKey,
+        memory_mb: u64,
+        share_percent: u32,
+    ) -> Result<(Acquired, Vec<Arc<Sandbox>>), ExecError> {
         let mut st = self.state();
+        let share = u64::from(share_percent.clamp(1, 100));
+        let used = st.busy.get(&key.account_id).copied().unwrap_or_default();
+        let cap_mb = self.budget_mb * share / 100;
+        let cap_n = (self.max_sandboxes as u64 * share / 100).max(1);
+        if used.sandboxes > 0 && (used.memory_mb + memory_mb > cap_mb || used.sandboxes as u64 + 1 > cap_n) {
+            tracing::debug!(account = %key.account_id, busy_mb = used.memory_mb, cap_mb, "account is at its host share");
+            return Err(ExecError::NoCapacity);
+        }
         if let Some(pos) = st.idle.iter().rposition(|i| &i.sandbox.key == key) {
             let idle = st.idle.remove(pos);
+            st.mark_busy(idle.sandbox.id);
             return Ok((Acquired::Warm(idle.sandbox), Vec::new()));
         }
         let fits = |st: &State, freed_mb: u64, freed_n: usize| {
@@ -96,7 +153,8 @@ impl Pool {
         st.next_id += 1;
         let id = st.next_id;
         st.used_mb += memory_mb;
-        st.live.insert(id, Live { memory_mb, uid, sandbox: None });
+        st.live.insert(id, Live { memory_mb, uid, sandbox: None, account_id: key.account_id.clone(), busy: false });
+        st.mark_busy(id);
         Ok((Acquired::Cold { id, uid }, evicted))
     }
 
@@ -120,7 +178,9 @@ impl Pool {
 
     /// Returns a healthy sandbox to the idle set.
     pub(crate) fn release_idle(&self, sandbox: Arc<Sandbox>) {
-        self.state().idle.push(Idle { sandbox, since: Instant::now() });
+        let mut st = self.state();
+        st.mark_not_busy(sandbox.id);
+        st.idle.push(Idle { sandbox, since: Instant::now() });
     }
 
     /// Drops a sandbox (or an unused reservation) from the books, freeing its memory and uid.
@@ -129,6 +189,7 @@ impl Pool {
     }
 
     fn forget_locked(st: &mut State, id: u64) {
+        st.mark_not_busy(id);
         st.idle.retain(|i| i.sandbox.id != id);
         if let Some(l) = st.live.remove(&id) {
             st.used_mb -= l.memory_mb;
@@ -156,6 +217,7 @@ impl Pool {
         st.idle.clear();
         let all: Vec<Arc<Sandbox>> = st.live.values().filter_map(|l| l.sandbox.clone()).collect();
         st.live.clear();
+        st.busy.clear();
         st.uids.clear();
         st.used_mb = 0;
         all
@@ -171,33 +233,46 @@ impl Pool {
         self.budget_mb
     }
 
-    /// Removes and returns the idle sandboxes of `key`'s function version that run another
-    /// revision: the function was updated, so they would only hold memory and their old code.
-    pub(crate) fn take_superseded(&self, key: &SandboxKey) -> Vec<Arc<Sandbox>> {
-        let mut st = self.state();
-        let stale = |k: &SandboxKey| {
-            k.revision_id != key.revision_id
-                && k.function_name == key.function_name
-                && k.version == key.version
-                && k.account_id == key.account_id
-        };
-        if !st.idle.iter().any(|i| stale(&i.sandbox.key)) {
-            return Vec::new();
-        }
-        let (gone, keep): (Vec<Idle>, Vec<Idle>) =
-            std::mem::take(&mut st.idle).into_iter().partition(|i| stale(&i.sandbox.key));
-        st.idle = keep;
-        let out: Vec<Arc<Sandbox>> = gone.into_iter().map(|i| i.sandbox).collect();
-        for sb in &out {
-            Self::forget_locked(&mut st, sb.id);
-        }
-        out
-    }
-
     /// Keys with at least one idle sandbox (what a router prefers to send here).
     pub(crate) fn idle_keys(&self) -> Vec<SandboxKey> {
         let mut keys: Vec<SandboxKey> = self.state().idle.iter().map(|i| i.sandbox.key.clone()).collect();
         keys.dedup();
         keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(account: &str) -> SandboxKey {
+        SandboxKey {
+            account_id: account.into(),
+            function_name: "f".into(),
+            version: "$LATEST".into(),
+            revision_id: "r".into(),
+        }
+    }
+
+    fn cold_id(acquired: Result<(Acquired, Vec<Arc<Sandbox>>), ExecError>) -> Option<u64> {
+        match acquired {
+            Ok((Acquired::Cold { id, .. }, _)) => Some(id),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn an_account_is_held_to_its_share_of_the_host() {
+        let pool = Pool::new(1024, 100);
+        let a: Vec<_> = (0..4).map(|_| cold_id(pool.acquire(&key("a"), 128, 50))).collect();
+        assert!(a.iter().all(Option::is_some), "512 MB of 1024 fit in a 50 % share");
+        assert!(cold_id(pool.acquire(&key("a"), 128, 50)).is_none(), "the fifth is beyond the share");
+        assert!(cold_id(pool.acquire(&key("b"), 128, 50)).is_some(), "another account still runs");
+        assert!(cold_id(pool.acquire(&key("a"), 128, 100)).is_some(), "a raised share lets it grow");
+        pool.forget(a[0].unwrap_or_default());
+        assert!(cold_id(pool.acquire(&key("a"), 128, 70)).is_some(), "a finished run frees its part");
+        // One sandbox is always allowed, however small the share.
+        assert!(cold_id(pool.acquire(&key("c"), 512, 1)).is_some());
+        assert!(cold_id(pool.acquire(&key("c"), 128, 1)).is_none());
     }
 }

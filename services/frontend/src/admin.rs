@@ -57,6 +57,9 @@ async fn list_accounts(State(state): State<AppState>) -> ApiResult<impl IntoResp
 pub(crate) struct Limits {
     concurrent_executions: Option<i64>,
     code_storage_bytes: Option<i64>,
+    /// Percent of an execution host the account's running sandboxes may hold (1-100; 0: the
+    /// host's default, `exec_host.account_share_percent`).
+    host_share_percent: Option<i64>,
 }
 
 async fn set_limits(
@@ -72,6 +75,7 @@ async fn set_limits(
             AccountLimits {
                 concurrent_executions: req.concurrent_executions,
                 code_storage_bytes: req.code_storage_bytes,
+                host_share_percent: req.host_share_percent,
             },
         )
         .await?;

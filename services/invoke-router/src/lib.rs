@@ -219,6 +219,7 @@ impl InvokeRouter {
             cognito_identity: None,
             trace_id: trace_id(),
             tail_log: req.tail_log,
+            account_share_percent: target.host_share_percent.and_then(|p| u32::try_from(p).ok()),
         };
         // The run finishes (and frees its slot and sandbox) even if the caller goes away.
         let hosts = self.hosts.clone();

@@ -21,6 +21,9 @@ pub struct Account {
     pub name: String,
     pub concurrent_executions: i64,
     pub code_storage_bytes: i64,
+    /// Share of an execution host (percent) the account's running sandboxes may hold; `None`:
+    /// the host's default (`exec_host.account_share_percent`).
+    pub host_share_percent: Option<i64>,
 }
 
 /// What `account create` asks for.
@@ -36,6 +39,8 @@ pub struct NewAccount {
 pub struct AccountLimits {
     pub concurrent_executions: Option<i64>,
     pub code_storage_bytes: Option<i64>,
+    /// 1-100 sets the account's host share; 0 clears it (the host's default applies).
+    pub host_share_percent: Option<i64>,
 }
 
 /// A freshly minted key pair; the secret is shown once.
@@ -85,15 +90,14 @@ impl Metadata {
 
     /// The account with that name, if any.
     pub async fn account_by_name(&self, name: &str) -> ApiResult<Option<Account>> {
-        let sql = "select account_id, name, concurrent_executions, code_storage_bytes from accounts where name = $1";
+        let sql = "select account_id, name, concurrent_executions, code_storage_bytes, host_share_percent from accounts where name = $1";
         Ok(on_pool!(&self.store, pool => sqlx::query_as::<_, Account>(sql).bind(name).fetch_optional(pool).await)
             .context("load account")?)
     }
 
     /// One account by id.
     pub async fn account(&self, account_id: &str) -> ApiResult<Account> {
-        let sql =
-            "select account_id, name, concurrent_executions, code_storage_bytes from accounts where account_id = $1";
+        let sql = "select account_id, name, concurrent_executions, code_storage_bytes, host_share_percent from accounts where account_id = $1";
         on_pool!(&self.store, pool => sqlx::query_as::<_, Account>(sql).bind(account_id).fetch_optional(pool).await)
             .context("load account")?
             .ok_or_else(|| ApiError::ResourceNotFound(format!("Account not found: {account_id}")))
@@ -101,7 +105,7 @@ impl Metadata {
 
     /// Every account, by name.
     pub async fn list_accounts(&self) -> ApiResult<Vec<Account>> {
-        let sql = "select account_id, name, concurrent_executions, code_storage_bytes from accounts order by name";
+        let sql = "select account_id, name, concurrent_executions, code_storage_bytes, host_share_percent from accounts order by name";
         Ok(on_pool!(&self.store, pool => sqlx::query_as::<_, Account>(sql).fetch_all(pool).await)
             .context("list accounts")?)
     }
@@ -115,9 +119,20 @@ impl Metadata {
         if concurrency < 0 || storage < 0 {
             return Err(ApiError::InvalidParameterValue("Limits must not be negative.".into()));
         }
-        let sql = "update accounts set concurrent_executions = $2, code_storage_bytes = $3, updated_at = $4 where account_id = $1";
+        let share = match limits.host_share_percent {
+            None => current.host_share_percent,
+            Some(0) => None,
+            Some(p @ 1..=100) => Some(p),
+            Some(_) => {
+                return Err(ApiError::InvalidParameterValue(
+                    "HostSharePercent must be 0-100 (0: the host's default).".into(),
+                ));
+            }
+        };
+        let sql = "update accounts set concurrent_executions = $2, code_storage_bytes = $3, host_share_percent = $5, \
+                   updated_at = $4 where account_id = $1";
         on_pool!(&self.store, pool => sqlx::query(sql)
-            .bind(account_id).bind(concurrency).bind(storage).bind(now_ms()).execute(pool).await.map(|_| ()))
+            .bind(account_id).bind(concurrency).bind(storage).bind(now_ms()).bind(share).execute(pool).await.map(|_| ()))
         .context("update limits")?;
         self.account(account_id).await
     }

@@ -55,6 +55,8 @@ pub struct InvokeTarget {
     pub reserved: Option<i64>,
     /// Sum of every reservation of the account.
     pub reserved_total: i64,
+    /// The account's share of an execution host (percent), when the operator set one.
+    pub host_share_percent: Option<i64>,
 }
 
 impl Metadata {
@@ -64,7 +66,7 @@ impl Metadata {
                    fv.memory_size, fv.timeout, fv.environment, fv.vpc_config, fv.code_sha256, fv.code_size, fv.revision_id, \
                    fv.last_modified, fv.ephemeral_storage, a.concurrent_executions as account_limit, fc.reserved as reserved, \
                    cast((select coalesce(sum(r.reserved), 0) from function_concurrency r where r.account_id = $1) as bigint) \
-                   as reserved_total \
+                   as reserved_total, a.host_share_percent \
                    from function_versions fv \
                    join accounts a on a.account_id = fv.account_id \
                    left join function_concurrency fc on fc.account_id = fv.account_id and fc.function_name = fv.function_name \

@@ -50,6 +50,7 @@ impl From<Account> for proto::Account {
             name: a.name,
             concurrent_executions: a.concurrent_executions,
             code_storage_bytes: a.code_storage_bytes,
+            host_share_percent: a.host_share_percent,
         }
     }
 }
@@ -62,6 +63,7 @@ impl TryFrom<proto::Account> for Account {
             name: a.name,
             concurrent_executions: a.concurrent_executions,
             code_storage_bytes: a.code_storage_bytes,
+            host_share_percent: a.host_share_percent,
         })
     }
 }
@@ -80,14 +82,22 @@ impl From<proto::NewAccount> for NewAccount {
 
 impl From<AccountLimits> for proto::AccountLimits {
     fn from(l: AccountLimits) -> Self {
-        Self { concurrent_executions: l.concurrent_executions, code_storage_bytes: l.code_storage_bytes }
+        Self {
+            concurrent_executions: l.concurrent_executions,
+            code_storage_bytes: l.code_storage_bytes,
+            host_share_percent: l.host_share_percent,
+        }
     }
 }
 
 impl TryFrom<proto::AccountLimits> for AccountLimits {
     type Error = Invalid;
     fn try_from(l: proto::AccountLimits) -> Result<Self, Invalid> {
-        Ok(Self { concurrent_executions: l.concurrent_executions, code_storage_bytes: l.code_storage_bytes })
+        Ok(Self {
+            concurrent_executions: l.concurrent_executions,
+            code_storage_bytes: l.code_storage_bytes,
+            host_share_percent: l.host_share_percent,
+        })
     }
 }
 
@@ -348,6 +358,7 @@ impl From<InvokeTarget> for proto::InvokeTarget {
             account_limit: t.account_limit,
             reserved: t.reserved,
             reserved_total: t.reserved_total,
+            host_share_percent: t.host_share_percent,
         }
     }
 }
@@ -360,6 +371,7 @@ impl TryFrom<proto::InvokeTarget> for InvokeTarget {
             account_limit: t.account_limit,
             reserved: t.reserved,
             reserved_total: t.reserved_total,
+            host_share_percent: t.host_share_percent,
         })
     }
 }
@@ -456,6 +468,7 @@ mod tests {
             name: "default".into(),
             concurrent_executions: 100,
             code_storage_bytes: 1 << 30,
+            host_share_percent: Some(25),
         };
         round_trip::<_, proto::Account>(account);
         round_trip::<_, proto::NewAccount>(NewAccount {
@@ -466,6 +479,7 @@ mod tests {
         round_trip::<_, proto::AccountLimits>(AccountLimits {
             concurrent_executions: None,
             code_storage_bytes: Some(7),
+            host_share_percent: Some(0),
         });
         round_trip::<_, proto::NewKey>(NewKey {
             account_id: "1".into(),
@@ -531,12 +545,14 @@ mod tests {
             account_limit: 100,
             reserved: Some(10),
             reserved_total: 30,
+            host_share_percent: Some(80),
         });
         round_trip::<_, proto::InvokeTarget>(InvokeTarget {
             row: row("1"),
             account_limit: 100,
             reserved: None,
             reserved_total: 0,
+            host_share_percent: None,
         });
     }
 
@@ -561,7 +577,13 @@ mod tests {
 
     #[test]
     fn invalid_messages_are_errors_not_panics() {
-        let no_row = proto::InvokeTarget { row: None, account_limit: 1, reserved: None, reserved_total: 0 };
+        let no_row = proto::InvokeTarget {
+            row: None,
+            account_limit: 1,
+            reserved: None,
+            reserved_total: 0,
+            host_share_percent: None,
+        };
         assert!(InvokeTarget::try_from(no_row).is_err());
         assert!(LatestUpdate::try_from(proto::LatestUpdate { row: None, replaced_code_sha256: None }).is_err());
         assert!(Resolved::try_from(proto::Resolved { row: None, alias: None }).is_err());

@@ -73,7 +73,8 @@ async fn the_grpc_client_answers_as_the_in_process_one() {
     let second = c.create_access_key(&acct).await.expect("second key");
     c.delete_access_key(&acct, &second.access_key_id).await.expect("revoke");
     assert_eq!(c.lookup_secret(&second.access_key_id).await.expect("lookup"), None);
-    let limits = lamina_metadata::AccountLimits { concurrent_executions: Some(50), code_storage_bytes: None };
+    let limits =
+        lamina_metadata::AccountLimits { concurrent_executions: Some(50), ..lamina_metadata::AccountLimits::default() };
     assert_eq!(c.set_limits(&acct, limits).await.expect("limits").concurrent_executions, 50);
     assert_eq!(c.list_accounts().await.expect("accounts").len(), 1);
 
