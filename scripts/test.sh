@@ -78,8 +78,8 @@ PYTHON=/usr/bin/python3
 log "runtime bootstrap tests"
 "$PYTHON" runtimes/test_bootstraps.py
 
-log "building binaries the tests run (lamina, the Rust lambda_runtime fixture)"
-cargo build -p lamina -p lamina-fixture-rust-runtime
+log "building binaries the tests run (lamina, the Rust lambda_runtime fixture, lamina-load for the crash test)"
+cargo build -p lamina -p lamina-fixture-rust-runtime -p lamina-load-tests
 
 log "cargo tests"
 # Bounded parallelism: integration tests start real servers and real runtime processes.
