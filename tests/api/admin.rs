@@ -10,12 +10,20 @@ backend_tests!(admin_requires_its_token, keys_rotate);
 
 async fn admin_requires_its_token(env: &TestEnv) {
     let resp = reqwest::Client::new()
-        .get(format!("{}/_lamina/admin/accounts", env.endpoint()))
+        .get(format!("{}/_lamina/admin/accounts", env.admin_endpoint()))
         .bearer_auth("wrong")
         .send()
         .await
         .expect("send");
     assert_eq!(resp.status().as_u16(), 403);
+    // Not on the public listener, even with the right token.
+    let public = reqwest::Client::new()
+        .get(format!("{}/_lamina/admin/accounts", env.endpoint()))
+        .bearer_auth("test-admin-token")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(public.status().as_u16(), 404);
     let (status, body) = env.admin(Method::GET, "/accounts", None).await;
     assert_eq!(status, 200);
     assert!(body["Accounts"].as_array().is_some_and(|a| a.iter().any(|x| x["Name"] == "default")), "{body}");

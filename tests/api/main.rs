@@ -5,6 +5,7 @@ mod concurrency;
 mod cross_account;
 mod events;
 mod functions;
+mod hostile_front_door;
 mod permissions;
 mod secrets_at_rest;
 mod shared_blobs;

@@ -49,6 +49,8 @@ pub fn lamina_binary() -> PathBuf {
 /// A server under test: in this process, or a `lamina cluster` child process.
 pub struct Server {
     pub addr: std::net::SocketAddr,
+    /// The operator listener (admin API, `/metrics`).
+    pub admin_addr: std::net::SocketAddr,
     pub admin_token: String,
     /// The metadata store the server uses (tests check what the API cannot show).
     pub metadata: lamina_metadata::Metadata,
@@ -107,6 +109,7 @@ impl Server {
     fn in_process(running: Running) -> Self {
         Self {
             addr: running.addr,
+            admin_addr: running.admin_addr,
             admin_token: running.admin_token.clone(),
             metadata: running.metadata.clone(),
             process: Process::InProcess(running),
@@ -210,6 +213,7 @@ async fn start_cluster(
         .arg(format!("--data-dir={}", data_dir.display()))
         // The cluster picks the port and holds it (a port picked here could be taken meanwhile).
         .arg("--listen=127.0.0.1:0")
+        .arg("--admin-listen=127.0.0.1:0")
         .arg(format!("--database-url={database_url}"))
         .arg(format!("--redis-url={}", layout.redis_url))
         .arg(format!("--redis-prefix={prefix}"))
@@ -230,7 +234,7 @@ async fn start_cluster(
     let mut cluster = ClusterProcess { child, redis_prefix: prefix, redis_url: layout.redis_url.clone() };
     let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    let addr = loop {
+    let (addr, admin_addr) = loop {
         if let Some(status) = cluster.child.try_wait()? {
             let log = std::fs::read_to_string(data_dir.join("cluster.log")).unwrap_or_default();
             anyhow::bail!("lamina cluster exited ({status}):\n{log}");
@@ -241,11 +245,15 @@ async fn start_cluster(
             .lines()
             .find_map(|l| l.split_once("is listening on http://").map(|(_, a)| a.trim().to_owned()))
             .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
-        if let Some(addr) = announced
+        let admin = log
+            .lines()
+            .find_map(|l| l.split_once("Admin API and metrics on http://").map(|(_, a)| a.to_owned()))
+            .and_then(|a| a.split_whitespace().next().and_then(|a| a.parse::<std::net::SocketAddr>().ok()));
+        if let (Some(addr), Some(admin)) = (announced, admin)
             && let Ok(r) = client.get(format!("http://{addr}/health")).send().await
             && r.status().is_success()
         {
-            break addr;
+            break (addr, admin);
         }
         anyhow::ensure!(tokio::time::Instant::now() < deadline, "lamina cluster did not become ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -254,7 +262,7 @@ async fn start_cluster(
     let metadata =
         lamina_metadata::Metadata::connect(database_url, lamina_metadata::SecretCipher::new(&master)).await?;
     let _ = &mut cluster;
-    Ok(Server { addr, admin_token, metadata, process: Process::Cluster(cluster) })
+    Ok(Server { addr, admin_addr, admin_token, metadata, process: Process::Cluster(cluster) })
 }
 
 /// Base URL of the Postgres server tests create databases on.
@@ -311,6 +319,7 @@ impl TestEnv {
         let data_dir = tempfile::tempdir().expect("temp data dir");
         let mut opts = ServeOptions::new(data_dir.path());
         opts.listen = "127.0.0.1:0".parse().expect("addr");
+        opts.admin_listen = "127.0.0.1:0".parse().expect("addr");
         opts.admin_token = Some("test-admin-token".into());
         // Retries of failed Event invocations after 0.2 s instead of minutes.
         opts.queue.retry_delays = vec![Duration::from_millis(200), Duration::from_millis(200)];
@@ -405,10 +414,15 @@ impl TestEnv {
         format!("http://{}", self.server.addr)
     }
 
+    /// `http://127.0.0.1:<port>` of the operator listener (admin API, `/metrics`).
+    pub fn admin_endpoint(&self) -> String {
+        format!("http://{}", self.server.admin_addr)
+    }
+
     /// Calls the admin API.
     pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = reqwest::Client::new()
-            .request(method, format!("{}/_lamina/admin{path}", self.endpoint()))
+            .request(method, format!("{}/_lamina/admin{path}", self.admin_endpoint()))
             .bearer_auth(&self.server.admin_token);
         if let Some(b) = body {
             req = req.json(&b);

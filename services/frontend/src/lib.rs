@@ -1,11 +1,14 @@
-//! The public HTTP API: Lambda REST paths with SigV4, the admin API, health and metrics.
+//! The HTTP API: on the public listener the Lambda REST paths with SigV4 and `/health`; on the
+//! operator listener the admin API, `/metrics` and `/health`.
 
 mod admin;
 mod api;
 pub mod auth;
 mod body;
 mod code_url;
+mod metrics_labels;
 mod request_id;
+mod server;
 
 use std::sync::Arc;
 
@@ -21,6 +24,7 @@ pub use auth::Principal;
 #[doc(hidden)]
 pub use api::fuzzing;
 pub use request_id::RequestId;
+pub use server::{HttpLimits, serve};
 
 /// Frontend settings.
 #[derive(Debug, Clone)]
@@ -29,8 +33,8 @@ pub struct Config {
     pub region: String,
     /// Bearer token of the admin API.
     pub admin_token: String,
-    /// Largest request body read (CreateFunction carries a base64 zip of up to 50 MB).
-    pub max_request_bytes: usize,
+    /// Deadlines and connection cap of the listeners (the body deadline is applied per request).
+    pub http: HttpLimits,
     /// Upper bound of MemorySize (the guide: 1536; today's AWS: 10240).
     pub max_memory_mb: i64,
     /// Upper bound of Timeout in seconds (the guide: 300).
@@ -46,7 +50,7 @@ impl Default for Config {
         Self {
             region: "us-east-1".into(),
             admin_token: String::new(),
-            max_request_bytes: 75 * 1024 * 1024,
+            http: HttpLimits::default(),
             max_memory_mb: 1536,
             max_timeout_s: 300,
             runtimes: Vec::new(),
@@ -61,6 +65,7 @@ pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
+        let recorder = metrics_labels::Bounded::new(recorder, metrics_labels::DEFAULT_FUNCTION_SERIES);
         // A recorder installed earlier (by an embedding program) keeps working; ours then only renders.
         let _ = metrics::set_global_recorder(recorder);
         handle
@@ -171,20 +176,32 @@ impl AppState {
     }
 }
 
-/// The whole HTTP surface.
+/// The public listener: the Lambda API, code downloads and `/health`. Operator endpoints are not
+/// here (404): they list every tenant, so they live on [`admin_router`]'s own listener.
 pub fn router(state: AppState) -> Router {
-    // The SigV4 layer reads the body under its own ceiling; the extractor's default 2 MB must not apply.
+    // The SigV4 layer reads the body under the operation's ceiling, once the caller is known; the
+    // extractor's default 2 MB must not apply on top.
     let lambda =
         api::routes().layer(DefaultBodyLimit::disable()).layer(from_fn_with_state(state.clone(), auth::require_sigv4));
+    Router::new()
+        .route("/health", get(health))
+        .route("/_lamina/code/{account}/{sha}", get(code_url::download))
+        .merge(lambda)
+        .fallback(api::unknown_operation)
+        .layer(from_fn_with_state(state.clone(), announce_writes))
+        .layer(axum::middleware::from_fn(request_id::assign))
+        .with_state(state)
+}
+
+/// The operator listener (loopback by default): the admin API, `/metrics` and `/health`.
+pub fn admin_router(state: AppState) -> Router {
     let admin = admin::routes()
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .layer(from_fn_with_state(state.clone(), auth::require_admin));
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
-        .route("/_lamina/code/{account}/{sha}", get(code_url::download))
         .nest("/_lamina/admin", admin)
-        .merge(lambda)
         .fallback(api::unknown_operation)
         .layer(from_fn_with_state(state.clone(), announce_writes))
         .layer(axum::middleware::from_fn(request_id::assign))

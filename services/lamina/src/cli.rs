@@ -48,9 +48,11 @@ pub struct ServeArgs {
     /// Data directory (SQLite, blobs, keys, code cache).
     #[arg(long, env = "LAMINA_DATA_DIR", default_value = "./lamina-data")]
     pub data_dir: PathBuf,
-    /// Address of the Lambda and admin API.
+    /// Address of the Lambda API (and `/health`).
     #[arg(long, env = "LAMINA_LISTEN", default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// Region served.
     #[arg(long, env = "LAMINA_REGION", default_value = "us-east-1")]
     pub region: String,
@@ -74,6 +76,45 @@ pub struct ServeArgs {
     /// Seconds before each retry of a failed Event invocation, e.g. `60,120` (the default: two retries).
     #[arg(long, env = "LAMINA_ASYNC_RETRY_DELAYS")]
     pub async_retry_delays: Option<String>,
+}
+
+/// The operator listener and the HTTP deadlines (`serve`, `frontend`, `cluster`).
+#[derive(Debug, Args, Clone)]
+pub struct HttpArgs {
+    /// Address of the operator endpoints: the admin API, `/metrics`, `/health`. They list every
+    /// tenant: keep it on loopback or a private network.
+    #[arg(long, env = "LAMINA_ADMIN_LISTEN", default_value = "127.0.0.1:9003")]
+    pub admin_listen: SocketAddr,
+    /// Seconds a client may take to send a request's headers; also the idle keep-alive timeout.
+    #[arg(long, env = "LAMINA_HTTP_HEADER_TIMEOUT", default_value_t = 30)]
+    pub http_header_timeout_secs: u64,
+    /// Seconds a client may take to send a request's body (then 408 and the connection closes).
+    #[arg(long, env = "LAMINA_HTTP_BODY_TIMEOUT", default_value_t = 120)]
+    pub http_body_timeout_secs: u64,
+    /// Open connections per listener; more wait in the kernel's accept backlog.
+    #[arg(long, env = "LAMINA_HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub http_max_connections: usize,
+}
+
+impl HttpArgs {
+    /// The limits these flags describe.
+    pub fn limits(&self) -> lamina_frontend::HttpLimits {
+        lamina_frontend::HttpLimits {
+            header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs.max(1)),
+            body_timeout: std::time::Duration::from_secs(self.http_body_timeout_secs.max(1)),
+            max_connections: self.http_max_connections.max(1),
+        }
+    }
+
+    /// The same flags as arguments of a child process, with its own admin address.
+    pub fn to_args(&self, admin_listen: SocketAddr) -> Vec<String> {
+        vec![
+            format!("--admin-listen={admin_listen}"),
+            format!("--http-header-timeout-secs={}", self.http_header_timeout_secs),
+            format!("--http-body-timeout-secs={}", self.http_body_timeout_secs),
+            format!("--http-max-connections={}", self.http_max_connections),
+        ]
+    }
 }
 
 /// Execution-host flags (`serve`, `exec-host`, `cluster`).
@@ -146,8 +187,8 @@ impl ExecArgs {
 /// Where the admin commands send their requests.
 #[derive(Debug, Args)]
 pub struct AdminTarget {
-    /// URL of the running server.
-    #[arg(long, env = "LAMINA_ENDPOINT", default_value = "http://127.0.0.1:9000")]
+    /// URL of the running server's operator listener (`--admin-listen`), not its Lambda API.
+    #[arg(long, env = "LAMINA_ADMIN_ENDPOINT", default_value = "http://127.0.0.1:9003")]
     pub endpoint: String,
     /// Admin token; default read from <data-dir>/admin-token.
     #[arg(long, env = "LAMINA_ADMIN_TOKEN", hide_env_values = true)]
@@ -225,6 +266,9 @@ impl AdminTarget {
         let resp = req.send().await.with_context(|| format!("call {url}"))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
+        if status == reqwest::StatusCode::NOT_FOUND && path.starts_with("/accounts") && text.contains("Unknown") {
+            anyhow::bail!("{status}: {text} (is {} the server's --admin-listen address?)", self.endpoint);
+        }
         if !status.is_success() {
             anyhow::bail!("{status}: {text}");
         }

@@ -22,6 +22,8 @@ async fn main() -> anyhow::Result<()> {
             let opts = ServeOptions {
                 data_dir: args.data_dir,
                 listen: args.listen,
+                admin_listen: args.http.admin_listen,
+                http: args.http.limits(),
                 region: args.region,
                 database_url: args.database_url.as_ref().map(|s| s.expose().to_owned()),
                 admin_token: args.admin_token.as_ref().map(|s| s.expose().to_owned()),
@@ -43,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
             let running = start(opts).await?;
             let creds = std::fs::canonicalize(data_dir.join("credentials")).unwrap_or(data_dir.join("credentials"));
             println!("Lamina is listening on http://{}", running.addr);
+            println!("Admin API and metrics on http://{} (operators only)", running.admin_addr);
             println!(
                 "Try: AWS_SHARED_CREDENTIALS_FILE={} aws --profile lamina --region {region} --endpoint-url http://{} lambda list-functions",
                 creds.display(),

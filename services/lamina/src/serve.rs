@@ -21,8 +21,12 @@ use tokio_util::sync::CancellationToken;
 pub struct ServeOptions {
     /// Where SQLite, blobs, keys and code caches live.
     pub data_dir: PathBuf,
-    /// Address of the Lambda and admin API.
+    /// Address of the Lambda API (and `/health`).
     pub listen: SocketAddr,
+    /// Address of the operator endpoints: admin API, `/metrics`, `/health` (loopback by default).
+    pub admin_listen: SocketAddr,
+    /// Deadlines and connection cap of both listeners.
+    pub http: lamina_frontend::HttpLimits,
     /// The region served.
     pub region: String,
     /// `postgres://…` to keep metadata in Postgres; default: SQLite in the data dir.
@@ -49,6 +53,8 @@ impl std::fmt::Debug for ServeOptions {
         f.debug_struct("ServeOptions")
             .field("data_dir", &self.data_dir)
             .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("http", &self.http)
             .field("region", &self.region)
             .field("database_url", &redacted(&self.database_url))
             .field("admin_token", &redacted(&self.admin_token))
@@ -68,6 +74,8 @@ impl ServeOptions {
         Self {
             data_dir: data_dir.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9003)),
+            http: lamina_frontend::HttpLimits::default(),
             region: "us-east-1".into(),
             database_url: None,
             admin_token: None,
@@ -85,6 +93,8 @@ impl ServeOptions {
 pub struct Running {
     /// Where the API listens.
     pub addr: SocketAddr,
+    /// Where the operator endpoints (admin API, `/metrics`) listen.
+    pub admin_addr: SocketAddr,
     /// The admin token in force.
     pub admin_token: String,
     /// Keys of the `default` account when this start created them.
@@ -226,12 +236,17 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         max_timeout_s: opts.max_timeout_s,
         runtimes: host.runtimes(),
         url_key,
-        ..lamina_frontend::Config::default()
+        http: opts.http,
     };
     let state = lamina_frontend::AppState::new(config, metadata.clone().into(), code.into(), invoker.into());
-    let app = lamina_frontend::router(state);
+    let app = lamina_frontend::router(state.clone());
+    let admin_app = lamina_frontend::admin_router(state);
     let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("bind {}", opts.listen))?;
     let addr = listener.local_addr()?;
+    let admin_listener =
+        TcpListener::bind(opts.admin_listen).await.with_context(|| format!("bind {}", opts.admin_listen))?;
+    let admin_addr = admin_listener.local_addr()?;
+    let limits = opts.http;
     // Longest an invocation can still run once HTTP has drained (one whose caller went away):
     // its own timeout, after which the host ends it, plus a margin.
     let drain_for = std::time::Duration::from_secs(u64::try_from(opts.max_timeout_s).unwrap_or(0) + 5);
@@ -240,10 +255,12 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         // In order: stop accepting and answer the requests in flight; stop the async worker (it
         // finishes the events it is running); wait for invocations still running; only then
         // destroy the sandboxes.
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .context("serve http");
+        let admin_stop = stop.clone();
+        let (served, admin_served) = tokio::join!(
+            lamina_frontend::serve(listener, app, limits, async move { stop.cancelled().await }),
+            lamina_frontend::serve(admin_listener, admin_app, limits, async move { admin_stop.cancelled().await }),
+        );
+        let served = served.and(admin_served).context("serve http");
         if let Some(worker) = worker {
             let _ = worker.await;
         }
@@ -254,8 +271,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         host.shutdown().await;
         served
     });
-    tracing::info!(%addr, engine = metadata.engine(), "lamina is ready");
-    Ok(Running { addr, admin_token, default_credentials, shutdown, metadata, task })
+    tracing::info!(%addr, %admin_addr, engine = metadata.engine(), "lamina is ready");
+    Ok(Running { addr, admin_addr, admin_token, default_credentials, shutdown, metadata, task })
 }
 
 /// Creates the `default` account and its credentials file on first start.

@@ -29,9 +29,11 @@ fn wait_healthy(port: u16) {
 fn serve_first_start_and_account_commands() {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
+    let admin_port = free_port();
     let bin = env!("CARGO_BIN_EXE_lamina");
     let mut server = Command::new(bin)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
         .env("LAMINA_DATA_DIR", dir.path())
         .env_remove("LAMINA_ADMIN_TOKEN")
         .env("RUST_LOG", "warn")
@@ -51,7 +53,7 @@ fn serve_first_start_and_account_commands() {
 
     let out = Command::new(bin)
         .args(["account", "create", "--name", "team-a", "--concurrent-executions", "7"])
-        .args(["--endpoint", &format!("http://127.0.0.1:{port}")])
+        .args(["--endpoint", &format!("http://127.0.0.1:{admin_port}")])
         .env("LAMINA_DATA_DIR", dir.path())
         .env_remove("LAMINA_ADMIN_TOKEN")
         .output()
@@ -66,15 +68,25 @@ fn serve_first_start_and_account_commands() {
     assert!(key["AccessKeyId"].as_str().is_some_and(|k| !k.is_empty()));
     assert!(key["SecretAccessKey"].as_str().is_some_and(|k| k.len() >= 40));
 
-    let wrong = Command::new(bin)
+    // The public listener does not serve the admin API.
+    let public = Command::new(bin)
         .args(["account", "list", "--endpoint", &format!("http://127.0.0.1:{port}")])
+        .env("LAMINA_DATA_DIR", dir.path())
+        .env_remove("LAMINA_ADMIN_TOKEN")
+        .output()
+        .expect("account list");
+    assert!(!public.status.success(), "no admin API on the public listener");
+    assert!(String::from_utf8_lossy(&public.stderr).contains("--admin-listen"), "the error says where to go");
+
+    let wrong = Command::new(bin)
+        .args(["account", "list", "--endpoint", &format!("http://127.0.0.1:{admin_port}")])
         .env("LAMINA_ADMIN_TOKEN", "not-the-token")
         .output()
         .expect("account list");
     assert!(!wrong.status.success(), "a wrong admin token is refused");
 
     let list = Command::new(bin)
-        .args(["account", "list", "--endpoint", &format!("http://127.0.0.1:{port}")])
+        .args(["account", "list", "--endpoint", &format!("http://127.0.0.1:{admin_port}")])
         .env("LAMINA_DATA_DIR", dir.path())
         .env_remove("LAMINA_ADMIN_TOKEN")
         .output()

@@ -16,7 +16,7 @@ use lamina_metadata::MetadataClient;
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
-use crate::body::read_limited;
+use crate::body::{declared_length, discard_refused, limit_for, read_limited};
 
 /// Who signed the request.
 #[derive(Debug, Clone)]
@@ -81,25 +81,79 @@ impl SecretCache {
     }
 }
 
-/// Verifies SigV4 and attaches the [`Principal`]; the body is buffered for hashing.
+/// Verifies SigV4 and attaches the [`Principal`]. The caller is checked from the headers before any
+/// of the body is read; the body is then read under the operation's ceiling and deadline.
 pub async fn require_sigv4(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match authenticate(&state, request).await {
-        Ok(request) => next.run(request).await,
-        Err(err) => err.into_response(),
+    let (mut parts, body) = request.into_parts();
+    let declared = declared_length(&parts.headers);
+    let caller = match identify(&state, &parts).await {
+        Ok(caller) => caller,
+        Err(err) => return refuse(err, body, declared).await,
+    };
+    let limit = limit_for(&parts.method, parts.uri.path());
+    let body = match read_limited(body, declared, limit, state.config.http.body_timeout).await {
+        Ok(body) => body,
+        Err((err, unread)) => return err.into_response(unread),
+    };
+    let checked = match &caller.verified {
+        true => sigv4::check_payload_hash(&parts.headers, &body),
+        // Nothing in the headers vouches for the body: the signature covers its bytes.
+        false => sigv4::verify(
+            &caller.claim,
+            &caller.secret,
+            caller.when,
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            Some(&body),
+        ),
+    };
+    if let Err(err) = checked {
+        return err.into_response();
     }
+    parts.extensions.insert(Principal { account_id: caller.account_id, access_key_id: caller.claim.access_key_id });
+    next.run(Request::from_parts(parts, Body::from(body))).await
 }
 
-async fn authenticate(state: &AppState, request: Request) -> Result<Request, ApiError> {
-    let (mut parts, body) = request.into_parts();
+/// A caller whose access key exists.
+struct Caller {
+    claim: sigv4::SignatureClaim,
+    when: chrono::DateTime<chrono::Utc>,
+    account_id: String,
+    secret: String,
+    /// The signature is already verified (over the payload hash the headers declare).
+    verified: bool,
+}
+
+/// Everything that can be checked without the body: the claim, its scope and time, the key, and
+/// the signature itself when the headers declare the payload's hash.
+async fn identify(state: &AppState, parts: &http::request::Parts) -> Result<Caller, ApiError> {
     let claim = sigv4::parse_claim(&parts.headers, &parts.uri)?;
     let when = sigv4::check_scope(&claim, &state.config.region, "lambda", chrono::Utc::now())?;
-    let body = read_limited(body, state.config.max_request_bytes).await?;
     let Some((account_id, secret)) = state.secrets.lookup(&state.metadata, &claim.access_key_id).await? else {
         return Err(ApiError::UnrecognizedClient);
     };
-    sigv4::verify(&claim, &secret, when, &parts.method, &parts.uri, &parts.headers, &body)?;
-    parts.extensions.insert(Principal { account_id, access_key_id: claim.access_key_id });
-    Ok(Request::from_parts(parts, Body::from(body)))
+    let mut verified = false;
+    if sigv4::declares_payload(&parts.headers) || claim.expires.is_some() {
+        match sigv4::verify(&claim, &secret, when, &parts.method, &parts.uri, &parts.headers, None) {
+            Ok(()) => verified = true,
+            // The declared hash is what was signed: a mismatch cannot be cured by the body.
+            Err(err) if sigv4::declares_payload(&parts.headers) => return Err(err),
+            // A presigned request may also have signed its body's bytes.
+            Err(_) => {}
+        }
+    }
+    Ok(Caller { claim, when, account_id, secret, verified })
+}
+
+/// Answers a request refused before its body was read; the connection closes unless the body
+/// was small enough to read away.
+async fn refuse(err: ApiError, body: Body, declared: Option<u64>) -> Response {
+    let mut response = err.into_response();
+    if !discard_refused(body, declared).await {
+        response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Admits admin requests carrying `Authorization: Bearer <admin token>`.

@@ -194,7 +194,10 @@ pub fn check_scope(
     Ok(when)
 }
 
-/// Recomputes the signature with `secret` and compares it with the claim.
+/// Recomputes the signature with `secret` and compares it with the claim. With `body` `None`
+/// (not read yet) only a request that names its payload hash in `x-amz-content-sha256`, or a
+/// presigned one, can be verified; the hash itself is then checked by [`check_payload_hash`] once
+/// the body is read.
 pub fn verify(
     claim: &SignatureClaim,
     secret: &str,
@@ -202,7 +205,7 @@ pub fn verify(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Option<&[u8]>,
 ) -> Result<(), ApiError> {
     let mismatch = || {
         ApiError::InvalidSignature(
@@ -230,18 +233,18 @@ pub fn verify(
         Some(_) => Cow::Owned(strip_presign_params(uri)),
     };
     let content_sha = headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok());
-    let bodies: Vec<SignableBody<'_>> = match (content_sha, claim.expires) {
-        (Some(UNSIGNED_PAYLOAD), _) => vec![SignableBody::UnsignedPayload],
-        (Some(declared), _) => {
-            if !declared.eq_ignore_ascii_case(&hex::encode(Sha256::digest(body))) {
-                return Err(ApiError::InvalidSignature(
-                    "The provided 'x-amz-content-sha256' header does not match what was computed.".into(),
-                ));
+    let bodies: Vec<SignableBody<'_>> = match (content_sha, claim.expires, body) {
+        (Some(UNSIGNED_PAYLOAD), _, _) => vec![SignableBody::UnsignedPayload],
+        (Some(declared), _, body) => {
+            if let Some(body) = body {
+                check_payload_hash(headers, body)?;
             }
             vec![SignableBody::Precomputed(declared.to_owned())]
         }
-        (None, None) => vec![SignableBody::Bytes(body)],
-        (None, Some(_)) => vec![SignableBody::Bytes(body), SignableBody::UnsignedPayload],
+        (None, None, Some(body)) => vec![SignableBody::Bytes(body)],
+        (None, Some(_), Some(body)) => vec![SignableBody::Bytes(body), SignableBody::UnsignedPayload],
+        (None, Some(_), None) => vec![SignableBody::UnsignedPayload],
+        (None, None, None) => return Err(mismatch()),
     };
     let identity: Identity = Credentials::new(&claim.access_key_id, secret, None, None, "lamina").into();
     let mut settings = SigningSettings::default();
@@ -279,6 +282,25 @@ pub fn verify(
         }
     }
     Err(mismatch())
+}
+
+/// Whether the request declares its payload hash (or `UNSIGNED-PAYLOAD`), so that its signature can
+/// be checked before the body is read.
+pub fn declares_payload(headers: &HeaderMap) -> bool {
+    headers.contains_key("x-amz-content-sha256")
+}
+
+/// Checks a read body against the hash its request declared (nothing to check for
+/// `UNSIGNED-PAYLOAD` or no declaration).
+pub fn check_payload_hash(headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    let declared = headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok());
+    match declared {
+        None | Some(UNSIGNED_PAYLOAD) => Ok(()),
+        Some(declared) if declared.eq_ignore_ascii_case(&hex::encode(Sha256::digest(body))) => Ok(()),
+        Some(_) => Err(ApiError::InvalidSignature(
+            "The provided 'x-amz-content-sha256' header does not match what was computed.".into(),
+        )),
+    }
 }
 
 fn strip_presign_params(uri: &Uri) -> String {

@@ -14,7 +14,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use crate::cli::{ExecArgs, Secret};
+use crate::cli::{ExecArgs, HttpArgs, Secret};
 use crate::serve::{Secrets, ensure_default_account};
 
 /// `lamina cluster`.
@@ -23,9 +23,13 @@ pub struct ClusterArgs {
     /// Data directory (credentials, keys, each process's own directory, logs).
     #[arg(long, env = "LAMINA_DATA_DIR", default_value = "./lamina-data")]
     pub data_dir: PathBuf,
-    /// Address of the Lambda and admin API, shared by the frontends.
+    /// Address of the Lambda API, shared by the frontends.
     #[arg(long, env = "LAMINA_LISTEN", default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
+    /// `--admin-listen` (admin API, `/metrics`) is shared by the frontends like `--listen`; port 0
+    /// picks one, printed when ready.
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// Region served.
     #[arg(long, env = "LAMINA_REGION", default_value = "us-east-1")]
     pub region: String,
@@ -99,8 +103,8 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(l.local_addr()?)
 }
 
-/// Holds the API address for the cluster's life: bound with SO_REUSEPORT (never listening), so the
-/// frontends can share it while no other process picks it (`--listen` port 0 picks one here).
+/// Holds a shared address (API, admin) for the cluster's life: bound with SO_REUSEPORT (never
+/// listening), so the frontends can share it while no other process picks it (port 0 picks one here).
 fn reserve_api(addr: SocketAddr) -> anyhow::Result<(tokio::net::TcpSocket, SocketAddr)> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
@@ -134,6 +138,7 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
     std::fs::create_dir_all(&logs).with_context(|| format!("create {}", logs.display()))?;
     let exe = std::env::current_exe().context("find the lamina binary")?;
     let (_api_reservation, api) = reserve_api(args.listen)?;
+    let (_admin_reservation, admin) = reserve_api(args.http.admin_listen)?;
     let spawn = |name: String, service: &str, extra: Vec<String>| -> anyhow::Result<Proc> {
         let http = free_addr()?;
         let dir = args.data_dir.join(&name);
@@ -209,13 +214,14 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
             }
             let backends = started.len();
             for i in 0..args.frontends {
-                let extra = vec![
+                let mut extra = vec![
                     format!("--listen={api}"),
                     "--reuse-port".into(),
                     format!("--code-storage={code_grpc}"),
                     format!("--routers={}", router_addrs.join(",")),
                     metadata_flag.clone(),
                 ];
+                extra.extend(args.http.to_args(admin));
                 let mut p = spawn(format!("frontend-{i}"), "frontend", extra)?;
                 // A frontend serves its health on the shared API address; its own port stays unused.
                 p.http = api;
@@ -241,6 +247,7 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
     }
     let creds = std::fs::canonicalize(args.data_dir.join("credentials")).unwrap_or(args.data_dir.join("credentials"));
     println!("Lamina (cluster: {} processes) is listening on http://{api}", started.len());
+    println!("Admin API and metrics on http://{admin} (operators only)");
     println!(
         "Try: AWS_SHARED_CREDENTIALS_FILE={} aws --profile lamina --region {} --endpoint-url http://{} lambda list-functions",
         creds.display(),

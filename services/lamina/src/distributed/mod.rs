@@ -21,7 +21,7 @@ use lamina_invoke_router::{Hosts, InvokeRouter, RouterClient};
 use lamina_metadata::{Metadata, MetadataClient, SecretCipher};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ExecArgs, Secret};
+use crate::cli::{ExecArgs, HttpArgs, Secret};
 use crate::serve::Secrets;
 use status::Status;
 
@@ -34,7 +34,7 @@ pub struct CommonArgs {
     /// Region served.
     #[arg(long, env = "LAMINA_REGION", default_value = "us-east-1")]
     pub region: String,
-    /// Address of this process's `/health` and `/metrics` (the frontend serves them on its API address).
+    /// Address of this process's `/health` and `/metrics` (a frontend serves them on `--admin-listen`).
     #[arg(long, env = "LAMINA_HTTP_LISTEN", default_value = "127.0.0.1:0")]
     pub http_listen: SocketAddr,
     /// Base64 32-byte key that encrypts secrets at rest (the same in every process).
@@ -76,10 +76,12 @@ pub struct FrontendArgs {
     /// gRPC addresses of the metadata services (comma-separated).
     #[arg(long, env = "LAMINA_METADATA", value_delimiter = ',', required = true)]
     pub metadata: Vec<String>,
-    /// Address of the Lambda and admin API (also `/health` and `/metrics`).
+    /// Address of the Lambda API (and `/health`).
     #[arg(long, env = "LAMINA_LISTEN", default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
-    /// Share `--listen` with other frontends on this machine (SO_REUSEPORT).
+    #[command(flatten)]
+    pub http: HttpArgs,
+    /// Share `--listen` and `--admin-listen` with other frontends on this machine (SO_REUSEPORT).
     #[arg(long, env = "LAMINA_REUSE_PORT")]
     pub reuse_port: bool,
     /// gRPC address of code storage.
@@ -218,7 +220,7 @@ pub async fn run_frontend(args: FrontendArgs, stop: impl Future<Output = ()>) ->
         max_timeout_s: args.max_timeout,
         runtimes,
         url_key: secrets.url_key,
-        ..lamina_frontend::Config::default()
+        http: args.http.limits(),
     };
     let subscription = lamina_fleet::subscribe(args.redis.redis_url.expose(), &args.redis.redis_prefix).await?;
     let invalidator = lamina_fleet::Invalidator::new(
@@ -229,20 +231,28 @@ pub async fn run_frontend(args: FrontendArgs, stop: impl Future<Output = ()>) ->
         lamina_frontend::AppState::new(config, metadata, code, invoker).with_revocations(subscription, invalidator);
     let listener = listen(args.listen, args.reuse_port)?;
     let addr = listener.local_addr()?;
+    let admin_listener = listen(args.http.admin_listen, args.reuse_port)?;
+    let admin_addr = admin_listener.local_addr()?;
+    let limits = args.http.limits();
     let shutdown = CancellationToken::new();
-    let served = {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, lamina_frontend::router(state))
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
-        })
-    };
-    tracing::info!(%addr, "frontend is ready");
+    let served = tokio::spawn(lamina_frontend::serve(
+        listener,
+        lamina_frontend::router(state.clone()),
+        limits,
+        shutdown.clone().cancelled_owned(),
+    ));
+    let admin_served = tokio::spawn(lamina_frontend::serve(
+        admin_listener,
+        lamina_frontend::admin_router(state),
+        limits,
+        shutdown.clone().cancelled_owned(),
+    ));
+    tracing::info!(%addr, %admin_addr, "frontend is ready");
     stop.await;
     tracing::info!("frontend: draining");
     shutdown.cancel();
     served.await.context("join http server")?.context("serve http")?;
+    admin_served.await.context("join admin http server")?.context("serve admin http")?;
     Ok(())
 }
 
