@@ -215,6 +215,7 @@ async fn parallel_and_out_of_state_posts_are_refused_unread() {
     for s in v["init_error"].as_array().expect("init error statuses") {
         assert_eq!(s, 403, "{v}");
     }
+    eprintln!("parallel posts: {v}");
     assert!(v["seconds"].as_f64().expect("seconds") < 2.0, "{v}");
     // The sandbox is still usable: the rejected init error did not poison it.
     let again = t.invoke(&f, json!({"action": "echo", "n": 3})).await;
