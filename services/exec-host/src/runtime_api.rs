@@ -86,6 +86,8 @@ pub(crate) struct RuntimeApi {
     /// A result or init error body is being read: one at a time per sandbox, so a runtime costs
     /// the host at most one body's worth of memory.
     receiving: AtomicBool,
+    /// `IDLE_TIMEOUT`, shorter in tests.
+    idle_timeout: Duration,
 }
 
 impl RuntimeApi {
@@ -101,6 +103,7 @@ impl RuntimeApi {
             peer_uid,
             connections: AtomicUsize::new(0),
             receiving: AtomicBool::new(false),
+            idle_timeout: IDLE_TIMEOUT,
         })
     }
 
@@ -178,10 +181,11 @@ pub(crate) async fn serve(listener: TcpListener, api: Arc<RuntimeApi>, cancel: C
         let cancel = cancel.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            let idle_timeout = api.idle_timeout;
             let svc = hyper::service::service_fn(move |req| handle(api.clone(), req));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(IDLE_TIMEOUT)
+                .header_read_timeout(idle_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
             tokio::select! {
                 _ = cancel.cancelled() => {}
@@ -457,4 +461,62 @@ async fn init_error(api: &RuntimeApi, req: Request<Incoming>) -> Response<Full<B
         let _ = done.send(RuntimeResult::InitError(doc));
     }
     json(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    async fn server(idle_timeout: Duration) -> (SocketAddr, CancellationToken) {
+        let cancel = CancellationToken::new();
+        let logs = LogCapture::start(Vec::new(), cancel.clone()).expect("no pipes to wrap");
+        let mut api = RuntimeApi::new(1024, logs, None);
+        Arc::get_mut(&mut api).expect("not shared yet").idle_timeout = idle_timeout;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        tokio::spawn(serve(listener, api, cancel.clone()));
+        (addr, cancel)
+    }
+
+    /// True if the server closed `s` within `wait`.
+    fn closed_within(s: &mut std::net::TcpStream, wait: Duration) -> bool {
+        s.set_read_timeout(Some(wait)).expect("set timeout");
+        let mut b = [0u8; 1];
+        match s.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_beyond_the_cap_are_closed_and_idle_ones_time_out() {
+        let (addr, cancel) = server(Duration::from_millis(700)).await;
+        tokio::task::spawn_blocking(move || {
+            let mut held: Vec<std::net::TcpStream> =
+                (0..MAX_CONNECTIONS).map(|_| std::net::TcpStream::connect(addr).expect("connect")).collect();
+            // Every slot is taken: the next connection is closed at once.
+            let mut extra = std::net::TcpStream::connect(addr).expect("connect");
+            let start = Instant::now();
+            assert!(closed_within(&mut extra, Duration::from_secs(2)), "a connection beyond the cap stayed open");
+            assert!(start.elapsed() < Duration::from_millis(500));
+            // Held connections that send nothing are closed after the idle timeout.
+            let start = Instant::now();
+            for s in &mut held {
+                assert!(closed_within(s, Duration::from_secs(5)), "an idle connection stayed open");
+            }
+            assert!(start.elapsed() >= Duration::from_millis(500), "{:?}", start.elapsed());
+            // Their slots are free again: a request is answered.
+            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            s.write_all(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+            let mut buf = [0u8; 12];
+            s.read_exact(&mut buf).expect("read status line");
+            assert_eq!(&buf, b"HTTP/1.1 404");
+        })
+        .await
+        .expect("client thread");
+        cancel.cancel();
+    }
 }
