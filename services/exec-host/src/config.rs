@@ -115,7 +115,7 @@ impl Default for Config {
             sandbox_network: "10.234.0.0/16".to_string(),
             blocked_networks: Vec::new(),
             egress_allow: Vec::new(),
-            max_connections_per_sandbox: 512,
+            max_connections_per_sandbox: 1024,
         }
     }
 }

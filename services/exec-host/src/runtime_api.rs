@@ -164,10 +164,6 @@ pub(crate) async fn serve(listener: TcpListener, api: Arc<RuntimeApi>, cancel: C
                 }
             },
         };
-        let Some(slot) = ConnectionSlot::take(&api) else {
-            tracing::debug!(%peer, "runtime api connection limit reached: closing");
-            continue;
-        };
         if let (Some(uid), Some(local)) = (api.peer_uid, local) {
             match socket_uid(peer, local).await {
                 Some(u) if u == uid => {}
@@ -177,6 +173,11 @@ pub(crate) async fn serve(listener: TcpListener, api: Arc<RuntimeApi>, cancel: C
                 }
             }
         }
+        // After the owner check: another user's connections never take this sandbox's slots.
+        let Some(slot) = ConnectionSlot::take(&api) else {
+            tracing::debug!(%peer, "runtime api connection limit reached: closing");
+            continue;
+        };
         let api = api.clone();
         let cancel = cancel.clone();
         tokio::spawn(async move {
