@@ -42,20 +42,37 @@ impl SqlQueue {
         )
     }
 
-    /// Leases up to `limit` due events to `owner`, taking accounts in turn: first the oldest due
-    /// event of every account, then every account's second, and so on (a flood from one account
-    /// does not delay another account's events behind it).
-    async fn claim(&self, lease: Duration, limit: usize, owner: &str) -> anyhow::Result<Vec<Event>> {
+    /// Leases up to `limit` due events to `owner`: first the oldest due event of each account,
+    /// accounts taken in turn from the one after `cursor` (the account served last), then the
+    /// oldest due events overall. A flood from one account therefore does not delay another
+    /// account's events behind it. Every step is an index seek (the accounts are walked with a
+    /// recursive query on `async_events_account_due`), so a large backlog does not slow claims.
+    async fn claim(&self, lease: Duration, limit: usize, owner: &str, cursor: &str) -> anyhow::Result<Vec<Event>> {
         let now = now_ms();
         let lease = now + lease.as_millis() as i64;
-        let sql = "update async_events set lease_until = $2, lease_owner = $4, attempts = attempts + 1, updated_at = $1 \
-                   where request_id in (select request_id from (select request_id, next_attempt_at, \
-                   row_number() over (partition by account_id order by next_attempt_at, request_id) as turn \
-                   from async_events where next_attempt_at <= $1 and lease_until < $1) due \
-                   order by turn, next_attempt_at limit $3) and lease_until < $1 \
+        let sql = "with recursive accts(a) as ( \
+                     select min(account_id) from async_events \
+                     union all \
+                     select (select min(account_id) from async_events where account_id > accts.a) from accts \
+                     where accts.a is not null), \
+                   firsts(request_id, wrap, account) as ( \
+                     select (select x.request_id from async_events x where x.account_id = accts.a \
+                             and x.next_attempt_at <= $1 and x.lease_until < $1 order by x.next_attempt_at limit 1), \
+                            case when accts.a > $5 then 0 else 1 end, accts.a \
+                     from accts where accts.a is not null), \
+                   candidates(request_id, turn, wrap, account, at) as ( \
+                     select request_id, 0, wrap, account, 0 from firsts where request_id is not null \
+                     union all \
+                     select request_id, 1, 0, '', next_attempt_at from (select request_id, next_attempt_at \
+                       from async_events where next_attempt_at <= $1 and lease_until < $1 \
+                       order by next_attempt_at limit $3) fifo \
+                     where request_id not in (select request_id from firsts where request_id is not null)) \
+                   update async_events set lease_until = $2, lease_owner = $4, attempts = attempts + 1, updated_at = $1 \
+                   where request_id in (select request_id from candidates order by turn, wrap, account, at limit $3) \
+                   and lease_until < $1 \
                    returning request_id, account_id, function_name, qualifier, payload, attempts, created_at";
         on_pool!(&self.store, pool => sqlx::query_as::<_, Event>(sql)
-            .bind(now).bind(lease).bind(limit as i64).bind(owner).fetch_all(pool).await)
+            .bind(now).bind(lease).bind(limit as i64).bind(owner).bind(cursor).fetch_all(pool).await)
         .context("claim events")
     }
 
@@ -107,15 +124,22 @@ impl SqlQueue {
             Err(err) => tracing::warn!(error = format!("{err:#}"), "release leases of the previous process"),
         }
         let slots = Arc::new(tokio::sync::Semaphore::new(queue.config.parallelism));
+        let mut cursor = String::new();
         let tracker = tokio_util::task::TaskTracker::new();
         loop {
             let free = slots.available_permits();
-            let claimed = if free == 0 { Ok(Vec::new()) } else { self.claim(queue.config.lease, free, &owner).await };
+            let claimed =
+                if free == 0 { Ok(Vec::new()) } else { self.claim(queue.config.lease, free, &owner, &cursor).await };
             let events = claimed.unwrap_or_else(|err| {
                 tracing::warn!(error = format!("{err:#}"), "claim async events");
                 Vec::new()
             });
             let idle = events.is_empty();
+            // The next claim starts after the account served last in this one's rotation.
+            let last = events.iter().map(|e| e.account_id.as_str()).max_by_key(|a| (*a <= cursor.as_str(), *a));
+            if let Some(last) = last {
+                cursor = last.to_owned();
+            }
             for event in events {
                 let Ok(permit) = slots.clone().acquire_owned().await else { return };
                 let (sql, queue, run) = (self.clone(), queue.clone(), run.clone());
