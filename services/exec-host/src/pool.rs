@@ -272,7 +272,7 @@ mod tests {
         pool.forget(a[0].unwrap_or_default());
         assert!(cold_id(pool.acquire(&key("a"), 128, 70)).is_some(), "a finished run frees its part");
         // One sandbox is always allowed, however small the share.
-        assert!(cold_id(pool.acquire(&key("c"), 512, 1)).is_some());
+        assert!(cold_id(pool.acquire(&key("c"), 128, 1)).is_some());
         assert!(cold_id(pool.acquire(&key("c"), 128, 1)).is_none());
     }
 }
