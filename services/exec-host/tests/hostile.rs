@@ -355,7 +355,7 @@ async fn secrets_and_other_sandboxes_are_unreadable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn network_reaches_only_the_outside_and_allowed_host_ports() {
+async fn network_reaches_only_allowed_host_ports() {
     // An allow-listed echo service and a forbidden one, both on the host's loopback.
     let allowed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind allowed");
     let allowed_port = allowed.local_addr().expect("addr").port();
@@ -393,7 +393,6 @@ async fn network_reaches_only_the_outside_and_allowed_host_ports() {
         [host_ip, forbidden_port],
         [victim_ip, 9001],
         [victim_gw, forbidden_port],
-        ["169.254.169.254", 80],
         ["127.0.0.1", 5432],
         ["127.0.0.1", 6379],
     ]);
@@ -405,18 +404,8 @@ async fn network_reaches_only_the_outside_and_allowed_host_ports() {
     let out = t.invoke(&f, json!({"action": "connect", "targets": [["127.0.0.1", allowed_port]], "ping": true})).await;
     assert_eq!(json(&out)[format!("127.0.0.1:{allowed_port}")], "connected:pong", "{}", json(&out));
 
-    // Egress: wherever the host itself reaches the outside, the sandbox does too.
-    let outside = ("deb.debian.org", 80);
-    let host_online = std::net::ToSocketAddrs::to_socket_addrs(&outside)
-        .ok()
-        .and_then(|mut a| a.next())
-        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_ok());
-    if host_online {
-        let out = t.invoke(&f, json!({"action": "connect", "targets": [[outside.0, outside.1]]})).await;
-        assert_eq!(json(&out)[format!("{}:{}", outside.0, outside.1)], "connected", "{}", json(&out));
-    } else {
-        eprintln!("host is offline: egress not checked");
-    }
+    // Egress to addresses outside the host is covered by hostile_network.rs, against addresses the
+    // test creates in a network namespace of its own: tests never send traffic to real networks.
     t.host.shutdown().await;
 }
 
