@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::FunctionCode;
 use lamina_tests::{TestEnv, backend_tests, python_zip};
@@ -39,21 +37,24 @@ async fn deleting_a_shared_package_never_takes_it_from_another_account(env: &Tes
         kept.push(name);
         // Every package the keeper's functions refer to is stored, at every moment.
         for name in &kept {
-            assert_blob_present(env, &ck, name).await;
+            assert_blob_present(&ck, name, &zip).await;
         }
     }
     tokio::time::timeout(Duration::from_secs(50), churn).await.expect("churn finishes").expect("churn task");
     for name in &kept {
-        assert_blob_present(env, &ck, name).await;
+        assert_blob_present(&ck, name, &zip).await;
     }
     let ran = ck.invoke().function_name("keep-0").send().await.expect("invoke");
     assert_eq!(ran.function_error(), None, "{:?}", ran.payload());
     assert_eq!(ran.payload().map(|p| p.as_ref().to_vec()), Some(b"\"shared\"".to_vec()));
 }
 
-async fn assert_blob_present(env: &TestEnv, client: &aws_sdk_lambda::Client, name: &str) {
+/// The function's package is stored: downloaded through GetFunction's `Code.Location`, as every
+/// reader of a package (an execution host, this URL) gets it.
+async fn assert_blob_present(client: &aws_sdk_lambda::Client, name: &str, zip: &[u8]) {
     let got = client.get_function().function_name(name).send().await.expect("get function");
-    let sha_b64 = got.configuration().and_then(|c| c.code_sha256()).expect("sha");
-    let sha = hex::encode(base64::engine::general_purpose::STANDARD.decode(sha_b64).expect("base64 sha"));
-    assert!(env.blob_dir().join(&sha).exists(), "{name} lost its package {sha}");
+    let url = got.code().and_then(|c| c.location()).expect("code location");
+    let resp = reqwest::get(url).await.expect("download package");
+    assert_eq!(resp.status().as_u16(), 200, "{name} lost its package");
+    assert_eq!(resp.bytes().await.expect("package bytes").as_ref(), zip, "{name}'s package changed");
 }
