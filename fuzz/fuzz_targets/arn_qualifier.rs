@@ -30,8 +30,12 @@ fuzz_target!(|data: &[u8]| {
     };
 
     if let Ok(r) = FunctionRef::parse(raw, "functionName") {
-        let again = FunctionRef::parse(&reprint(&r), "functionName").expect("a reprinted FunctionName parses");
-        assert_eq!(again, r);
+        let reprinted = reprint(&r);
+        // The canonical form may add `function:` and so outgrow the 140 characters a member may have.
+        if reprinted.chars().count() <= 140 {
+            let again = FunctionRef::parse(&reprinted, "functionName").expect("a reprinted FunctionName parses");
+            assert_eq!(again, r);
+        }
         let name = FunctionName::parse(&r.name).expect("the name part is a valid bare name");
         assert_eq!(name.to_string(), r.name);
         if let Some(account) = &r.account_id {
@@ -42,7 +46,9 @@ fuzz_target!(|data: &[u8]| {
                 Some(q) => qualified_arn(region, account, &r.name, q),
                 None => function_arn(region, account, &r.name),
             };
-            assert_eq!(FunctionRef::parse(&arn, "functionName").expect("built ARN parses"), r);
+            if arn.chars().count() <= 140 {
+                assert_eq!(FunctionRef::parse(&arn, "functionName").expect("built ARN parses"), r);
+            }
         }
         if let Ok(Some(q)) = r.effective_qualifier(param) {
             // Whatever the two agree on is what a handler goes on with.
