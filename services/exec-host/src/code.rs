@@ -249,6 +249,10 @@ fn extract_into(zip_path: &Path, dir: &Path) -> anyhow::Result<()> {
         std::io::copy(&mut entry, &mut f).with_context(|| format!("write {}", out.display()))?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
+    // The lexical check above cannot see chains of links (`d -> .`, then `e -> d/d/../..`).
+    for link in lamina_code_storage::links::drop_escaping_links(dir).context("check package symlinks")? {
+        tracing::info!(entry = %link.display(), "dropping zip symlink that leaves the package through other links");
+    }
     Ok(())
 }
 

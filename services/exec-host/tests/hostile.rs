@@ -456,13 +456,17 @@ async fn zip_symlinks_cannot_escape_the_package() {
         zip.add_symlink("abs", "/etc/hostname", opts).expect("symlink");
         zip.add_symlink("up", "../../../../../../etc", opts).expect("symlink");
         zip.add_symlink("inside", "bootstrap", opts).expect("symlink");
+        // Lexically `e` stays inside; the kernel walks `d/d` to the root and then two levels up.
+        zip.add_symlink("d", ".", opts).expect("symlink");
+        zip.add_symlink("e", "d/d/../..", opts).expect("symlink");
         zip.finish().expect("finish zip");
     }
     let out = attack(&t, &f, json!({"action": "listdir", "paths": ["/var/task"]})).await;
     let v = json(&out);
-    assert_eq!(v["/var/task"]["entries"], json!(["bootstrap", "inside"]), "{v}");
+    assert_eq!(v["/var/task"]["entries"], json!(["bootstrap", "d", "inside"]), "{v}");
     let code_dir = common::data_dir(&t).join("code").join(&f.code_sha256_hex);
     assert!(!code_dir.join("abs").exists() && !code_dir.join("up").exists());
+    assert!(std::fs::symlink_metadata(code_dir.join("e")).is_err(), "the chained link was kept");
 
     // An entry whose name climbs out of the package is refused before anything runs.
     let evil = hostile(&t, "evil", 128, 10);
