@@ -349,3 +349,47 @@ async fn operator_endpoints_are_not_public_and_error_labels_are_bounded() {
     assert_eq!(total as usize, TYPES, "every error is still counted");
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_in_memory_are_bounded_over_all_requests() {
+    let env = TestEnv::start_with(Backend::Sqlite, |o| {
+        o.http.body_timeout = Duration::from_secs(2);
+        o.http.body_memory = 8 * MB as usize;
+    })
+    .await
+    .expect("sqlite always available");
+    let t = env.tenant().await;
+    let c = env.lambda(&t);
+    let src = "import time\ndef handler(event, context):\n    time.sleep(4)\n    return len(event)\n";
+    c.create_function()
+        .function_name("holder")
+        .timeout(10)
+        .runtime(Runtime::from("python3.11"))
+        .role("arn:aws:iam::123456789012:role/lambda-role")
+        .handler("lambda_function.handler")
+        .code(FunctionCode::builder().zip_file(Blob::new(python_zip(src))).build())
+        .send()
+        .await
+        .expect("create");
+    // A 6 MB invocation holds 6 MB of the 8 MB budget while it runs (4 s).
+    let payload = format!("\"{}\"", "a".repeat(6 * MB as usize - 2));
+    let holder = tokio::spawn({
+        let c = c.clone();
+        async move { c.invoke().function_name("holder").payload(Blob::new(payload)).send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Another 6 MB body cannot be held as well: refused (503) within the body deadline, unread.
+    let host = env.server.addr;
+    let auth = signed_headers(&env, &t, "POST", INVOKE, &t.secret_access_key);
+    let big = 6 * MB;
+    let head = format!("POST {INVOKE} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: {big}\r\n\r\n");
+    let answer = post_raw(host, head, big).await;
+    eprintln!("second 6 MB body: {} after {:?}, {} MB sent", status(&answer), answer.elapsed, answer.sent / MB);
+    assert_eq!(status(&answer), 503, "{}", answer.head);
+    assert!(answer.head.contains("ServiceUnavailableException"), "{}", answer.head);
+    let held = holder.await.expect("holder task").expect("the first invocation is answered");
+    assert_eq!(held.status_code(), 200);
+    // Small requests are not held up by the budget once it is free again.
+    assert!(c.list_functions().send().await.is_ok());
+    env.stop().await;
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Method, StatusCode};
+use http::{Method, StatusCode};
 use http_body_util::BodyExt as _;
 use lamina_common::ApiError;
 
@@ -63,9 +63,22 @@ pub fn limit_for(method: &Method, path: &str) -> BodyLimit {
     small
 }
 
-/// The length the client declared, if it declared one.
-pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+/// A body budget of `bytes` in semaphore permits (KiB; a semaphore counts in `u32`).
+pub fn budget_kib(bytes: usize) -> usize {
+    (bytes / 1024).clamp(1, u32::MAX as usize)
+}
+
+/// The KiB a request reserves from the budget: what it declared, at most its ceiling.
+pub fn reservation_kib(declared: Option<u64>, limit: BodyLimit, budget_kib: usize) -> u32 {
+    let bytes = declared.map_or(limit.bytes as u64, |d| d.min(limit.bytes as u64));
+    // A request larger than the whole budget could never be served: it takes all of it.
+    bytes.div_ceil(1024).clamp(1, budget_kib as u64).min(u64::from(u32::MAX)) as u32
+}
+
+/// The length the client declared (`Content-Length`, or 0 for a request without a body); `None`
+/// for a chunked body.
+pub fn declared_length(body: &Body) -> Option<u64> {
+    hyper::body::Body::size_hint(body).exact()
 }
 
 /// Why a body was not read.
@@ -125,7 +138,8 @@ pub async fn read_limited(
         return Err((limit.too_large().into(), !drained));
     }
     let mut body = body;
-    let mut buf = BytesMut::with_capacity(declared.map_or(0, |l| l as usize));
+    // Grown as bytes arrive: a slow client declaring much must not hold memory it has not sent.
+    let mut buf = BytesMut::with_capacity(declared.map_or(0, |l| l as usize).min(64 * 1024));
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => return Err((BodyError::TimedOut, true)),

@@ -20,9 +20,9 @@ use lamina_code_storage::CodeClient;
 use lamina_invoke_router::RouterClient;
 use lamina_metadata::MetadataClient;
 
-pub use auth::Principal;
 #[doc(hidden)]
 pub use api::fuzzing;
+pub use auth::Principal;
 pub use request_id::RequestId;
 pub use server::{HttpLimits, serve};
 
@@ -138,12 +138,15 @@ pub struct AppState {
     pub invoker: RouterClient,
     /// Tells the other frontends of a revoked access key (distributed mode).
     pub revocations: Option<lamina_fleet::Invalidator>,
+    /// Request bodies in memory, in KiB, across all requests (see [`HttpLimits::body_memory`]).
+    pub bodies: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
     /// Builds the state from its parts.
     pub fn new(config: Config, metadata: MetadataClient, code: CodeClient, invoker: RouterClient) -> Self {
-        Self { config: Arc::new(config), metadata, code, secrets: Arc::default(), invoker, revocations: None }
+        let bodies = Arc::new(tokio::sync::Semaphore::new(body::budget_kib(config.http.body_memory)));
+        Self { config: Arc::new(config), metadata, code, secrets: Arc::default(), invoker, revocations: None, bodies }
     }
 
     /// Drops revoked access keys that other frontends announce, and announces this one's.

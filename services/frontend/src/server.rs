@@ -23,11 +23,20 @@ pub struct HttpLimits {
     pub body_timeout: Duration,
     /// Open connections per listener; past it, new ones wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Bytes of request bodies held at once, over all requests: each request reserves its
+    /// declared length (or its operation's ceiling) until it is answered. A request that cannot
+    /// reserve within the body deadline gets 503 without its body being read.
+    pub body_memory: usize,
 }
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        Self { header_timeout: Duration::from_secs(30), body_timeout: Duration::from_secs(120), max_connections: 4096 }
+        Self {
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(120),
+            max_connections: 4096,
+            body_memory: 1024 * 1024 * 1024,
+        }
     }
 }
 

@@ -94,6 +94,10 @@ pub struct HttpArgs {
     /// Open connections per listener; more wait in the kernel's accept backlog.
     #[arg(long, env = "LAMINA_HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
     pub http_max_connections: usize,
+    /// MB of request bodies held in memory at once; a request that cannot reserve its body in
+    /// time gets 503 unread.
+    #[arg(long, env = "LAMINA_HTTP_BODY_MEMORY_MB", default_value_t = 1024)]
+    pub http_body_memory_mb: usize,
 }
 
 impl HttpArgs {
@@ -103,6 +107,7 @@ impl HttpArgs {
             header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs.max(1)),
             body_timeout: std::time::Duration::from_secs(self.http_body_timeout_secs.max(1)),
             max_connections: self.http_max_connections.max(1),
+            body_memory: self.http_body_memory_mb.max(1).saturating_mul(1024 * 1024),
         }
     }
 
@@ -113,6 +118,7 @@ impl HttpArgs {
             format!("--http-header-timeout-secs={}", self.http_header_timeout_secs),
             format!("--http-body-timeout-secs={}", self.http_body_timeout_secs),
             format!("--http-max-connections={}", self.http_max_connections),
+            format!("--http-body-memory-mb={}", self.http_body_memory_mb),
         ]
     }
 }

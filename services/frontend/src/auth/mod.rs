@@ -16,7 +16,7 @@ use lamina_metadata::MetadataClient;
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
-use crate::body::{declared_length, discard_refused, limit_for, read_limited};
+use crate::body::{budget_kib, declared_length, discard_refused, limit_for, read_limited, reservation_kib};
 
 /// Who signed the request.
 #[derive(Debug, Clone)]
@@ -85,20 +85,31 @@ impl SecretCache {
 /// of the body is read; the body is then read under the operation's ceiling and deadline.
 pub async fn require_sigv4(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
-    let declared = declared_length(&parts.headers);
+    let declared = declared_length(&body);
     let caller = match identify(&state, &parts).await {
         Ok(caller) => caller,
         Err(err) => return refuse(err, body, declared).await,
     };
     let limit = limit_for(&parts.method, parts.uri.path());
+    // Held until the answer: the body stays in memory while the operation runs.
+    let kib = reservation_kib(declared, limit, budget_kib(state.config.http.body_memory));
+    let reserved = tokio::time::timeout(state.config.http.body_timeout, state.bodies.clone().acquire_many_owned(kib));
+    let _reservation = match reserved.await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            let busy = ApiError::ServiceUnavailable("Too many request bodies are being received; retry later.".into());
+            return refuse(busy, body, declared).await;
+        }
+    };
     let body = match read_limited(body, declared, limit, state.config.http.body_timeout).await {
         Ok(body) => body,
         Err((err, unread)) => return err.into_response(unread),
     };
-    let checked = match &caller.verified {
-        true => sigv4::check_payload_hash(&parts.headers, &body),
+    let checked = if caller.verified {
+        sigv4::check_payload_hash(&parts.headers, &body)
+    } else {
         // Nothing in the headers vouches for the body: the signature covers its bytes.
-        false => sigv4::verify(
+        sigv4::verify(
             &caller.claim,
             &caller.secret,
             caller.when,
@@ -106,7 +117,7 @@ pub async fn require_sigv4(State(state): State<AppState>, request: Request, next
             &parts.uri,
             &parts.headers,
             Some(&body),
-        ),
+        )
     };
     if let Err(err) = checked {
         return err.into_response();
