@@ -14,7 +14,8 @@ fn reprint(r: &FunctionRef) -> String {
         (Some(region), Some(account)) => function_arn(region, account, &r.name),
         (Some(region), None) => format!("arn:aws:lambda:{region}:function:{}", r.name),
         (None, Some(account)) => format!("{account}:function:{}", r.name),
-        (None, None) => r.name.clone(),
+        // Not the bare name: `function:P` is the function `P`, never alias `P` of `function`.
+        (None, None) => format!("function:{}", r.name),
     };
     if let Some(q) = &r.qualifier {
         out = format!("{out}:{q}");
