@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
@@ -28,6 +28,8 @@ pub(crate) const MAX_CONNECTIONS: usize = 32;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest a body upload may take; a runtime sends at loopback speed.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much of an oversized body is read and dropped before the connection is given up.
+const DRAIN_FACTOR: u64 = 4;
 /// Pause after a failed accept (`EMFILE`, `ENFILE`, ...): retrying at once would spin a core.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -238,21 +240,40 @@ enum BodyRead {
     Failed(String),
 }
 
-/// Reads a body of at most `limit` bytes, refusing a larger declared length before reading and
-/// stopping as soon as the limit is passed.
+/// Reads a body of at most `limit` bytes. A larger one is read on and thrown away (up to
+/// `DRAIN_FACTOR` times the limit, within the body deadline) so the runtime sees the 413 rather
+/// than a broken pipe, as AWS answers it; host memory never holds more than `limit`.
 async fn read_body(req: Request<Incoming>, limit: usize) -> BodyRead {
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return BodyRead::TooLarge;
-    }
-    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(req.into_body(), limit).collect()).await {
-        Ok(Ok(b)) => BodyRead::Ok(b.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => BodyRead::TooLarge,
-        Ok(Err(e)) => BodyRead::Failed(format!("read body: {e}")),
+    let mut too_large = declared.is_some_and(|n| n > limit as u64);
+    let mut body = req.into_body();
+    let mut buf = bytes::BytesMut::new();
+    let read = async {
+        let mut seen: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.map_err(|e| format!("read body: {e}"))?.into_data() else { continue };
+            seen += data.len() as u64;
+            if too_large {
+                if seen > DRAIN_FACTOR * limit as u64 {
+                    break;
+                }
+            } else if buf.len() + data.len() > limit {
+                too_large = true;
+                buf = bytes::BytesMut::new();
+            } else {
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok::<(), String>(())
+    };
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        _ if too_large => BodyRead::TooLarge,
+        Ok(Ok(())) => BodyRead::Ok(buf.freeze()),
+        Ok(Err(msg)) => BodyRead::Failed(msg),
         Err(_) => BodyRead::Failed("read body: timed out".to_string()),
     }
 }
