@@ -53,6 +53,11 @@ pub struct QueueConfig {
     /// held under its name (the previous process's), so events it was running when it died run
     /// again at once: servers sharing one database need distinct names.
     pub consumer: String,
+    /// Redis only: a directory where the worker remembers its consumer name, so that the next
+    /// process on it takes over the events it was running at once (the way `lamina serve` frees
+    /// its previous leases) instead of after the dead worker's heartbeat expires. One worker per
+    /// directory.
+    pub state_dir: Option<std::path::PathBuf>,
     /// Events run at the same time by one worker.
     pub parallelism: usize,
 }
@@ -66,6 +71,7 @@ impl Default for QueueConfig {
             max_event_age: Duration::from_secs(6 * 3600),
             lease: Duration::from_secs(30),
             consumer: "lamina-serve".into(),
+            state_dir: None,
             parallelism: 16,
         }
     }

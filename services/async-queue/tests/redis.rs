@@ -558,3 +558,39 @@ async fn accounts_are_served_in_turn_not_in_arrival_order() {
     // Arrival order would put it after the 100 others.
     assert!(position < 4, "the other account's event ran as number {position}");
 }
+
+#[tokio::test]
+async fn a_restarted_worker_takes_over_its_previous_lifes_events_at_once() {
+    let Some(env) = Env::start().await else { return };
+    let state = tempfile::tempdir().expect("state dir");
+    // A lease far longer than the test, and a heartbeat (5 s) that would outlive the wait below:
+    // only the state directory explains the takeover.
+    let config = QueueConfig { lease: Duration::from_secs(600), state_dir: Some(state.path().into()), ..config() };
+    let doomed = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let started = Arc::new(tokio::sync::Notify::new());
+    let (url, prefix, doomed_config, signal) = (env.url.clone(), env.prefix.clone(), config.clone(), started.clone());
+    doomed.spawn(async move {
+        let queue = Queue::redis(url.as_str(), &prefix, doomed_config).await.expect("connect the queue to Redis");
+        let run = move |_event: Event| {
+            signal.notify_one();
+            std::future::pending::<Attempt>()
+        };
+        queue.work(run, CancellationToken::new()).await;
+    });
+    let queue = env.queue(config).await;
+    enqueue(&queue, "req-restarted", "{}").await;
+    tokio::time::timeout(WAIT, started.notified()).await.expect("the first worker took the event");
+    let died_at = Instant::now();
+    doomed.shutdown_background();
+
+    let runs = Runs::default();
+    let recorder = runs.clone();
+    let worker = Worker::start(queue.clone(), move |event| {
+        recorder.record(&event);
+        async { Attempt::Succeeded }
+    });
+    wait_until("the successor ran the event", || async { runs.len() == 1 && pending(&queue).await == 0 }).await;
+    worker.stop().await;
+    let delay = runs.all()[0].1 - died_at;
+    assert!(delay < Duration::from_millis(2500), "taken over after {delay:?}");
+}

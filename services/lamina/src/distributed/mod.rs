@@ -359,6 +359,8 @@ async fn follow_metadata_writes(metadata: MetadataClient, redis: &RedisArgs) -> 
 /// `lamina async-queue`: durable Event invocations on Redis, run through the routers.
 pub async fn run_queue(args: QueueArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     let config = lamina_async_queue::QueueConfig {
+        // A restarted queue process takes over the events its previous life was running at once.
+        state_dir: Some(args.common.data_dir.clone()),
         retry_delays: match &args.async_retry_delays {
             Some(text) => lamina_async_queue::QueueConfig::parse_delays(text)?,
             None => lamina_async_queue::QueueConfig::default().retry_delays,

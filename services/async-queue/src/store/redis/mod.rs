@@ -160,6 +160,9 @@ impl RedisQueue {
         Fut: Future<Output = Attempt> + Send + 'static,
     {
         let consumer: Arc<str> = format!("worker-{}", uuid::Uuid::new_v4().simple()).into();
+        if let Some(dir) = &queue.config.state_dir {
+            self.forget_previous_life(dir, &consumer).await;
+        }
         let slots = Arc::new(Semaphore::new(queue.config.parallelism.max(1)));
         let freed = Arc::new(Notify::new());
         let tracker = TaskTracker::new();
@@ -244,6 +247,29 @@ impl RedisQueue {
             self.inner.prune.key(&reader.streams).arg(GROUP).arg(0).arg(&*consumer).invoke_async(&mut conn).await;
         if let Err(err) = left {
             tracing::warn!(error = format!("{err:#}"), "remove async worker's Redis consumer");
+        }
+    }
+
+    /// Deletes the heartbeat of the consumer the previous process on `dir` was (it is dead: this
+    /// process replaces it), so the first takeover pass runs its events again now, and records
+    /// this consumer's name for the next process.
+    async fn forget_previous_life(&self, dir: &std::path::Path, consumer: &str) {
+        let file = dir.join("async-queue-consumer");
+        if let Ok(previous) = std::fs::read_to_string(&file) {
+            let previous = previous.trim();
+            let mut conn = self.inner.conn.clone();
+            let deleted: ::redis::RedisResult<i64> = conn.del(format!("{}{previous}", self.inner.alive)).await;
+            match deleted {
+                Ok(_) => tracing::info!(previous, "events of the previous async-queue process are due again"),
+                Err(err) => tracing::warn!(error = format!("{err:#}"), "forget the previous consumer's heartbeat"),
+            }
+        }
+        let tmp = dir.join("async-queue-consumer.tmp");
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&tmp, consumer))
+            .and_then(|()| std::fs::rename(&tmp, &file));
+        if let Err(err) = written {
+            tracing::warn!(error = %err, file = %file.display(), "record the async-queue consumer name");
         }
     }
 
