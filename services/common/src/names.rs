@@ -11,14 +11,16 @@ pub const FUNCTION_NAME_PATTERN: &str = r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{
 /// Qualifier pattern.
 pub const QUALIFIER_PATTERN: &str = r"(|[a-zA-Z0-9$_-]+)";
 
+// `[0-9]`, not `\d`: the regex crate's `\d` is any Unicode digit ("١٢٣٤٥٦٧٨٩٠١٢" would pass as an
+// account id), AWS's patterns mean ASCII.
 static FUNCTION_NAME_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^(?:arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z]{2}(?:-gov)?-[a-z]+-\d{1}):)?(?:(?P<account>\d{12}):)?(?:function:)?(?P<name>[a-zA-Z0-9_-]+)(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9_-]+))?$",
+        r"^(?:arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z]{2}(?:-gov)?-[a-z]+-[0-9]{1}):)?(?:(?P<account>[0-9]{12}):)?(?:function:)?(?P<name>[a-zA-Z0-9_-]+)(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9_-]+))?$",
     )
     .expect("static regex")
 });
 static QUALIFIER_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9$_-]+$").expect("static regex"));
-static ACCOUNT_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\d{12}$").expect("static regex"));
+static ACCOUNT_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[0-9]{12}$").expect("static regex"));
 
 /// A FunctionName as a request gives it: name, partial ARN or ARN, maybe qualified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +184,18 @@ mod tests {
             let err = FunctionRef::parse(bad, "functionName").expect_err(bad);
             assert_eq!(err.error_type(), "ValidationException", "{bad}");
         }
+    }
+
+    /// Found by the `arn_qualifier` fuzz target: Unicode digits passed for account ids and regions.
+    #[test]
+    fn digits_are_ascii_only() {
+        let r = FunctionRef::parse("\u{1e146}333\u{1e146}3000000:f", "functionName");
+        assert!(r.is_err(), "{r:?}");
+        assert!(FunctionRef::parse("arn:aws:lambda:us-east-\u{0661}:123456789012:function:f", "f").is_err());
+        assert!(!is_account_id(
+            "\u{0661}\u{0662}\u{0663}\u{0664}\u{0665}\u{0666}\u{0667}\u{0668}\u{0669}\u{0660}\u{0661}\u{0662}"
+        ));
+        assert!(is_account_id("123456789012"));
     }
 
     #[test]

@@ -23,10 +23,11 @@ static SID_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9._-]+$
 static ACTION_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^(lambda:[*]|lambda:[a-zA-Z]+|[*])$").expect("static regex"));
 static SOURCE_ARN_RE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}(-gov)?-[a-z]+-\d{1})?:(\d{12})?:(.*)$")
+    Regex::new(r"^arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}(-gov)?-[a-z]+-[0-9]{1})?:([0-9]{12})?:(.*)$")
         .expect("static regex")
 });
-static ACCOUNT_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\d{12}$").expect("static regex"));
+// `[0-9]`: the regex crate's `\d` also matches non-ASCII digits.
+static ACCOUNT_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[0-9]{12}$").expect("static regex"));
 static TOKEN_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9._\-]+$").expect("static regex"));
 
 #[derive(Deserialize, Default)]

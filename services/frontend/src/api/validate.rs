@@ -13,7 +13,7 @@ use super::model::VpcConfig;
 use crate::Config;
 
 static ROLE_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^arn:aws:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$").expect("static regex"));
+    LazyLock::new(|| Regex::new(r"^arn:aws:iam::[0-9]{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$").expect("static regex"));
 const ROLE_PATTERN: &str = r"arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+";
 static HANDLER_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[^\s]+$").expect("static regex"));
 static ENV_KEY_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z]([a-zA-Z0-9_])+$").expect("static regex"));
