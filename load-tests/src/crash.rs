@@ -120,6 +120,10 @@ pub async fn run(run: CrashRun) -> anyhow::Result<()> {
     // Late duplicates (an event run again after a restart) show up shortly after.
     tokio::time::sleep(Duration::from_secs(2)).await;
     kill_tree(&mut child).await;
+    // Once more and stopped gracefully: a starting execution host cleans up what the killed one
+    // left (frozen idle sandboxes cannot die until thawed), and a stopping one its own sandboxes.
+    let mut child = server.start().await?;
+    stop(&mut child).await;
     if let Some(c) = &run.cluster
         && let Err(e) = delete_keys(&c.redis_url, &server.prefix).await
     {
@@ -326,6 +330,16 @@ async fn delete_keys(url: &str, prefix: &str) -> anyhow::Result<()> {
         redis::cmd("DEL").arg(keys).query_async::<i64>(&mut conn).await?;
     }
     Ok(())
+}
+
+/// SIGTERM to the server; SIGKILL to its group if it has not stopped within a minute.
+async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+    }
+    if tokio::time::timeout(Duration::from_secs(60), child.wait()).await.is_err() {
+        kill_tree(child).await;
+    }
 }
 
 fn free_port() -> anyhow::Result<u16> {

@@ -360,6 +360,11 @@ impl RedisQueue {
         if reader.last_reclaim.is_none_or(|at| at.elapsed() >= reclaim_every) {
             reader.last_reclaim = Some(Instant::now());
             taken = self.reclaim(reader, &streams, consumer, free, lease).await?;
+            // A full batch: more may be waiting (a dead worker's events); they go before new
+            // entries, so the next turn takes over again instead of a second later.
+            if taken.len() >= free {
+                reader.last_reclaim = None;
+            }
         }
         if reader.last_prune.elapsed() >= PRUNE_EVERY {
             reader.last_prune = Instant::now();
