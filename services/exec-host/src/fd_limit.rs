@@ -29,9 +29,11 @@ pub(crate) fn raise() -> std::io::Result<(u64, u64)> {
 }
 
 /// Logs the limit, warning when it cannot hold `max_sandboxes` with room to spare.
-pub(crate) fn raise_and_log(max_sandboxes: usize) {
+/// `proxied_ports`: with host ports open to sandboxes, each proxied connection costs two more.
+pub(crate) fn raise_and_log(max_sandboxes: usize, proxied_ports: bool) {
+    let proxy = if proxied_ports { 2 * crate::net::PROXY_MAX_CONNECTIONS as u64 } else { 0 };
     // Twice the sandboxes' own need: the gRPC/API servers, the database and spares need theirs.
-    let want = 2 * PER_SANDBOX * max_sandboxes as u64 + 1024;
+    let want = 2 * (PER_SANDBOX + proxy) * max_sandboxes as u64 + 1024;
     match raise() {
         Ok((soft, hard)) if soft < want => tracing::warn!(
             soft,

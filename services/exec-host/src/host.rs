@@ -117,7 +117,7 @@ impl ExecHost {
     ) -> anyhow::Result<ExecHost> {
         config.validate()?;
         m::describe();
-        crate::fd_limit::raise_and_log(config.max_sandboxes);
+        crate::fd_limit::raise_and_log(config.max_sandboxes, !config.allow_host_ports.is_empty());
         let data_dir = config.data_dir.clone();
         let runtime_dir = data_dir.join("runtime");
         let sandboxes_dir = crate::isolation::sandboxes_dir(&data_dir);

@@ -46,7 +46,7 @@ pub(crate) const DENIED_BY_DEFAULT: &[&str] = &[
     "168.63.129.16/32",
 ];
 /// Proxied host-port connections one sandbox may hold at once (each costs the host two fds).
-const PROXY_MAX_CONNECTIONS: usize = 64;
+pub(crate) const PROXY_MAX_CONNECTIONS: usize = 64;
 /// Pause after a failed accept (`EMFILE`, ...): the connection stays queued, so retrying at
 /// once would spin a core.
 const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
