@@ -215,7 +215,9 @@ impl SandboxCgroup {
 impl Cgroups {
     /// Kills and removes sandbox cgroups of host instances whose process is gone.
     pub(crate) async fn remove_stale(&self) {
-        for parent in [&self.memory, &self.pids, &self.cpu, &self.freezer].into_iter().flatten() {
+        // The freezer first (v1): killing there thaws, so the other controllers find no
+        // frozen processes waiting for their SIGKILL.
+        for parent in [&self.freezer, &self.memory, &self.pids, &self.cpu].into_iter().flatten() {
             let Ok(entries) = std::fs::read_dir(parent) else {
                 continue;
             };

@@ -74,11 +74,11 @@ struct Inner {
     isolation: Isolation,
     /// Function-independent sandbox parts prepared ahead of cold starts.
     spares: Option<Arc<Spares>>,
+    /// Sandbox `/tmp` volumes and the host's budget for them.
+    ephemeral: Arc<crate::ephemeral::Ephemeral>,
     code: CodeCache,
     /// Where packages come from (code storage, in process or over gRPC).
     code_source: CodeClient,
-    /// Sandbox `/tmp` volumes and the host's budget for them.
-    ephemeral: Arc<crate::ephemeral::Ephemeral>,
     /// Packages fetched from a remote code storage, by digest.
     packages_dir: PathBuf,
     pool: Pool,
@@ -186,13 +186,14 @@ impl ExecHost {
                 }
             }
         };
-        let isolation = Isolation { namespaces, user_ns, cgroups, network, missing };
-        for m in &isolation.missing {
-            tracing::warn!("sandbox isolation feature unavailable: {m}");
         let ephemeral = crate::ephemeral::Ephemeral::detect(&data_dir, config.ephemeral_storage_budget_mb);
         if let Some(note) = &ephemeral.note {
             missing.push(note.clone());
         }
+        missing.extend(crate::spawn::core_pattern_note());
+        let isolation = Isolation { namespaces, user_ns, cgroups, network, missing };
+        for m in &isolation.missing {
+            tracing::warn!("sandbox isolation feature unavailable: {m}");
         }
         if isolation.network.is_none() {
             if config.insecure_shared_network {
@@ -217,19 +218,19 @@ impl ExecHost {
                 sandboxes_dir: sandboxes_dir.clone(),
                 runtime_dir: runtime_dir.clone(),
                 tmp_size_mb: config.tmp_size_mb,
+                ephemeral: ephemeral.clone(),
             };
             Spares::new(isolation.network.clone(), isolation.cgroups.clone(), root)
         });
-                ephemeral: ephemeral.clone(),
         if let Some(s) = &spares {
             s.refill();
         }
         let inner = Arc::new(Inner {
             spares,
+            ephemeral,
             code: CodeCache::new(data_dir.join("code"), data_dir.join("packages"), config.unpacked_code_ttl),
             code_source,
             packages_dir: data_dir.join("packages"),
-            ephemeral,
             pool: Pool::new(config.memory_budget_mb, config.max_sandboxes),
             logs: LogStore::new(LogLimits {
                 events_per_function: config.log_retention_events,
@@ -333,27 +334,37 @@ impl ExecHost {
                     break (sb, false);
                 }
                 Acquired::Cold { id, uid } => {
+                    let tmp_mb = crate::sandbox::tmp_size_mb(f, &inner.config);
+                    // Idle sandboxes give up their /tmp for a cold start, oldest first.
+                    let storage = loop {
+                        if let Some(r) = inner.ephemeral.reserve(tmp_mb) {
+                            break Some(r);
+                        }
+                        match inner.pool.take_oldest_idle() {
+                            Some(sb) => sb.destroy().await,
+                            None => break None,
+                        }
+                    };
+                    let Some(storage) = storage else {
+                        inner.pool.forget(id);
+                        return Err(ExecError::NoCapacity);
+                    };
                     let args = StartArgs {
                         id,
                         uid,
                         function: f,
-                    let tmp_mb = crate::sandbox::tmp_size_mb(f, &inner.config);
-                    let Some(storage) = inner.ephemeral.reserve(tmp_mb) else {
-                        inner.pool.forget(id);
-                        return Err(ExecError::NoCapacity);
-                    };
                         spec,
                         code_dir: &code_dir,
                         runtime_dir: &inner.runtime_dir,
                         sandboxes_dir: &inner.sandboxes_dir,
                         config: &inner.config,
                         isolation: &inner.isolation,
+                        ephemeral: &inner.ephemeral,
+                        storage: Some(storage),
                     };
                     let spare = inner.spares.as_deref().and_then(Spares::claim);
                     match Sandbox::start(args, spare).await {
                         Ok(sb) => {
-                        ephemeral: &inner.ephemeral,
-                        storage: Some(storage),
                             inner.code.attach(&code, &sb);
                             inner.pool.started(&sb);
                             metrics::counter!(m::COLD_STARTS_TOTAL, &labels).increment(1);
@@ -382,13 +393,13 @@ impl ExecHost {
             metrics::counter!(m::ERRORS_TOTAL, "account" => f.account_id.clone(), "function" => f.function_name.clone(), "error_type" => error_type).increment(1);
         }
         if outcome.1 && sandbox.exited().is_none() && !sandbox.api.init_failed() && !inner.invocations.is_closed() {
+            if inner.config.freeze_idle {
+                sandbox.park();
+            }
             inner.pool.release_idle(sandbox);
         } else {
             inner.pool.forget(sandbox.id);
             inner.destroys.spawn(async move { sandbox.destroy().await });
-            if inner.config.freeze_idle {
-                sandbox.park();
-            }
             self.update_gauge();
         }
         Ok(outcome.0)
@@ -562,10 +573,6 @@ impl ExecHost {
                 },
             },
             "sandboxes": {"live": live, "idle": idle, "max": inner.config.max_sandboxes},
-            "memory_mb": {"used": used, "budget": inner.pool.budget_mb()},
-            "runtimes": self.runtimes(),
-        })
-    }
             "ephemeral_storage_mb": {
                 "backing": match inner.ephemeral.backing() {
                     crate::ephemeral::Backing::Disk => "disk",
@@ -575,6 +582,10 @@ impl ExecHost {
                 "budget": inner.ephemeral.usage().1,
             },
             "freeze_idle": inner.config.freeze_idle && inner.isolation.cgroups.as_ref().is_some_and(|c| c.features().contains(&"cgroup_freezer")),
+            "memory_mb": {"used": used, "budget": inner.pool.budget_mb()},
+            "runtimes": self.runtimes(),
+        })
+    }
 
     /// Stored log events of a function, newest last (at most `limit`).
     pub fn log_events(&self, account_id: &str, function_name: &str, limit: usize) -> Vec<LogEvent> {

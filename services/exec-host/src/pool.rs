@@ -197,6 +197,15 @@ impl Pool {
         }
     }
 
+    /// Removes and returns the idle sandbox unused for longest (to free what it holds).
+    pub(crate) fn take_oldest_idle(&self) -> Option<Arc<Sandbox>> {
+        let mut st = self.state();
+        let pos = st.idle.iter().enumerate().min_by_key(|(_, i)| i.since).map(|(pos, _)| pos)?;
+        let idle = st.idle.remove(pos);
+        Self::forget_locked(&mut st, idle.sandbox.id);
+        Some(idle.sandbox)
+    }
+
     /// Removes and returns idle sandboxes unused for at least `idle_timeout`.
     pub(crate) fn take_expired(&self, idle_timeout: Duration) -> Vec<Arc<Sandbox>> {
         let mut st = self.state();

@@ -133,7 +133,8 @@ pub(crate) struct Sandbox {
     isolated: bool,
     cancel: CancellationToken,
     root_dir: Option<PathBuf>,
-    _storage: Option<Reservation>,
+    /// Its share of the host's ephemeral storage, returned by `destroy`.
+    storage: std::sync::Mutex<Option<Reservation>>,
     /// Whether the sandbox is idle and frozen (see [`Sandbox::park`]).
     freeze: std::sync::Mutex<Freeze>,
 }
@@ -389,7 +390,7 @@ impl Sandbox {
             isolated,
             cancel,
             root_dir,
-            _storage: storage,
+            storage: std::sync::Mutex::new(storage),
             freeze: std::sync::Mutex::default(),
         }))
     }
@@ -549,6 +550,8 @@ impl Sandbox {
             // namespace), so a plain rmdir is enough and never recurses into shared directories.
             let _ = tokio::fs::remove_dir(d).await;
         }
+        // Every process is gone, so is the mount namespace and with it the /tmp volume.
+        self.storage.lock().expect("storage poisoned").take();
     }
 }
 

@@ -4,7 +4,9 @@
 //! A spare is a parked thread that has `unshare`d a new network namespace (veth pair, addresses,
 //! Runtime API listener: see `net`), on cgroup v1 moved itself into a fresh, empty sandbox
 //! cgroup, and `unshare`d a mount namespace in which it mounted the function-independent part of a
-//! sandbox root (`isolation::base_ops`: ~60 mount calls). On a cold start the sandbox's limits are
+//! sandbox root (`isolation::base_ops`: ~60 mount calls), with a `/tmp` volume of the default
+//! `EphemeralStorage` (see `ephemeral`: formatting it is the slowest step, ~5 ms, and a function
+//! of another size replaces it on its cold start). On a cold start the sandbox's limits are
 //! written, then the thread forks the runtime, which inherits the namespaces and the cgroups, and
 //! ends; the runtime's side only mounts what is its own (code, `/proc`, `/etc/passwd`). This takes the two slowest
 //! function-independent steps off the cold path: creating the network (~1.5 ms) and the cgroup

@@ -269,6 +269,21 @@ pub(crate) fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// A warning when the host pipes core dumps to a helper: the kernel runs a piped `core_pattern`
+/// helper (as root, in the host's namespaces) even for a process whose RLIMIT_CORE is 0, passing
+/// the limit as `%c` for it to honour. A runtime is dumpable again after `execve`, so a crashing
+/// function reaches that helper (docs/security.md).
+pub(crate) fn core_pattern_note() -> Option<String> {
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").ok()?;
+    let pattern = pattern.trim();
+    pattern.starts_with('|').then(|| {
+        format!(
+            "kernel.core_pattern pipes crashes to `{pattern}`, which runs for crashing sandboxes too \
+             (RLIMIT_CORE 0 is passed as %c); set kernel.core_pattern=core to keep it off"
+        )
+    })
+}
+
 /// Converts a path to a C string (paths cannot hold NUL bytes except through bad input).
 pub(crate) fn cpath(p: &Path) -> anyhow::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).with_context(|| format!("path {} contains NUL", p.display()))

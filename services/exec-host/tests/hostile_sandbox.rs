@@ -131,11 +131,22 @@ async fn ephemeral_storage_beyond_the_host_budget_is_refused() {
     let t = TestHost::start_with(|c| c.ephemeral_storage_budget_mb = 1536).await;
     let a = function(&t, "big_a", 128, 1024);
     let b = function(&t, "big_b", 128, 1024);
-    call(&t, &a, json!({"action": "count"})).await;
-    let refused = t.host.invoke(common::invocation(&b, json!({"action": "count"}))).await;
+    // Busy: `a` sleeps in an invocation while `b` asks for more /tmp than is left.
+    let busy = t.host.invoke(common::invocation(&a, json!({"action": "rate"})));
+    let refused = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        t.host.invoke(common::invocation(&b, json!({"action": "count"}))).await
+    };
+    let (busy, refused) = tokio::join!(busy, refused);
     assert!(matches!(refused, Err(lamina_exec_host::ExecError::NoCapacity)), "{refused:?}");
+    assert!(!busy.expect("busy invocation").function_error);
     assert_eq!(t.host.health()["ephemeral_storage_mb"]["used"], 1024);
+    // Idle, `a` gives its /tmp up for `b`.
+    call(&t, &b, json!({"action": "count"})).await;
+    assert_eq!(t.host.health()["ephemeral_storage_mb"]["used"], 1024);
+    assert_eq!(t.host.health()["sandboxes"]["live"], 1);
     t.host.shutdown().await;
+    assert_eq!(t.host.health()["ephemeral_storage_mb"]["used"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

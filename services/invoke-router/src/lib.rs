@@ -277,8 +277,8 @@ impl InvokeRouter {
             timeout_s: row.timeout.clamp(0, u32::MAX as i64) as u32,
             environment,
             code_sha256_hex: row.code_sha256,
-        }
             ephemeral_storage_mb: row.ephemeral_storage.clamp(0, u32::MAX as i64) as u32,
+        }
     }
 }
 

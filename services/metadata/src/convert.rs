@@ -131,6 +131,7 @@ impl From<FunctionRow> for proto::FunctionRow {
             code_size: r.code_size,
             revision_id: r.revision_id,
             last_modified: r.last_modified,
+            ephemeral_storage: r.ephemeral_storage,
         }
     }
 }
@@ -141,7 +142,6 @@ impl TryFrom<proto::FunctionRow> for FunctionRow {
         Ok(Self {
             account_id: r.account_id,
             function_name: r.function_name,
-            ephemeral_storage: r.ephemeral_storage,
             version: r.version,
             description: r.description,
             runtime: r.runtime,
@@ -155,8 +155,14 @@ impl TryFrom<proto::FunctionRow> for FunctionRow {
             code_size: r.code_size,
             revision_id: r.revision_id,
             last_modified: r.last_modified,
+            ephemeral_storage: default_ephemeral(r.ephemeral_storage),
         })
     }
+}
+
+/// A peer built before `ephemeral_storage` existed sends 0: Lambda's default.
+fn default_ephemeral(mb: i64) -> i64 {
+    if mb == 0 { 512 } else { mb }
 }
 
 impl From<NewFunction> for proto::NewFunction {
@@ -165,20 +171,15 @@ impl From<NewFunction> for proto::NewFunction {
             function_name: f.function_name,
             description: f.description,
             runtime: f.runtime,
-            ephemeral_storage: default_ephemeral(r.ephemeral_storage),
             role: f.role,
             handler: f.handler,
             memory_size: f.memory_size,
             timeout: f.timeout,
-/// A peer built before `ephemeral_storage` existed sends 0: Lambda's default.
-fn default_ephemeral(mb: i64) -> i64 {
-    if mb == 0 { 512 } else { mb }
-}
-
             environment: f.environment,
             vpc_config: f.vpc_config,
             code_sha256: f.code_sha256,
             code_size: f.code_size,
+            ephemeral_storage: f.ephemeral_storage,
         }
     }
 }
@@ -189,7 +190,6 @@ impl TryFrom<proto::NewFunction> for NewFunction {
         Ok(Self {
             function_name: f.function_name,
             description: f.description,
-            ephemeral_storage: f.ephemeral_storage,
             runtime: f.runtime,
             role: f.role,
             handler: f.handler,
@@ -199,6 +199,7 @@ impl TryFrom<proto::NewFunction> for NewFunction {
             vpc_config: f.vpc_config,
             code_sha256: f.code_sha256,
             code_size: f.code_size,
+            ephemeral_storage: default_ephemeral(f.ephemeral_storage),
         })
     }
 }
@@ -209,13 +210,13 @@ impl From<FunctionPatch> for proto::FunctionPatch {
             description: p.description,
             runtime: p.runtime,
             role: p.role,
-            ephemeral_storage: default_ephemeral(f.ephemeral_storage),
             handler: p.handler,
             memory_size: p.memory_size,
             timeout: p.timeout,
             environment: p.environment.map(|value| proto::StringChange { value }),
             vpc_config: p.vpc_config.map(|value| proto::StringChange { value }),
             code: p.code.map(|c| proto::CodeRef { sha256_hex: c.sha256_hex, size: c.size }),
+            ephemeral_storage: p.ephemeral_storage,
         }
     }
 }
@@ -226,7 +227,6 @@ impl TryFrom<proto::FunctionPatch> for FunctionPatch {
         Ok(Self {
             description: p.description,
             runtime: p.runtime,
-            ephemeral_storage: p.ephemeral_storage,
             role: p.role,
             handler: p.handler,
             memory_size: p.memory_size,
@@ -234,6 +234,7 @@ impl TryFrom<proto::FunctionPatch> for FunctionPatch {
             environment: p.environment.map(|c| c.value),
             vpc_config: p.vpc_config.map(|c| c.value),
             code: p.code.map(|c| CodeRef { sha256_hex: c.sha256_hex, size: c.size }),
+            ephemeral_storage: p.ephemeral_storage,
         })
     }
 }
@@ -244,7 +245,6 @@ impl From<LatestUpdate> for proto::LatestUpdate {
     }
 }
 
-            ephemeral_storage: p.ephemeral_storage,
 impl TryFrom<proto::LatestUpdate> for LatestUpdate {
     type Error = Invalid;
     fn try_from(u: proto::LatestUpdate) -> Result<Self, Invalid> {
@@ -441,6 +441,7 @@ mod tests {
             code_size: 1234,
             revision_id: "rev".into(),
             last_modified: 1_700_000_000_000,
+            ephemeral_storage: 2048,
         }
     }
 
@@ -453,7 +454,6 @@ mod tests {
             description: String::new(),
             routing_config: routing.map(str::to_owned),
             revision_id: "r".into(),
-            ephemeral_storage: 2048,
         }
     }
 
@@ -504,6 +504,7 @@ mod tests {
             vpc_config: Some("{}".into()),
             code_sha256: "cd".repeat(32),
             code_size: 9,
+            ephemeral_storage: 512,
         });
         round_trip::<_, proto::FunctionPatch>(FunctionPatch::default());
         round_trip::<_, proto::FunctionPatch>(FunctionPatch {
@@ -512,13 +513,13 @@ mod tests {
             environment: Some(None),
             vpc_config: Some(Some("{}".into())),
             code: Some(CodeRef { sha256_hex: "ef".repeat(32), size: 10 }),
+            ephemeral_storage: Some(10240),
             ..FunctionPatch::default()
         });
         round_trip::<_, proto::LatestUpdate>(LatestUpdate {
             row: row("$LATEST"),
             replaced_code_sha256: Some("x".into()),
         });
-            ephemeral_storage: 512,
         round_trip::<_, proto::LatestUpdate>(LatestUpdate { row: row("$LATEST"), replaced_code_sha256: None });
         round_trip::<_, proto::AliasRow>(alias(None));
         round_trip::<_, proto::AliasRow>(alias(Some(r#"{"AdditionalVersionWeights":{"2":0.5}}"#)));
@@ -527,7 +528,6 @@ mod tests {
         round_trip::<_, proto::NewAlias>(NewAlias {
             alias_name: "live".into(),
             function_version: "1".into(),
-            ephemeral_storage: Some(10240),
             description: "d".into(),
             routing_config: Some(routing()),
         });

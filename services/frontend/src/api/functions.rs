@@ -311,13 +311,13 @@ pub async fn update_configuration(
         description: cfg.description,
         runtime: cfg.runtime,
         role: cfg.role,
-        ephemeral_storage: cfg.ephemeral_storage.as_ref().and_then(|e| e.size),
         handler: cfg.handler,
         memory_size: cfg.memory_size,
         timeout: cfg.timeout,
         environment: cfg.environment.as_ref().map(environment_json),
         vpc_config: cfg.vpc_config.as_ref().map(vpc_json),
         code: None,
+        ephemeral_storage: cfg.ephemeral_storage.as_ref().and_then(|e| e.size),
     };
     let updated = state
         .metadata
