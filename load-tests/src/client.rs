@@ -162,6 +162,26 @@ impl Client {
         self.call(Method::POST, "/2015-03-31/functions", body.to_string().as_bytes()).await.map(|_| ())
     }
 
+    /// CreateFunction with `Timeout` seconds (the others keep the default 3 s).
+    pub async fn create_function_timeout(
+        &self,
+        name: &str,
+        runtime: &str,
+        handler: &str,
+        zip: &[u8],
+        timeout: u32,
+    ) -> anyhow::Result<()> {
+        let body = serde_json::json!({
+            "FunctionName": name,
+            "Runtime": runtime,
+            "Handler": handler,
+            "Role": "arn:aws:iam::123456789012:role/bench",
+            "Timeout": timeout,
+            "Code": {"ZipFile": base64::engine::general_purpose::STANDARD.encode(zip)},
+        });
+        self.call(Method::POST, "/2015-03-31/functions", body.to_string().as_bytes()).await.map(|_| ())
+    }
+
     pub async fn delete_function(&self, name: &str) -> anyhow::Result<()> {
         self.call(Method::DELETE, &format!("/2015-03-31/functions/{name}"), b"").await.map(|_| ())
     }

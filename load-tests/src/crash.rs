@@ -75,7 +75,11 @@ pub async fn run(run: CrashRun) -> anyhow::Result<()> {
     let mut child = server.start().await?;
     let client = Client::new(&endpoint, Creds::from_file(&run.data_dir.join("credentials"))?)?;
     let name = "crash-sink";
-    crate::ensure_function(&client, name, "python3.11", &function_body(sink_port, run.work), 128).await?;
+    // A timeout far above the work: a slow cold start on a loaded machine must not turn into
+    // function errors, whose retries run out and drop the event (that is not what is tested).
+    let _ = client.delete_function(name).await;
+    let zip = crate::client::zip_of(&[("lambda_function.py", function_body(sink_port, run.work).as_bytes())]);
+    client.create_function_timeout(name, "python3.11", "lambda_function.handler", &zip, 60).await?;
     let mode = if run.cluster.is_some() { "lamina cluster (Redis queue)" } else { "lamina serve (SQLite queue)" };
     println!(
         "crash: {mode}, {} events from {} clients, {} SIGKILLs every {:?}..{:?}, {:?} of work per event",
@@ -132,7 +136,11 @@ pub async fn run(run: CrashRun) -> anyhow::Result<()> {
 
     let report = Report::of(&lock(&sink), &acked, &crashes, last_ready);
     println!("acknowledged (202): {} in {:.1} s; runs reported done: {}", acked.len(), sent.as_secs_f64(), report.runs);
-    println!("lost (acknowledged, never done): {missing}");
+    let never_started = {
+        let s = lock(&sink);
+        acked.iter().filter(|id| !s.dones.contains_key(*id) && !s.starts.contains_key(*id)).count()
+    };
+    println!("lost (acknowledged, never done): {missing} ({never_started} never started)");
     println!("duplicates (done more than once): {} events, {} extra runs", report.duplicated, report.extra_runs);
     println!(
         "interrupted by a kill: {} runs; redelivery after the restart: max {:.2} s, median {:.2} s",
