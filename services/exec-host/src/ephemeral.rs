@@ -156,7 +156,9 @@ impl Ephemeral {
                 .create_new(true)
                 .open(&image)
                 .with_context(|| format!("create {}", image.display()))?;
-            file.set_len(size_mb * 1024 * 1024).context("size image")?;
+            // ext4's own tables take ~2%: the image is a little larger so that the function can
+            // write the whole EphemeralStorage.Size it was promised.
+            file.set_len(image_mb(size_mb) * 1024 * 1024).context("size image")?;
             let out = std::process::Command::new(mkfs)
                 .args(["-q", "-F", "-t", "ext4", "-O", "^has_journal,^resize_inode", "-m", "0"])
                 .args(["-i", BYTES_PER_INODE, "-E", "nodiscard,lazy_itable_init=1"])
@@ -211,6 +213,11 @@ fn attach(file: &std::fs::File) -> anyhow::Result<Volume> {
         last = Some(anyhow::anyhow!("{dev}: {err}"));
     }
     Err(last.unwrap_or_else(|| anyhow::anyhow!("no loop device"))).context("attach a loop device")
+}
+
+/// Image size for a `/tmp` of `size_mb` usable megabytes.
+fn image_mb(size_mb: u64) -> u64 {
+    size_mb + size_mb.div_ceil(40) + 4
 }
 
 fn find_mkfs() -> Option<PathBuf> {

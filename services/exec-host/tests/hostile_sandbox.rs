@@ -113,16 +113,16 @@ async fn tmp_has_the_ephemeral_storage_size_and_ends_in_enospc() {
     let f = function(&t, "tmp1024", 256, 1024);
     let v = call(&t, &f, json!({"action": "fill_tmp", "mb": 2048})).await;
     let total = v["tmp_total_mb"].as_u64().expect("total");
-    // ext4's own tables take a little of the size.
-    assert!((1000..=1024).contains(&total), "df shows {total} MB for EphemeralStorage 1024: {v}");
+    // At least the size promised; ext4's tables come out of a slightly larger image.
+    assert!((1024..=1075).contains(&total), "df shows {total} MB for EphemeralStorage 1024: {v}");
     assert_eq!(v["error"], "No space left on device", "{v}");
     let written = v["written_mb"].as_u64().expect("written");
-    assert!((990..=1024).contains(&written), "{v}");
+    assert!((1024..=1075).contains(&written), "{v}");
     // The spare sandboxes' default size, after a function with another one.
     let d = function(&t, "tmp_default", 128, 0);
     let v = call(&t, &d, json!({"action": "fill_tmp", "mb": 0})).await;
     let total = v["tmp_total_mb"].as_u64().expect("total");
-    assert!((500..=512).contains(&total), "default /tmp is {total} MB: {v}");
+    assert!((512..=540).contains(&total), "default /tmp is {total} MB: {v}");
     t.host.shutdown().await;
 }
 
