@@ -47,13 +47,14 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     let (mut pi, mut ti, mut star, mut mark) = (0usize, 0usize, None::<usize>, 0usize);
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        // A `*` in the pattern is always a wildcard, also where the text holds a `*` too.
+        if pi < p.len() && p[pi] == '*' {
             star = Some(pi);
             mark = ti;
             pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some(s) = star {
             pi = s + 1;
             mark += 1;
@@ -256,6 +257,9 @@ mod tests {
         assert!(glob_match("a?c", "abc"));
         assert!(!glob_match("a?c", "abbc"));
         assert!(glob_match("*", ""));
+        // Found by the `policy` fuzz target: a `*` in the text used up the pattern's wildcard.
+        assert!(glob_match("*", "*rn:aws"));
+        assert!(glob_match("arn:aws:s3:::b-*", "arn:aws:s3:::b-*x"));
     }
 
     /// Property: adding a statement never removes access; removing the only matching one always does.
