@@ -273,7 +273,8 @@ async fn filling_tmp_fails_with_enospc() {
     let v = json(&out);
     assert!(!out.function_error, "{v}");
     assert_eq!(v["error"], "ENOSPC", "{v}");
-    assert!(v["written_mb"].as_u64().expect("written") <= 8, "{v}");
+    // 8 MB promised; the image adds room for ext4's own tables (ephemeral.rs), never more.
+    assert!(v["written_mb"].as_u64().expect("written") <= 13, "{v}");
     t.host.shutdown().await;
 }
 
