@@ -47,7 +47,7 @@ struct Shared {
 
 impl Shared {
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries.lock().expect("code cache poisoned")
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -94,7 +94,7 @@ pub(crate) struct Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let mut used = self.owner.used_mb.lock().expect("ephemeral budget poisoned");
+        let mut used = self.owner.used_mb.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *used = used.saturating_sub(self.mb);
     }
 }
@@ -132,12 +132,12 @@ impl Ephemeral {
 
     /// (reserved, budget) in MB.
     pub(crate) fn usage(&self) -> (u64, u64) {
-        (*self.used_mb.lock().expect("ephemeral budget poisoned"), self.budget_mb)
+        (*self.used_mb.lock().unwrap_or_else(std::sync::PoisonError::into_inner), self.budget_mb)
     }
 
     /// Reserves `mb` of the host's budget, or `None` when it would be exceeded.
     pub(crate) fn reserve(self: &Arc<Self>, mb: u64) -> Option<Reservation> {
-        let mut used = self.used_mb.lock().expect("ephemeral budget poisoned");
+        let mut used = self.used_mb.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if *used + mb > self.budget_mb {
             return None;
         }

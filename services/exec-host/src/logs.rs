@@ -136,7 +136,7 @@ impl LogCapture {
     /// Reads everything available on pipe `idx` without blocking; true at end of file.
     fn drain_one(&self, idx: usize) -> bool {
         let p = &self.pipes[idx];
-        let _guard = p.lock.lock().expect("pipe lock poisoned");
+        let _guard = p.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut buf = [0u8; 16 * 1024];
         loop {
             match p.rx.try_read(&mut buf) {
@@ -158,7 +158,7 @@ impl LogCapture {
 
     fn push(&self, data: &[u8]) {
         let ts = chrono::Utc::now().timestamp_millis();
-        let mut sink = self.sink.lock().expect("log sink poisoned");
+        let mut sink = self.sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match sink.current.as_mut() {
             Some(c) => c.push(ts, data),
             None => sink.between.push(ts, data),
@@ -167,7 +167,7 @@ impl LogCapture {
 
     /// Starts attributing output to a new invocation; output since the last one comes first.
     pub(crate) fn begin(&self) {
-        let mut sink = self.sink.lock().expect("log sink poisoned");
+        let mut sink = self.sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut cur = std::mem::take(&mut sink.between);
         if let Some(prev) = sink.current.take() {
             cur.append(prev);
@@ -178,7 +178,7 @@ impl LogCapture {
     /// Drains the pipes and returns the output of the invocation begun last.
     pub(crate) fn finish(&self) -> Captured {
         self.drain();
-        let mut sink = self.sink.lock().expect("log sink poisoned");
+        let mut sink = self.sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         sink.current.take().unwrap_or_default()
     }
 }
@@ -309,7 +309,7 @@ impl LogStore {
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.store.lock().expect("log store poisoned")
+        self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn append(&self, account: &str, function: &str, events: Vec<LogEvent>) {

@@ -143,7 +143,7 @@ impl RuntimeApi {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().expect("runtime api state poisoned")
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

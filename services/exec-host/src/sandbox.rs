@@ -463,7 +463,7 @@ impl Sandbox {
     }
 
     fn freeze_state(&self) -> std::sync::MutexGuard<'_, Freeze> {
-        self.freeze.lock().expect("freeze state poisoned")
+        self.freeze.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// True once the runtime process has exited.
@@ -551,7 +551,7 @@ impl Sandbox {
             let _ = tokio::fs::remove_dir(d).await;
         }
         // Every process is gone, so is the mount namespace and with it the /tmp volume.
-        self.storage.lock().expect("storage poisoned").take();
+        self.storage.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
     }
 }
 
