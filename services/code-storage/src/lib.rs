@@ -4,6 +4,7 @@ mod client;
 mod deletion;
 mod grpc;
 pub mod links;
+pub mod s3;
 mod validate;
 
 use std::path::{Path, PathBuf};
