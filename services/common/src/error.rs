@@ -36,6 +36,9 @@ pub enum ApiError {
     IncompleteSignature(String),
     #[error("The security token included in the request is invalid.")]
     UnrecognizedClient,
+    /// Session credentials past their expiry.
+    #[error("The security token included in the request is expired")]
+    ExpiredToken,
     #[error("Missing Authentication Token")]
     MissingAuthenticationToken,
     #[error("{0}")]
@@ -72,6 +75,7 @@ impl ApiError {
             Self::InvalidSignature(_) => "InvalidSignatureException",
             Self::IncompleteSignature(_) => "IncompleteSignatureException",
             Self::UnrecognizedClient => "UnrecognizedClientException",
+            Self::ExpiredToken => "ExpiredTokenException",
             Self::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             Self::UnknownOperation(_) => "UnknownOperationException",
             Self::ServiceUnavailable(_) => "ServiceUnavailableException",
@@ -97,6 +101,7 @@ impl ApiError {
             Self::AccessDenied(_)
             | Self::InvalidSignature(_)
             | Self::UnrecognizedClient
+            | Self::ExpiredToken
             | Self::MissingAuthenticationToken => StatusCode::FORBIDDEN,
             Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

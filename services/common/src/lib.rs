@@ -5,6 +5,7 @@ pub mod id;
 pub mod ids;
 pub mod names;
 pub mod policy;
+pub mod session;
 pub mod time;
 
 pub use error::{ApiError, ApiResult};

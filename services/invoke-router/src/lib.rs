@@ -385,6 +385,7 @@ pub fn attempt_of(result: ApiResult<InvokeOutcome>) -> Attempt {
             | ApiError::InvalidSignature(_)
             | ApiError::IncompleteSignature(_)
             | ApiError::UnrecognizedClient
+            | ApiError::ExpiredToken
             | ApiError::MissingAuthenticationToken
             | ApiError::UnknownOperation(_)),
         ) => {

@@ -105,6 +105,7 @@ pub fn from_status(status: Status, peer: &str) -> ApiError {
         "InvalidSignatureException" => ApiError::InvalidSignature(m),
         "IncompleteSignatureException" => ApiError::IncompleteSignature(m),
         "UnrecognizedClientException" => ApiError::UnrecognizedClient,
+        "ExpiredTokenException" => ApiError::ExpiredToken,
         "MissingAuthenticationTokenException" => ApiError::MissingAuthenticationToken,
         "UnknownOperationException" => ApiError::UnknownOperation(m),
         "ServiceUnavailableException" => ApiError::ServiceUnavailable(m),
@@ -133,6 +134,7 @@ mod tests {
             ApiError::Validation(vec!["a".into(), "b; c".into()]),
             ApiError::ServiceUnavailable("draining".into()),
             ApiError::UnrecognizedClient,
+            ApiError::ExpiredToken,
         ];
         for err in cases {
             let (ty, status, text) = (err.error_type(), err.status(), err.to_string());
