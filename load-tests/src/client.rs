@@ -54,6 +54,8 @@ pub struct Client {
     base: String,
     host: String,
     creds: Creds,
+    /// SigV4 service name: `lambda`, or `s3` for the S3 API.
+    service: &'static str,
     http: HyperClient<HttpConnector, Full<Bytes>>,
 }
 
@@ -64,19 +66,30 @@ impl Client {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let http = HyperClient::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build(connector);
-        Ok(Self { base: endpoint.trim_end_matches('/').to_owned(), host, creds, http })
+        Ok(Self { base: endpoint.trim_end_matches('/').to_owned(), host, creds, service: "lambda", http })
+    }
+
+    /// The same keys against the S3 API at `endpoint` (path-style, `x-amz-content-sha256` signed).
+    pub fn s3(&self, endpoint: &str) -> anyhow::Result<Self> {
+        Ok(Self { service: "s3", ..Self::new(endpoint, self.creds.clone())? })
     }
 
     fn sign(&self, method: Method, path: &str, body: &[u8], extra: &[(&str, &str)]) -> anyhow::Result<Signed> {
         let url = format!("{}{path}", self.base);
+        let mut settings = SigningSettings::default();
+        if self.service == "s3" {
+            settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
+            settings.uri_path_normalization_mode = aws_sigv4::http_request::UriPathNormalizationMode::Disabled;
+            settings.percent_encoding_mode = aws_sigv4::http_request::PercentEncodingMode::Single;
+        }
         let identity: Identity =
             Credentials::new(&self.creds.access_key_id, &self.creds.secret_access_key, None, None, "load").into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region("us-east-1")
-            .name("lambda")
+            .name(self.service)
             .time(SystemTime::now())
-            .settings(SigningSettings::default())
+            .settings(settings)
             .build()?
             .into();
         let mut headers: Vec<(&str, &str)> = vec![("host", self.host.as_str())];
@@ -95,6 +108,21 @@ impl Client {
 
     pub fn presigned_get(&self, path: &str) -> anyhow::Result<Signed> {
         self.sign(Method::GET, path, b"", &[])
+    }
+
+    /// A signed S3 PutObject of `body` at `path` (`/bucket/key`).
+    pub fn signed_put(&self, path: &str, body: &[u8]) -> anyhow::Result<Signed> {
+        self.sign(Method::PUT, path, body, &[])
+    }
+
+    /// A signed DELETE of `path`.
+    pub fn sign_delete(&self, path: &str) -> anyhow::Result<Signed> {
+        self.sign(Method::DELETE, path, b"", &[])
+    }
+
+    /// Sends a signed request once: the status and the body.
+    pub async fn send_once(&self, s: &Signed) -> anyhow::Result<(u16, Bytes)> {
+        self.send(s).await
     }
 
     pub fn presigned_post(&self, path: &str, body: &[u8]) -> anyhow::Result<Signed> {
@@ -158,6 +186,18 @@ impl Client {
             "Role": "arn:aws:iam::123456789012:role/bench",
             "MemorySize": memory,
             "Code": {"ZipFile": base64::engine::general_purpose::STANDARD.encode(zip)},
+        });
+        self.call(Method::POST, "/2015-03-31/functions", body.to_string().as_bytes()).await.map(|_| ())
+    }
+
+    /// CreateFunction of a Python no-op with the given `Code` object.
+    pub async fn create_function_with_code(&self, name: &str, code: serde_json::Value) -> anyhow::Result<()> {
+        let body = serde_json::json!({
+            "FunctionName": name,
+            "Runtime": "python3.11",
+            "Handler": "lambda_function.handler",
+            "Role": "arn:aws:iam::123456789012:role/bench",
+            "Code": code,
         });
         self.call(Method::POST, "/2015-03-31/functions", body.to_string().as_bytes()).await.map(|_| ())
     }

@@ -6,6 +6,7 @@ mod crash;
 mod direct;
 mod procs;
 mod queue;
+mod s3;
 mod stats;
 
 use std::path::PathBuf;
@@ -142,6 +143,24 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// S3 API: PutObject/GetObject of `--size-kib` objects beside the raw filesystem, then
+    /// CreateFunction from an S3 object beside ZipFile.
+    S3 {
+        #[arg(long, default_value = "http://127.0.0.1:9002")]
+        s3_endpoint: String,
+        #[arg(long, default_value_t = 4)]
+        size_kib: usize,
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Directory on the server's disk for the filesystem baseline.
+        #[arg(long, default_value = "./lamina-data")]
+        baseline_dir: PathBuf,
+        /// CreateFunction calls of each kind (0: skip).
+        #[arg(long, default_value_t = 0)]
+        creates: usize,
+    },
     /// Cold starts: Invoke to handler start, against starting the interpreter alone.
     Cold {
         #[arg(long, default_value = "python3.11")]
@@ -179,6 +198,17 @@ async fn main() -> anyhow::Result<()> {
             queue::events(&client, requests, concurrency, server_pid, drain).await
         }
         Command::Cold { runtime, count, memory } => cold(&client, &runtime, count, memory).await,
+        Command::S3 { s3_endpoint, size_kib, requests, concurrency, baseline_dir, creates } => {
+            let run = s3::S3Run {
+                s3_endpoint: &s3_endpoint,
+                size_kib,
+                requests,
+                concurrency,
+                baseline_dir: &baseline_dir,
+                creates,
+            };
+            s3::run(&client, &run).await
+        }
         Command::EnqueueRedis { .. } | Command::Crash { .. } => unreachable!("handled before reading credentials"),
     }
 }
