@@ -26,6 +26,13 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Runtime identifier -> how to start it. Its keys are the runtimes CreateFunction accepts.
     pub runtimes: BTreeMap<String, RuntimeSpec>,
+    /// AWS SDKs offered to the managed runtimes (`python/`: boto3; `nodejs/node_modules/`: AWS SDK
+    /// for JavaScript v3), from `scripts/install-runtime-sdks.sh`; mounted read-only in every sandbox
+    /// when it exists. Default: env `LAMINA_RUNTIME_SDK_DIR`, else the first existing of
+    /// `<binary>/../../runtime-sdks` (`target/runtime-sdks` for `target/release/lamina`) and
+    /// `./target/runtime-sdks` (docs/runtimes.md).
+    #[serde(with = "crate::isolation::optional_path")]
+    pub runtime_sdk_dir: Option<PathBuf>,
     /// Sum of `MemorySize` over live sandboxes may not exceed this (MB). Default: 75% of host RAM.
     pub memory_budget_mb: u64,
     /// Maximum number of live sandboxes.
@@ -94,6 +101,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("/var/lib/lamina/exec-host"),
             runtimes: probe_runtimes(),
+            runtime_sdk_dir: crate::isolation::default_runtime_sdk_dir(),
             memory_budget_mb: host_memory_mb().map(|m| m * 3 / 4).unwrap_or(4096),
             max_sandboxes: 256,
             account_share_percent: 50,

@@ -291,6 +291,42 @@ pub(crate) async fn probe_namespaces(
     result
 }
 
+/// Where the runtime SDK directory (`Config::runtime_sdk_dir`) appears in a sandbox.
+pub(crate) const SDK_MOUNT: &str = "var/sdk";
+
+/// The SDK directory found without configuration: `LAMINA_RUNTIME_SDK_DIR`, else the
+/// `runtime-sdks` directory of the cargo target directory holding this binary, else
+/// `./target/runtime-sdks` (where `scripts/install-runtime-sdks.sh` installs by default).
+/// Test binaries live one level deeper (`target/debug/deps`), so tests see the SDKs only when
+/// they ask for them.
+pub(crate) fn default_runtime_sdk_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("LAMINA_RUNTIME_SDK_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    let beside_binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("runtime-sdks")));
+    let in_cwd = std::env::current_dir().ok().map(|d| d.join("target/runtime-sdks"));
+    beside_binary.into_iter().chain(in_cwd).find(|d| d.is_dir())
+}
+
+/// Serde form of an optional path: `""` for none, so that the field still appears in a
+/// serialised config (the config file's `[exec_host]` table may only name fields that do).
+pub(crate) mod optional_path {
+    use std::path::PathBuf;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.as_deref().map(|p| p.to_string_lossy()).unwrap_or_default())
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+        let s = Option::<String>::deserialize(d)?.unwrap_or_default();
+        Ok((!s.is_empty()).then(|| PathBuf::from(s)))
+    }
+}
+
 /// Directory for sandbox roots.
 pub(crate) fn sandboxes_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("sandboxes")
