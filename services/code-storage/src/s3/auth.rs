@@ -17,7 +17,10 @@ use super::{CodeDownloads, Credentials};
 /// Who a verified request comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Principal {
-    Account { account_id: String, access_key: String },
+    Account {
+        account_id: String,
+        access_key: String,
+    },
     /// The reserved key that signs GetFunction's `Code.Location`.
     CodeDownloads,
 }
@@ -67,18 +70,16 @@ impl S3Auth for Auth {
         })?;
         match found {
             Some(caller) => {
-                let principal =
-                    Principal::Account { account_id: caller.account_id, access_key: access_key.to_owned() };
+                let principal = Principal::Account { account_id: caller.account_id, access_key: access_key.to_owned() };
                 remember(&scope, access_key, principal);
                 Ok(SecretKey::from(caller.secret_access_key))
             }
             None if scope.session_token.is_some() => {
                 Err(s3_error!(InvalidToken, "The provided token is malformed or otherwise invalid."))
             }
-            None => Err(s3_error!(
-                InvalidAccessKeyId,
-                "The AWS Access Key Id you provided does not exist in our records."
-            )),
+            None => {
+                Err(s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records."))
+            }
         }
     }
 }

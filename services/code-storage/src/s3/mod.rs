@@ -61,7 +61,8 @@ pub trait ObjectEvents: Send + Sync + 'static {
 /// A per-account storage limit, asked before a write becomes visible.
 pub trait Quota: Send + Sync + 'static {
     /// Ok(Err(reason)): storing `adding_bytes` more would exceed the account's quota.
-    fn check<'a>(&'a self, account_id: &'a str, adding_bytes: u64) -> BoxFuture<'a, anyhow::Result<Result<(), String>>>;
+    fn check<'a>(&'a self, account_id: &'a str, adding_bytes: u64)
+    -> BoxFuture<'a, anyhow::Result<Result<(), String>>>;
 }
 
 /// The reserved principal that signs GetFunction's `Code.Location` URLs.

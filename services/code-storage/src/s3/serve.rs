@@ -19,11 +19,7 @@ use super::auth::{Access, Auth, RequestScope, SCOPE};
 use super::service::Handler;
 
 /// Serves the S3 API on `listener` until `shutdown`; in-flight requests finish.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    api: S3Api,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn serve(listener: tokio::net::TcpListener, api: S3Api, shutdown: CancellationToken) -> anyhow::Result<()> {
     let service = build_service(&api);
     let tracker = TaskTracker::new();
     loop {
@@ -82,7 +78,8 @@ async fn handle(
 ) -> Result<http::Response<s3s::Body>, HttpError> {
     let request_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_ascii_uppercase();
     let host_id = base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().as_bytes());
-    let scope = Arc::new(RequestScope::new(session_token(&req), request_id.clone(), host_id.clone(), peer.ip().to_string()));
+    let scope =
+        Arc::new(RequestScope::new(session_token(&req), request_id.clone(), host_id.clone(), peer.ip().to_string()));
     let req = req.map(s3s::Body::from);
     let mut resp = SCOPE.scope(scope, service.call(req)).await?;
     if let Ok(v) = http::HeaderValue::from_str(&request_id) {
@@ -109,7 +106,8 @@ fn session_token<B>(req: &http::Request<B>) -> Option<String> {
 fn form_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     query.split('&').filter_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+        let decode =
+            |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
         Some((decode(k), decode(v)))
     })
 }

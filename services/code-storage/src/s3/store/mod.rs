@@ -30,9 +30,9 @@ use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
 pub(crate) use buckets::{BucketMeta, Versioning};
-pub(crate) use list::{ListPage, ListParams, VersionsPage};
-pub(crate) use multipart::{CompletePart, PartRecord, UploadRecord};
-pub(crate) use objects::{Checksums, ObjectHeaders, TempData};
+pub(crate) use list::ListParams;
+pub(crate) use multipart::CompletePart;
+pub(crate) use objects::{Checksums, Committed, ObjectHeaders, TempData};
 pub(crate) use versions::VersionRecord;
 
 /// Why the store refused an operation; the service maps each to S3's error.
@@ -50,9 +50,13 @@ pub(crate) enum StoreError {
     MethodNotAllowed { delete_marker: String },
     #[error("Invalid version id specified")]
     InvalidVersionId,
-    #[error("The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.")]
+    #[error(
+        "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+    )]
     NoSuchUpload,
-    #[error("The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.")]
+    #[error(
+        "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."
+    )]
     BucketAlreadyExists,
     #[error("Your previous request to create the named bucket succeeded and you already own it.")]
     BucketAlreadyOwnedByYou,
@@ -174,10 +178,6 @@ impl S3Store {
             total += self.bucket_bytes(&meta.name).await?;
         }
         Ok(total)
-    }
-
-    fn root(&self) -> &Path {
-        &self.inner.root
     }
 
     fn tmp_dir(&self) -> PathBuf {

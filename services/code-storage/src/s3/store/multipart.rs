@@ -174,8 +174,8 @@ impl S3Store {
             let mut size = 0u64;
             let mut buf = vec![0u8; 1 << 20];
             for part in &chosen {
-                let mut file = std::fs::File::open(dir2.join(format!("part-{}", part.part_number)))
-                    .context("open part data")?;
+                let mut file =
+                    std::fs::File::open(dir2.join(format!("part-{}", part.part_number))).context("open part data")?;
                 loop {
                     let n = file.read(&mut buf).context("read part data")?;
                     if n == 0 {
@@ -195,9 +195,7 @@ impl S3Store {
         .await
         .context("join part assembly")?;
         match joined {
-            Ok((size, md5, etag)) => {
-                Ok((TempData { path: target, size, md5, checksums: Checksums::default() }, etag))
-            }
+            Ok((size, md5, etag)) => Ok((TempData { path: target, size, md5, checksums: Checksums::default() }, etag)),
             Err(e) => {
                 let _ = tokio::fs::remove_file(&target).await;
                 Err(e.into())

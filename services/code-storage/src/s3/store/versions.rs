@@ -36,11 +36,6 @@ pub(crate) struct VersionRecord {
 }
 
 impl S3Store {
-    /// Every version of `key`, newest first; empty when the key has none.
-    pub(crate) async fn versions(&self, bucket: &str, key: &str) -> StoreResult<Vec<VersionRecord>> {
-        read_versions(&self.object_dir(bucket, key)).await
-    }
-
     /// The latest version (`version_id` None) or the named one.
     pub(crate) async fn get_version(
         &self,
