@@ -94,6 +94,11 @@ pub struct Config {
     /// New outbound connections (conntrack entries) one sandbox may hold at once; more are
     /// refused. Size `net.netfilter.nf_conntrack_max` for `max_sandboxes` times this.
     pub max_connections_per_sandbox: u32,
+    /// `host:port` of Lamina's Lambda API as this host reaches it. Sandboxes then get
+    /// `AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:9000`, proxied to it (nothing else of the host opens).
+    pub lambda_endpoint: Option<String>,
+    /// `host:port` of Lamina's S3 API, given to sandboxes as `AWS_ENDPOINT_URL_S3=http://127.0.0.1:9002`.
+    pub s3_endpoint: Option<String>,
 }
 
 impl Default for Config {
@@ -124,6 +129,8 @@ impl Default for Config {
             blocked_networks: Vec::new(),
             egress_allow: Vec::new(),
             max_connections_per_sandbox: 1024,
+            lambda_endpoint: None,
+            s3_endpoint: None,
         }
     }
 }
@@ -154,6 +161,9 @@ impl Config {
             crate::net::Ipv4Net::parse(n).map_err(|e| anyhow::anyhow!("exec_host.egress_allow (IPv4 only): {e:#}"))?;
         }
         anyhow::ensure!(self.max_connections_per_sandbox > 0, "exec_host.max_connections_per_sandbox must be > 0");
+        for (name, endpoint) in [("lambda_endpoint", &self.lambda_endpoint), ("s3_endpoint", &self.s3_endpoint)] {
+            crate::endpoints::check(endpoint.as_deref()).map_err(|e| anyhow::anyhow!("exec_host.{name}: {e:#}"))?;
+        }
         for (name, spec) in &self.runtimes {
             anyhow::ensure!(!spec.command.is_empty(), "exec_host.runtimes.{name}.command is empty");
             anyhow::ensure!(

@@ -2,6 +2,7 @@
 //! in, the in-process call, proto out).
 
 use lamina_common::FunctionSnapshot;
+use lamina_common::session::SessionCredentials;
 use lamina_rpc::common::{HealthReply, HealthRequest, LogEvent as LogEventProto};
 use lamina_rpc::exechost::exec_host_client::ExecHostClient;
 use lamina_rpc::exechost::exec_host_server::{ExecHost as Api, ExecHostServer};
@@ -95,6 +96,24 @@ fn snapshot_domain(f: lamina_rpc::common::FunctionSnapshot) -> Result<FunctionSn
     })
 }
 
+fn credentials_proto(c: SessionCredentials) -> lamina_rpc::exechost::SessionCredentials {
+    lamina_rpc::exechost::SessionCredentials {
+        access_key_id: c.access_key_id,
+        secret_access_key: c.secret_access_key,
+        session_token: c.session_token,
+        expiration: c.expiration,
+    }
+}
+
+fn credentials_domain(c: lamina_rpc::exechost::SessionCredentials) -> SessionCredentials {
+    SessionCredentials {
+        access_key_id: c.access_key_id,
+        secret_access_key: c.secret_access_key,
+        session_token: c.session_token,
+        expiration: c.expiration,
+    }
+}
+
 fn log_proto(e: LogEvent) -> LogEventProto {
     LogEventProto { timestamp_ms: e.timestamp_ms, log_stream: e.log_stream, message: e.message }
 }
@@ -122,6 +141,7 @@ impl Api for Server {
             trace_id: r.trace_id,
             tail_log: r.tail_log,
             account_share_percent: r.account_share_percent,
+            credentials: r.credentials.map(credentials_domain),
         };
         // The run finishes (freeing its sandbox) even if the router's call is dropped.
         let host = self.host.clone();
@@ -204,6 +224,7 @@ impl HostClient {
                     trace_id: inv.trace_id,
                     tail_log: inv.tail_log,
                     account_share_percent: inv.account_share_percent,
+                    credentials: inv.credentials.map(credentials_proto),
                 };
                 let r = client.clone().invoke(request).await.map_err(|s| exec_error(s, id))?.into_inner();
                 Ok(InvokeOutcome {

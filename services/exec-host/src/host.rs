@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use lamina_code_storage::CodeClient;
 use lamina_common::FunctionSnapshot;
+use lamina_common::session::SessionCredentials;
 
 use crate::code::CodeCache;
 use crate::config::Config;
@@ -50,6 +51,9 @@ pub struct Invocation {
     /// The account's share of this host in percent, when the operator set one for it (else
     /// `Config::account_share_percent`).
     pub account_share_percent: Option<u32>,
+    /// Temporary credentials for the function's code: a sandbox started for this invocation gets
+    /// them in its environment, and a warm one is reused only while its own stay valid long enough.
+    pub credentials: Option<SessionCredentials>,
 }
 
 /// The result of a completed invocation (successful or not).
@@ -117,7 +121,9 @@ impl ExecHost {
     ) -> anyhow::Result<ExecHost> {
         config.validate()?;
         m::describe();
-        crate::fd_limit::raise_and_log(config.max_sandboxes, !config.allow_host_ports.is_empty());
+        let proxied =
+            !config.allow_host_ports.is_empty() || !crate::endpoints::Endpoints::from_config(&config).is_empty();
+        crate::fd_limit::raise_and_log(config.max_sandboxes, proxied);
         let data_dir = config.data_dir.clone();
         let runtime_dir = data_dir.join("runtime");
         let sandboxes_dir = crate::isolation::sandboxes_dir(&data_dir);
@@ -322,6 +328,13 @@ impl ExecHost {
             }
             match acq {
                 Acquired::Warm(sb) => {
+                    let now = chrono::Utc::now().timestamp();
+                    if !sb.credentials_outlast(inv.credentials.is_some(), f.timeout_s, now) {
+                        tracing::debug!(sandbox = sb.id, "retiring a warm sandbox whose credentials expire too soon");
+                        inner.pool.forget(sb.id);
+                        inner.destroys.spawn(async move { sb.destroy().await });
+                        continue;
+                    }
                     let thawed = sb.unpark();
                     if let Err(e) = &thawed {
                         tracing::warn!(sandbox = sb.id, "{e:#}");
@@ -361,6 +374,7 @@ impl ExecHost {
                         isolation: &inner.isolation,
                         ephemeral: &inner.ephemeral,
                         storage: Some(storage),
+                        credentials: inv.credentials.as_ref(),
                     };
                     let spare = inner.spares.as_deref().and_then(Spares::claim);
                     match Sandbox::start(args, spare).await {
@@ -764,6 +778,7 @@ mod tests {
             trace_id: String::new(),
             tail_log: false,
             account_share_percent: None,
+            credentials: None,
         }
     }
 

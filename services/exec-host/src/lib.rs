@@ -4,6 +4,7 @@
 mod cgroup;
 mod code;
 mod config;
+mod endpoints;
 mod ephemeral;
 mod error;
 mod fd_limit;

@@ -12,8 +12,9 @@
 //! (Docker published ports, kube-proxy service IPs). Destinations are checked before the host's
 //! own DNAT rules run (prerouting, priority -150) and again after them (forward). New connections
 //! per sandbox are capped with `ct count`, so one sandbox cannot fill the conntrack table. Host
-//! ports on the allow-list are reached through a redirect inside the namespace to a proxy
-//! listener the host serves.
+//! ports on the allow-list, and Lamina's own APIs at their fixed in-sandbox ports (see
+//! `endpoints`), are reached through a redirect inside the namespace to a proxy listener the host
+//! serves; the proxy connects only to the allow-listed host port or the configured endpoint.
 #![allow(unsafe_code)]
 
 use std::fmt;
@@ -24,6 +25,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use anyhow::Context;
+
+use crate::endpoints::Endpoints;
 
 /// Port of the Runtime API inside every sandbox.
 pub(crate) const RUNTIME_API_PORT: u16 = 9001;
@@ -106,6 +109,28 @@ pub(crate) struct Network {
     allow_ports: Vec<(u16, u16)>,
     nft: PathBuf,
     max_connections: u32,
+    endpoints: Endpoints,
+}
+
+/// Where the per-sandbox proxy may connect, by the port the sandbox dialled on its `127.0.0.1`.
+#[derive(Debug, Clone)]
+pub(crate) struct ProxyRoutes {
+    allow: Vec<(u16, u16)>,
+    endpoints: Endpoints,
+}
+
+impl ProxyRoutes {
+    /// The endpoint of Lamina's API at that in-sandbox port, else the same port on the host's
+    /// loopback if it is allow-listed. Never the Runtime API's port.
+    fn target(&self, port: u16) -> Option<String> {
+        if port == RUNTIME_API_PORT {
+            return None;
+        }
+        if let Some(endpoint) = self.endpoints.target(port) {
+            return Some(endpoint.to_owned());
+        }
+        self.allow.iter().any(|&(a, b)| (a..=b).contains(&port)).then(|| format!("127.0.0.1:{port}"))
+    }
 }
 
 /// The network of one sandbox.
@@ -114,7 +139,7 @@ pub(crate) struct SandboxNet {
     pub(crate) ns: OwnedFd,
     /// Runtime API listener on 127.0.0.1:9001 inside the namespace.
     pub(crate) api: TcpListener,
-    /// Listener inside the namespace that allow-listed host ports are redirected to.
+    /// Listener inside the namespace that allow-listed host ports and the endpoints are redirected to.
     pub(crate) proxy: Option<TcpListener>,
     /// Name of the host end of the veth pair.
     pub(crate) host_if: String,
@@ -172,12 +197,13 @@ impl Network {
             tracing::info!("enabled net.ipv4.ip_forward for sandbox egress (other forwarding stays blocked)");
         }
         check_conntrack_max(c);
-        Ok(Network { subnet, allow_ports, nft, max_connections: c.max_connections_per_sandbox })
+        let endpoints = Endpoints::from_config(c);
+        Ok(Network { subnet, allow_ports, nft, max_connections: c.max_connections_per_sandbox, endpoints })
     }
 
-    /// Allow-listed host ports (inclusive ranges).
-    pub(crate) fn allow_ports(&self) -> &[(u16, u16)] {
-        &self.allow_ports
+    /// Where a sandbox's proxy connects.
+    pub(crate) fn proxy_routes(&self) -> ProxyRoutes {
+        ProxyRoutes { allow: self.allow_ports.clone(), endpoints: self.endpoints.clone() }
     }
 
     /// Creates a sandbox's namespace, veth pair and listeners (blocking; runs its own thread
@@ -238,14 +264,15 @@ impl Network {
             add_default_route(&ns_ctl, host_ip).context("add default route")?;
             let api = TcpListener::bind((Ipv4Addr::LOCALHOST, RUNTIME_API_PORT)).context("bind runtime api")?;
             api.set_nonblocking(true)?;
-            let proxy = if self.allow_ports.is_empty() {
+            let proxy = if self.allow_ports.is_empty() && self.endpoints.is_empty() {
                 None
             } else {
                 let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("bind host-port proxy")?;
                 l.set_nonblocking(true)?;
                 let port = l.local_addr()?.port();
                 // Runs `nft` from this thread, so inside the sandbox's namespace.
-                run_nft(&self.nft, &sandbox_rules(&self.allow_ports, port, self.max_connections))
+                let ports = redirected_ports(&self.allow_ports, &self.endpoints.ports());
+                run_nft(&self.nft, &sandbox_rules(&ports, port, self.max_connections))
                     .context("install host-port redirect")?;
                 Some(l)
             };
@@ -335,6 +362,19 @@ fn check_conntrack_max(c: &crate::Config) {
     }
 }
 
+/// The ports a sandbox's redirect catches: the allow-list and the endpoints' ports (an endpoint
+/// port inside an allowed range is already covered: nftables refuses overlapping elements).
+fn redirected_ports(allow: &[(u16, u16)], endpoints: &[u16]) -> Vec<(u16, u16)> {
+    let mut out = allow.to_vec();
+    for &p in endpoints {
+        if !out.iter().any(|&(a, b)| (a..=b).contains(&p)) {
+            out.push((p, p));
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
 /// The sandbox's own table: connections to allow-listed ports on 127.0.0.1 go to the proxy.
 /// Its rules make the kernel track connections inside the namespace, so they are capped too.
 fn sandbox_rules(ports: &[(u16, u16)], proxy_port: u16, max_connections: u32) -> String {
@@ -386,10 +426,10 @@ pub(crate) fn original_dst_port(fd: &impl AsRawFd) -> io::Result<u16> {
 }
 
 /// Serves a sandbox's host-port proxy: each connection redirected to it inside the sandbox is
-/// joined to the same port on the host's 127.0.0.1, if that port is allow-listed.
+/// joined to its route's target (see [`ProxyRoutes::target`]); others are closed.
 pub(crate) async fn serve_host_proxy(
     listener: tokio::net::TcpListener,
-    allow: Vec<(u16, u16)>,
+    routes: ProxyRoutes,
     cancel: tokio_util::sync::CancellationToken,
 ) {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(PROXY_MAX_CONNECTIONS));
@@ -411,8 +451,8 @@ pub(crate) async fn serve_host_proxy(
             tracing::debug!("host-port proxy connection limit reached: closing");
             continue;
         };
-        let port = match original_dst_port(&inbound) {
-            Ok(p) if allow.iter().any(|&(a, b)| (a..=b).contains(&p)) && p != RUNTIME_API_PORT => p,
+        let target = match original_dst_port(&inbound).map(|p| routes.target(p)) {
+            Ok(Some(target)) => target,
             other => {
                 tracing::debug!(?other, "host-port proxy: connection without an allowed destination");
                 continue;
@@ -421,7 +461,7 @@ pub(crate) async fn serve_host_proxy(
         let cancel = cancel.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let Ok(mut outbound) = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await else {
+            let Ok(mut outbound) = tokio::net::TcpStream::connect(target.as_str()).await else {
                 return;
             };
             tokio::select! {
@@ -696,6 +736,24 @@ mod tests {
         assert!(at("priority -150") < at("hook input"));
         assert!(at("ct status dnat") < at("iifname \"lmn*\" accept"));
         assert!(r.contains("ct count over 7"), "{r}");
+    }
+
+    #[test]
+    fn endpoints_are_redirected_and_routed_before_the_allow_list() {
+        assert_eq!(redirected_ports(&[(5000, 5000)], &[9000, 9002]), vec![(5000, 5000), (9000, 9000), (9002, 9002)]);
+        assert_eq!(redirected_ports(&[(8000, 9500)], &[9000, 9002]), vec![(8000, 9500)]);
+        let config = crate::Config {
+            lambda_endpoint: Some("10.1.2.3:4000".into()),
+            s3_endpoint: Some("127.0.0.1:4002".into()),
+            runtimes: Default::default(),
+            ..crate::Config::default()
+        };
+        let routes = ProxyRoutes { allow: vec![(8000, 9500)], endpoints: Endpoints::from_config(&config) };
+        assert_eq!(routes.target(9000).as_deref(), Some("10.1.2.3:4000"));
+        assert_eq!(routes.target(9002).as_deref(), Some("127.0.0.1:4002"));
+        assert_eq!(routes.target(8080).as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(routes.target(9001), None, "the Runtime API port is never proxied");
+        assert_eq!(routes.target(4002), None, "an endpoint's own port is not open by itself");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use lamina_common::FunctionSnapshot;
+use lamina_common::session::SessionCredentials;
 
 use crate::cgroup::SandboxCgroup;
 use crate::config::{Config, RuntimeSpec};
@@ -114,7 +115,17 @@ pub(crate) struct StartArgs<'a> {
     pub(crate) ephemeral: &'a Arc<Ephemeral>,
     /// The sandbox's share of the host's ephemeral storage, held while it lives.
     pub(crate) storage: Option<Reservation>,
+    /// Temporary credentials for the function's code, put in its environment.
+    pub(crate) credentials: Option<&'a SessionCredentials>,
 }
+
+/// Variables holding credentials: only the session credentials Lamina gives a sandbox fill them,
+/// never the function's own configuration (the API refuses them there already).
+const CREDENTIAL_VARS: &[&str] = &["AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
+
+/// A warm sandbox's credentials must outlast an invocation's timeout by this much (seconds) for
+/// it to take the invocation, so code that uses them late in a run still finds them valid.
+pub(crate) const CREDENTIALS_MARGIN_S: i64 = 15 * 60;
 
 /// A live runtime process tree.
 pub(crate) struct Sandbox {
@@ -137,6 +148,8 @@ pub(crate) struct Sandbox {
     storage: std::sync::Mutex<Option<Reservation>>,
     /// Whether the sandbox is idle and frozen (see [`Sandbox::park`]).
     freeze: std::sync::Mutex<Freeze>,
+    /// Expiry (unix seconds) of the credentials in its environment.
+    credentials_expire_at: Option<i64>,
 }
 
 /// Idle-freezing state of a sandbox.
@@ -233,6 +246,17 @@ impl Sandbox {
             })
             .collect();
         let mut env: BTreeMap<String, String> = f.environment.clone();
+        for k in CREDENTIAL_VARS {
+            env.remove(*k);
+        }
+        let endpoints = crate::endpoints::Endpoints::from_config(a.config).env(network.is_some());
+        let credentials = a.credentials.map(|c| {
+            [
+                ("AWS_ACCESS_KEY_ID", c.access_key_id.clone()),
+                ("AWS_SECRET_ACCESS_KEY", c.secret_access_key.clone()),
+                ("AWS_SESSION_TOKEN", c.session_token.clone()),
+            ]
+        });
         for (k, v) in [
             ("AWS_LAMBDA_FUNCTION_NAME", f.function_name.clone()),
             ("AWS_LAMBDA_FUNCTION_VERSION", f.version.clone()),
@@ -249,7 +273,11 @@ impl Sandbox {
             ("TZ", ":UTC".to_string()),
             ("LANG", "en_US.UTF-8".to_string()),
             ("PATH", "/usr/local/bin:/usr/bin/:/bin:/opt/bin".to_string()),
-        ] {
+        ]
+        .into_iter()
+        .chain(credentials.into_iter().flatten())
+        .chain(endpoints)
+        {
             env.insert(k.to_string(), v);
         }
         let env: Vec<(String, String)> = env.into_iter().collect();
@@ -353,8 +381,8 @@ impl Sandbox {
             Some(n) => {
                 if let Some(proxy) = n.proxy {
                     let proxy = tokio::net::TcpListener::from_std(proxy).context("register host-port proxy")?;
-                    let ports = a.isolation.network.as_ref().map(|n| n.allow_ports().to_vec()).unwrap_or_default();
-                    tokio::spawn(crate::net::serve_host_proxy(proxy, ports, cancel.clone()));
+                    let routes = a.isolation.network.as_ref().map(|n| n.proxy_routes()).context("proxy routes")?;
+                    tokio::spawn(crate::net::serve_host_proxy(proxy, routes, cancel.clone()));
                 }
                 let l = tokio::net::TcpListener::from_std(n.api).context("register runtime api listener")?;
                 // Only processes inside the namespace can connect: no per-connection check.
@@ -392,7 +420,19 @@ impl Sandbox {
             root_dir,
             storage: std::sync::Mutex::new(storage),
             freeze: std::sync::Mutex::default(),
+            credentials_expire_at: a.credentials.map(|c| c.expiration),
         }))
+    }
+
+    /// Whether this warm sandbox may take an invocation that brings credentials (`wanted`) and
+    /// may run `timeout_s`: its own credentials must outlast the run by [`CREDENTIALS_MARGIN_S`].
+    /// A sandbox started without credentials never takes one that brings them.
+    pub(crate) fn credentials_outlast(&self, wanted: bool, timeout_s: u32, now: i64) -> bool {
+        match (wanted, self.credentials_expire_at) {
+            (false, _) => true,
+            (true, None) => false,
+            (true, Some(expires)) => expires - now > i64::from(timeout_s) + CREDENTIALS_MARGIN_S,
+        }
     }
 
     /// Marks the sandbox idle (between invocations) and, unless it is taken again first, freezes

@@ -1,6 +1,7 @@
 //! The invoke router: resolves what to run, enforces account concurrency, and hands the
 //! invocation to an execution host.
 
+mod credentials;
 mod detach;
 pub mod grpc;
 mod hosts;
@@ -74,6 +75,8 @@ pub struct InvokeRouter {
     region: String,
     leases: Leases,
     queue: QueueClient,
+    /// Mints credentials for function code, when given a session key.
+    sessions: Option<std::sync::Arc<credentials::Minter>>,
 }
 
 /// Tries of one invocation on different hosts when a host refuses it before it started.
@@ -97,7 +100,14 @@ pub(crate) async fn within_deadline<T>(what: &str, step: impl Future<Output = an
 impl InvokeRouter {
     /// Wires the router to its peers.
     pub fn new(metadata: MetadataClient, hosts: Hosts, region: String, leases: Leases, queue: QueueClient) -> Self {
-        Self { metadata, hosts, region, leases, queue }
+        Self { metadata, hosts, region, leases, queue, sessions: None }
+    }
+
+    /// Gives every invocation temporary credentials for its function's code, minted with the
+    /// installation's session key (`lamina_common::session::derive_key` of the master key).
+    pub fn with_session_key(mut self, key: [u8; 32]) -> Self {
+        self.sessions = Some(std::sync::Arc::new(credentials::Minter::new(key)));
+        self
     }
 
     /// The metadata handle (its cache is invalidated by other processes' writes).
@@ -210,6 +220,10 @@ impl InvokeRouter {
         let row = target.row;
         let invoked_arn = self.invoked_arn(&req);
         let executed_version = row.version.clone();
+        let credentials = self.sessions.as_ref().map(|minter| {
+            let arn = function_arn(&self.region, &row.account_id, &row.function_name);
+            minter.credentials(&row.account_id, &arn, &row.role, unix_now())
+        });
         let invocation = Invocation {
             function: self.snapshot(row),
             request_id: req.request_id.clone(),
@@ -220,6 +234,7 @@ impl InvokeRouter {
             trace_id: trace_id(),
             tail_log: req.tail_log,
             account_share_percent: target.host_share_percent.and_then(|p| u32::try_from(p).ok()),
+            credentials,
         };
         // The run finishes (and frees its slot and sandbox) even if the caller goes away.
         let hosts = self.hosts.clone();
@@ -397,6 +412,12 @@ pub fn attempt_of(result: ApiResult<InvokeOutcome>) -> Attempt {
 
 fn serde_json_map(text: &str) -> Option<BTreeMap<String, String>> {
     serde_json::from_str(text).ok()
+}
+
+/// Unix seconds now.
+fn unix_now() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// An X-Ray-shaped trace id for the Runtime API.

@@ -171,6 +171,7 @@ pub fn invocation(f: &FunctionSnapshot, event: serde_json::Value) -> Invocation 
         trace_id: "Root=1-00000000-000000000000000000000000".into(),
         tail_log: true,
         account_share_percent: None,
+        credentials: None,
     }
 }
 
