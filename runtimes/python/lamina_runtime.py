@@ -585,6 +585,22 @@ def _without_site():
         builtins.exit = builtins.quit = exit
 
 
+# Where the execution host mounts boto3 and its dependencies (scripts/install-runtime-sdks.sh).
+_SDK_DIR = "/var/sdk/python"
+
+
+def _add_sdk():
+    """Offers the host's boto3 the way AWS's runtimes do (docs/runtimes.md): after the task root,
+    so that a function's own copy wins, and before the interpreter's site-packages."""
+    if not os.path.isdir(_SDK_DIR):
+        return
+    for i, path in enumerate(sys.path):
+        if i > 0 and path.endswith(("-packages", "-packages/")):
+            sys.path.insert(i, _SDK_DIR)
+            return
+    sys.path.append(_SDK_DIR)
+
+
 def main():
     # Lambda's streams are UTF-8 whatever locale the sandbox has (LANG may name one that is
     # not installed); never let an unencodable character turn a print into an exception.
@@ -598,6 +614,7 @@ def main():
     sys.path.insert(0, task_root)
     if sys.flags.no_site:
         _without_site()
+    _add_sdk()
     if "logging" in sys.modules:
         _setup_logging(sys.modules["logging"])
     else:

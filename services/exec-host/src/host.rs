@@ -223,6 +223,7 @@ impl ExecHost {
             let root = crate::spare::RootBase {
                 sandboxes_dir: sandboxes_dir.clone(),
                 runtime_dir: runtime_dir.clone(),
+                sdk_dir: config.runtime_sdk_dir.clone(),
                 tmp_size_mb: config.tmp_size_mb,
                 ephemeral: ephemeral.clone(),
             };

@@ -89,6 +89,8 @@ pub(crate) struct RootSpec<'a> {
     pub(crate) root: &'a Path,
     pub(crate) code_dir: &'a Path,
     pub(crate) runtime_dir: &'a Path,
+    /// `Config::runtime_sdk_dir`.
+    pub(crate) sdk_dir: Option<&'a Path>,
     pub(crate) tmp: TmpMount<'a>,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
@@ -103,7 +105,7 @@ pub(crate) struct RootSpec<'a> {
 pub(crate) fn plan(spec: &RootSpec<'_>, premounted: bool, replace_tmp: bool) -> anyhow::Result<SandboxPlan> {
     let root = spec.root;
     let at = |rel: &str| cpath(&root.join(rel));
-    let base = if premounted { Vec::new() } else { base_ops(root, spec.runtime_dir, &spec.tmp)? };
+    let base = if premounted { Vec::new() } else { base_ops(root, spec.runtime_dir, spec.sdk_dir, &spec.tmp)? };
     let passwd = format!(
         "root:x:0:0:root:/root:/sbin/nologin\nsbx_user{uid}:x:{uid}:{gid}::/tmp:/sbin/nologin\n",
         uid = spec.uid,
@@ -137,9 +139,14 @@ pub(crate) fn plan(spec: &RootSpec<'_>, premounted: bool, replace_tmp: bool) -> 
     })
 }
 
-/// The function-independent steps: system directories, `/etc`, `/dev`, `/tmp`, `/var/runtime`
-/// and the mount points the sandbox's own steps use.
-pub(crate) fn base_ops(root: &Path, runtime_dir: &Path, tmp: &TmpMount<'_>) -> anyhow::Result<Vec<MountOp>> {
+/// The function-independent steps: system directories, `/etc`, `/dev`, `/tmp`, `/var/runtime`,
+/// the runtime SDKs and the mount points the sandbox's own steps use.
+pub(crate) fn base_ops(
+    root: &Path,
+    runtime_dir: &Path,
+    sdk_dir: Option<&Path>,
+    tmp: &TmpMount<'_>,
+) -> anyhow::Result<Vec<MountOp>> {
     let at = |rel: &str| cpath(&root.join(rel));
     let mut ops = Vec::new();
     for d in SYSTEM_DIRS {
@@ -213,6 +220,33 @@ pub(crate) fn base_ops(root: &Path, runtime_dir: &Path, tmp: &TmpMount<'_>) -> a
     ops.push(MountOp::Mkdir(at("var/task")?));
     ops.push(MountOp::Mkdir(at("var/runtime")?));
     ops.extend(hidden_bind(root, runtime_dir, "var/runtime")?);
+    ops.extend(sdk_ops(root, sdk_dir)?);
+    Ok(ops)
+}
+
+/// Mounts the runtime SDK directory at `/var/sdk`. The Python runtime puts `/var/sdk/python` on
+/// `sys.path` after the task root. Node.js looks for a bare specifier (`require` and `import`
+/// alike) in the `node_modules` directories of the importing file's ancestors, so the function's
+/// own `/var/task/node_modules` comes first and `/var/node_modules` (a link to the SDK's) second.
+fn sdk_ops(root: &Path, sdk_dir: Option<&Path>) -> anyhow::Result<Vec<MountOp>> {
+    let Some(sdk) = sdk_dir else {
+        return Ok(Vec::new());
+    };
+    if !sdk.is_dir() {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(dir = %sdk.display(), "no runtime SDKs there: run scripts/install-runtime-sdks.sh");
+        });
+        return Ok(Vec::new());
+    }
+    let mut ops = vec![MountOp::Mkdir(cpath(&root.join(SDK_MOUNT))?)];
+    ops.extend(hidden_bind(root, sdk, SDK_MOUNT)?);
+    if sdk.join("nodejs/node_modules").is_dir() {
+        ops.push(MountOp::Symlink {
+            target: c"sdk/nodejs/node_modules".to_owned(),
+            link: cpath(&root.join("var/node_modules"))?,
+        });
+    }
     Ok(ops)
 }
 
@@ -267,7 +301,8 @@ pub(crate) async fn probe_namespaces(
         std::fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
         std::fs::create_dir_all(&code).map_err(|e| format!("create {}: {e}", code.display()))?;
         let tmp = TmpMount::Tmpfs { size_mb: 1 };
-        let spec = RootSpec { root: &root, code_dir: &code, runtime_dir, tmp, uid: 9999, gid: 9999, user_ns };
+        let spec =
+            RootSpec { root: &root, code_dir: &code, runtime_dir, sdk_dir: None, tmp, uid: 9999, gid: 9999, user_ns };
         let mut plan = plan(&spec, false, false).map_err(|e| format!("{e:#}"))?;
         let cmd = vec!["/bin/true".to_string()];
         let network = network.cloned();
@@ -303,9 +338,7 @@ pub(crate) fn default_runtime_sdk_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("LAMINA_RUNTIME_SDK_DIR").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir));
     }
-    let beside_binary = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join("runtime-sdks")));
+    let beside_binary = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.parent()?.join("runtime-sdks")));
     let in_cwd = std::env::current_dir().ok().map(|d| d.join("target/runtime-sdks"));
     beside_binary.into_iter().chain(in_cwd).find(|d| d.is_dir())
 }

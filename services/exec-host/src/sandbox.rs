@@ -315,6 +315,7 @@ impl Sandbox {
                     root,
                     code_dir: a.code_dir,
                     runtime_dir: a.runtime_dir,
+                    sdk_dir: a.config.runtime_sdk_dir.as_deref(),
                     tmp,
                     uid: a.uid,
                     gid: a.uid,

@@ -86,6 +86,8 @@ impl Drop for Spare {
 pub(crate) struct RootBase {
     pub(crate) sandboxes_dir: PathBuf,
     pub(crate) runtime_dir: PathBuf,
+    /// `Config::runtime_sdk_dir`.
+    pub(crate) sdk_dir: Option<PathBuf>,
     /// Size of the spares' `/tmp` (the default `EphemeralStorage`).
     pub(crate) tmp_size_mb: u64,
     pub(crate) ephemeral: Arc<Ephemeral>,
@@ -179,7 +181,7 @@ impl Spares {
             Some(v) => TmpMount::Disk(v),
             None => TmpMount::Tmpfs { size_mb: tmp_mb },
         };
-        let base = crate::isolation::base_ops(&root, &self.root.runtime_dir, &tmp)
+        let base = crate::isolation::base_ops(&root, &self.root.runtime_dir, self.root.sdk_dir.as_deref(), &tmp)
             .and_then(|ops| Ok((crate::spawn::cpath(&root)?, ops)));
         let (root_c, base) = match base {
             Ok(b) => b,
