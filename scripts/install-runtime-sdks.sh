@@ -6,8 +6,9 @@
 #
 #   scripts/install-runtime-sdks.sh [DIR]
 #
-# DIR defaults to $LAMINA_RUNTIME_SDK_DIR, else <repo>/target/runtime-sdks, which the execution host
-# finds by itself (docs/runtimes.md). It receives python/ (pip --target) and nodejs/node_modules/.
+# DIR defaults to $LAMINA_RUNTIME_SDK_DIR, else runtime-sdks in cargo's target directory
+# (<repo>/target/runtime-sdks, or $CARGO_TARGET_DIR/runtime-sdks), where the execution host built
+# there finds it by itself (docs/runtimes.md). It receives python/ (pip --target) and nodejs/node_modules/.
 # Nothing is done when DIR/.stamp already names these pins. A new install is built beside DIR and
 # swapped in whole; restart the execution host afterwards (sandboxes mount DIR when they are made).
 #
@@ -17,7 +18,7 @@ set -euo pipefail
 umask 022
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-DIR=${1:-${LAMINA_RUNTIME_SDK_DIR:-$REPO/target/runtime-sdks}}
+DIR=${1:-${LAMINA_RUNTIME_SDK_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/runtime-sdks}}
 REQUIREMENTS=$REPO/runtimes/sdk-requirements.txt
 PACKAGE=$REPO/runtimes/sdk-package.json
 LOCK=$REPO/runtimes/sdk-package-lock.json

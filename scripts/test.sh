@@ -78,6 +78,11 @@ PYTHON=/usr/bin/python3
 log "runtime bootstrap tests"
 "$PYTHON" runtimes/test_bootstraps.py
 
+log "AWS SDKs of the managed runtimes (boto3, AWS SDK for JavaScript v3): installed unless up to date"
+command -v npm >/dev/null || apt_install npm
+/usr/bin/python3.11 -m pip --version >/dev/null 2>&1 || python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+scripts/install-runtime-sdks.sh
+
 log "building binaries the tests run (lamina, the Rust lambda_runtime fixture, lamina-load for the crash test)"
 cargo build -p lamina -p lamina-fixture-rust-runtime -p lamina-load-tests
 

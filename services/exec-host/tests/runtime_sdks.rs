@@ -2,9 +2,9 @@
 //! boto3 for Python and the AWS SDK for JavaScript v3 for Node.js, at the pinned versions, read-only,
 //! and a function's own packaged copy taking precedence.
 //!
-//! The SDK directory is `LAMINA_RUNTIME_SDK_DIR`, else `<repo>/target/runtime-sdks` (the install
-//! script's default; `scripts/test.sh` runs it). Without it these tests fail when `CI` is set and
-//! are skipped otherwise.
+//! The SDK directory is `LAMINA_RUNTIME_SDK_DIR`, else `runtime-sdks` in the cargo target directory
+//! of this test binary (the install script's default; `scripts/test.sh` runs it). Without it these
+//! tests fail when `CI` is set and are skipped otherwise.
 
 mod common;
 
@@ -24,7 +24,12 @@ fn sdk_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("LAMINA_RUNTIME_SDK_DIR")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/runtime-sdks"));
+        .unwrap_or_else(|| {
+            // <target>/debug/deps/runtime_sdks-<hash>
+            let exe = std::env::current_exe().expect("test binary path");
+            let target = exe.ancestors().nth(3).expect("target directory");
+            target.join("runtime-sdks")
+        });
     let installed = dir.join("python/boto3").is_dir() && dir.join("nodejs/node_modules/@aws-sdk/client-s3").is_dir();
     if installed {
         return Some(dir.canonicalize().expect("canonical SDK dir"));
