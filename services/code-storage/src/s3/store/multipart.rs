@@ -153,17 +153,18 @@ impl S3Store {
         let stored: BTreeMap<i32, PartRecord> =
             self.parts(bucket, &upload.upload_id).await?.into_iter().map(|p| (p.part_number, p)).collect();
         let mut chosen = Vec::with_capacity(wanted.len());
-        for (i, want) in wanted.iter().enumerate() {
+        for want in wanted {
             let Some(part) = stored.get(&want.part_number) else {
                 return Err(invalid_part());
             };
             if want.etag.trim_matches('"') != part.etag {
                 return Err(invalid_part());
             }
-            if i + 1 < wanted.len() && part.size < MIN_PART_SIZE {
-                return Err(StoreError::EntityTooSmall);
-            }
             chosen.push(part.clone());
+        }
+        // As S3: every part must exist before sizes are judged.
+        if chosen.iter().rev().skip(1).any(|p| p.size < MIN_PART_SIZE) {
+            return Err(StoreError::EntityTooSmall);
         }
         let target = self.temp_path();
         let (dir2, target2) = (dir.clone(), target.clone());
