@@ -10,7 +10,6 @@ use crate::{code_of, create_python, error_of};
 
 backend_tests!(
     lifecycle_reports_every_field,
-    code_location_downloads_the_zip,
     list_paginates_over_many_functions,
     updates_change_only_what_they_name,
     published_rows_are_immutable_in_the_database,
@@ -74,27 +73,7 @@ async fn lifecycle_reports_every_field(env: &TestEnv) {
     assert_eq!(code_of(again), "ResourceNotFoundException");
 }
 
-async fn code_location_downloads_the_zip(env: &TestEnv) {
-    let t = env.tenant().await;
-    let c = env.lambda(&t);
-    let zip = python_zip("def handler(event, context):\n    return 'download'\n");
-    create_python(&c, "dl")
-        .code(FunctionCode::builder().zip_file(Blob::new(zip.clone())).build())
-        .send()
-        .await
-        .expect("create");
-    let got = c.get_function().function_name("dl").send().await.expect("get");
-    let code = got.code().expect("code");
-    assert_eq!(code.repository_type(), Some("S3"));
-    let url = code.location().expect("location");
-    let body = reqwest::get(url).await.expect("download").bytes().await.expect("bytes");
-    assert_eq!(body.as_ref(), zip.as_slice(), "the URL serves the exact zip");
-    let tampered = url.replace("signature=", "signature=0");
-    assert_eq!(reqwest::get(&tampered).await.expect("download").status().as_u16(), 403);
-    let sha = hex::encode(Sha256::digest(&zip));
-    let other_blob = url.replace(&sha, &"0".repeat(64));
-    assert_eq!(reqwest::get(&other_blob).await.expect("download").status().as_u16(), 403, "a URL is good for one blob");
-}
+// Code.Location downloads: tests/s3/packages.rs (the URL is a presigned GET on the S3 API).
 
 async fn list_paginates_over_many_functions(env: &TestEnv) {
     let t = env.tenant().await;

@@ -51,6 +51,8 @@ pub struct Server {
     pub addr: std::net::SocketAddr,
     /// The operator listener (admin API, `/metrics`).
     pub admin_addr: std::net::SocketAddr,
+    /// Code storage's S3 API.
+    pub s3_addr: std::net::SocketAddr,
     pub admin_token: String,
     /// The metadata store the server uses (tests check what the API cannot show).
     pub metadata: lamina_metadata::Metadata,
@@ -110,6 +112,7 @@ impl Server {
         Self {
             addr: running.addr,
             admin_addr: running.admin_addr,
+            s3_addr: running.s3_addr,
             admin_token: running.admin_token.clone(),
             metadata: running.metadata.clone(),
             process: Process::InProcess(running),
@@ -214,6 +217,7 @@ async fn start_cluster(
         // The cluster picks the port and holds it (a port picked here could be taken meanwhile).
         .arg("--listen=127.0.0.1:0")
         .arg("--admin-listen=127.0.0.1:0")
+        .arg("--s3-listen=127.0.0.1:0")
         .arg(format!("--database-url={database_url}"))
         .arg(format!("--redis-url={}", layout.redis_url))
         .arg(format!("--redis-prefix={prefix}"))
@@ -234,7 +238,7 @@ async fn start_cluster(
     let mut cluster = ClusterProcess { child, redis_prefix: prefix, redis_url: layout.redis_url.clone() };
     let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    let (addr, admin_addr) = loop {
+    let (addr, admin_addr, s3_addr) = loop {
         if let Some(status) = cluster.child.try_wait()? {
             let log = std::fs::read_to_string(data_dir.join("cluster.log")).unwrap_or_default();
             anyhow::bail!("lamina cluster exited ({status}):\n{log}");
@@ -249,11 +253,15 @@ async fn start_cluster(
             .lines()
             .find_map(|l| l.split_once("Admin API and metrics on http://").map(|(_, a)| a.to_owned()))
             .and_then(|a| a.split_whitespace().next().and_then(|a| a.parse::<std::net::SocketAddr>().ok()));
-        if let (Some(addr), Some(admin)) = (announced, admin)
+        let s3 = log
+            .lines()
+            .find_map(|l| l.split_once("S3 API on http://").map(|(_, a)| a.trim().to_owned()))
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+        if let (Some(addr), Some(admin), Some(s3)) = (announced, admin, s3)
             && let Ok(r) = client.get(format!("http://{addr}/health")).send().await
             && r.status().is_success()
         {
-            break (addr, admin);
+            break (addr, admin, s3);
         }
         anyhow::ensure!(tokio::time::Instant::now() < deadline, "lamina cluster did not become ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -262,7 +270,7 @@ async fn start_cluster(
     let metadata =
         lamina_metadata::Metadata::connect(database_url, lamina_metadata::SecretCipher::new(&master)).await?;
     let _ = &mut cluster;
-    Ok(Server { addr, admin_addr, admin_token, metadata, process: Process::Cluster(cluster) })
+    Ok(Server { addr, admin_addr, s3_addr, admin_token, metadata, process: Process::Cluster(cluster) })
 }
 
 /// Base URL of the Postgres server tests create databases on.
@@ -320,6 +328,7 @@ impl TestEnv {
         let mut opts = ServeOptions::new(data_dir.path());
         opts.listen = "127.0.0.1:0".parse().expect("addr");
         opts.admin_listen = "127.0.0.1:0".parse().expect("addr");
+        opts.s3_listen = "127.0.0.1:0".parse().expect("addr");
         opts.admin_token = Some("test-admin-token".into());
         // Retries of failed Event invocations after 0.2 s instead of minutes.
         opts.queue.retry_delays = vec![Duration::from_millis(200), Duration::from_millis(200)];
@@ -475,6 +484,36 @@ impl TestEnv {
             )
             .build();
         aws_sdk_lambda::Client::from_conf(conf)
+    }
+
+    /// `http://127.0.0.1:<port>` of code storage's S3 API.
+    pub fn s3_endpoint(&self) -> String {
+        format!("http://{}", self.server.s3_addr)
+    }
+
+    /// An AWS SDK S3 client signed with the tenant's keys, path-style (no retries).
+    pub fn s3(&self, t: &Tenant) -> aws_sdk_s3::Client {
+        self.s3_with(&t.access_key_id, &t.secret_access_key, None)
+    }
+
+    /// An S3 client with chosen credentials (a session token for function credentials).
+    pub fn s3_with(&self, access_key_id: &str, secret: &str, session_token: Option<String>) -> aws_sdk_s3::Client {
+        let creds = aws_credential_types::Credentials::new(access_key_id, secret, session_token, None, "lamina-tests");
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(self.region.clone()))
+            .credentials_provider(creds)
+            .endpoint_url(self.s3_endpoint())
+            .force_path_style(true)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_secs(120))
+                    .build(),
+            )
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
     }
 
     /// The data directory of the (first) execution host.

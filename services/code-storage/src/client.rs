@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use lamina_common::{ApiError, ApiResult};
 use lamina_rpc::codestorage::code_storage_client::CodeStorageClient;
-use lamina_rpc::codestorage::{Chunk, DeleteRequest, FetchRequest, SettleRequest};
+use lamina_rpc::codestorage::{Chunk, DeleteRequest, FetchRequest, ReadObjectRequest, SettleRequest};
 use lamina_rpc::{from_status, transport};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt as _;
@@ -14,6 +14,7 @@ use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
 
 use crate::grpc::CHUNK_BYTES;
+use crate::s3::ReadError;
 use crate::{CodeStorage, StoredCode, ZipLimits};
 
 const PEER: &str = "code-storage";
@@ -107,6 +108,49 @@ impl CodeClient {
                 Ok(Some(data))
             }
         }
+    }
+
+    /// An object of the S3 API as `caller_account` may read it (a deployment package from S3); objects
+    /// larger than `max_bytes` are refused unread.
+    pub async fn read_object(
+        &self,
+        caller_account: &str,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        max_bytes: u64,
+    ) -> Result<Bytes, ReadError> {
+        let client = match self {
+            Self::Local(s) => return s.read_object(caller_account, bucket, key, version_id, max_bytes).await,
+            Self::Grpc { client, .. } => client,
+        };
+        let request = ReadObjectRequest {
+            caller_account: caller_account.to_owned(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version_id: version_id.unwrap_or_default().to_owned(),
+            max_bytes,
+        };
+        let failed = |s: tonic::Status| ReadError::Internal(anyhow::anyhow!("{PEER}: read object: {s}"));
+        let mut stream = client.clone().read_object(request).await.map_err(failed)?.into_inner();
+        let mut data = Vec::new();
+        while let Some(part) = stream.next().await {
+            let part = part.map_err(failed)?;
+            match part.failure.as_str() {
+                "" => {}
+                "NoSuchBucket" => return Err(ReadError::NoSuchBucket),
+                "NoSuchKey" => return Err(ReadError::NoSuchKey),
+                "NoSuchVersion" => return Err(ReadError::NoSuchVersion),
+                "AccessDenied" => return Err(ReadError::AccessDenied),
+                "TooLarge" => return Err(ReadError::TooLarge { size: part.size }),
+                other => return Err(ReadError::Internal(anyhow::anyhow!("{PEER}: unknown read failure {other:?}"))),
+            }
+            if (data.len() + part.data.len()) as u64 > max_bytes {
+                return Err(ReadError::TooLarge { size: (data.len() + part.data.len()) as u64 });
+            }
+            data.extend_from_slice(&part.data);
+        }
+        Ok(Bytes::from(data))
     }
 
     /// Removes a blob that metadata reported unreferenced, unless `still_referenced` (checked after

@@ -5,7 +5,8 @@ use std::pin::Pin;
 use bytes::Bytes;
 use lamina_rpc::codestorage::code_storage_server::{CodeStorage as Api, CodeStorageServer};
 use lamina_rpc::codestorage::{
-    Chunk, DeleteReply, DeleteRequest, FetchRequest, HideReply, SettleRequest, StoredCode as StoredProto,
+    Chunk, DeleteReply, DeleteRequest, FetchRequest, HideReply, ObjectPart, ReadObjectRequest, SettleRequest,
+    StoredCode as StoredProto,
 };
 use lamina_rpc::common::{HealthReply, HealthRequest};
 use lamina_rpc::{to_status, transport};
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::CodeStorage;
+use crate::s3::ReadError;
 
 /// Bytes per streamed chunk.
 pub(crate) const CHUNK_BYTES: usize = 1024 * 1024;
@@ -80,6 +82,34 @@ impl Api for Server {
             _ => Status::internal(format!("settle package: {e}")),
         })?;
         Ok(Response::new(DeleteReply {}))
+    }
+
+    type ReadObjectStream = Pin<Box<dyn Stream<Item = Result<ObjectPart, Status>> + Send>>;
+
+    async fn read_object(
+        &self,
+        request: Request<ReadObjectRequest>,
+    ) -> Result<Response<Self::ReadObjectStream>, Status> {
+        let r = request.into_inner();
+        let version = (!r.version_id.is_empty()).then_some(r.version_id.as_str());
+        let read = self.storage.read_object(&r.caller_account, &r.bucket, &r.key, version, r.max_bytes).await;
+        let failure = |name: &str, size: u64| ObjectPart { data: Bytes::new(), failure: name.to_owned(), size };
+        let parts = match read {
+            Ok(data) => (0..data.len().div_ceil(CHUNK_BYTES))
+                .map(|i| ObjectPart {
+                    data: data.slice(i * CHUNK_BYTES..((i + 1) * CHUNK_BYTES).min(data.len())),
+                    failure: String::new(),
+                    size: 0,
+                })
+                .collect(),
+            Err(ReadError::NoSuchBucket) => vec![failure("NoSuchBucket", 0)],
+            Err(ReadError::NoSuchKey) => vec![failure("NoSuchKey", 0)],
+            Err(ReadError::NoSuchVersion) => vec![failure("NoSuchVersion", 0)],
+            Err(ReadError::AccessDenied) => vec![failure("AccessDenied", 0)],
+            Err(ReadError::TooLarge { size }) => vec![failure("TooLarge", size)],
+            Err(ReadError::Internal(e)) => return Err(Status::internal(format!("read object: {e:#}"))),
+        };
+        Ok(Response::new(Box::pin(tokio_stream::iter(parts.into_iter().map(Ok)))))
     }
 
     async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthReply>, Status> {

@@ -1,4 +1,5 @@
-//! Deployment packages: zip validation and content-addressed blobs on the filesystem.
+//! Deployment packages: zip validation and content-addressed blobs on the filesystem; the
+//! S3-compatible API (`s3`) for buckets, objects and event notifications.
 
 mod client;
 mod deletion;
@@ -35,11 +36,23 @@ pub fn hex_to_b64(hex_digest: &str) -> String {
     hex::decode(hex_digest).map(|raw| base64::engine::general_purpose::STANDARD.encode(raw)).unwrap_or_default()
 }
 
-/// Blobs under one directory, named by their SHA-256.
-#[derive(Debug, Clone)]
+/// Blobs under one directory, named by their SHA-256; and, where the S3 API runs, its objects
+/// (deployment packages may be read from a bucket).
+#[derive(Clone)]
 pub struct CodeStorage {
     root: PathBuf,
     limits: ZipLimits,
+    objects: Option<s3::S3Store>,
+}
+
+impl std::fmt::Debug for CodeStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeStorage")
+            .field("root", &self.root)
+            .field("limits", &self.limits)
+            .field("objects", &self.objects.is_some())
+            .finish()
+    }
 }
 
 impl CodeStorage {
@@ -51,7 +64,29 @@ impl CodeStorage {
         if restored > 0 {
             tracing::info!(restored, "put back blobs hidden by an interrupted delete");
         }
-        Ok(Self { root, limits })
+        Ok(Self { root, limits, objects: None })
+    }
+
+    /// The same storage, also reading deployment packages from the S3 API's objects.
+    pub fn with_objects(mut self, objects: s3::S3Store) -> Self {
+        self.objects = Some(objects);
+        self
+    }
+
+    /// An object of the S3 API as `caller_account` may read it (at most `max_bytes`).
+    pub async fn read_object(
+        &self,
+        caller_account: &str,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        max_bytes: u64,
+    ) -> Result<Bytes, s3::ReadError> {
+        match &self.objects {
+            Some(objects) => objects.read_object(caller_account, bucket, key, version_id, max_bytes).await,
+            // No S3 API here: no bucket exists.
+            None => Err(s3::ReadError::NoSuchBucket),
+        }
     }
 
     /// The limits packages are checked against.

@@ -23,6 +23,7 @@ use lamina_metadata::MetadataClient;
 #[doc(hidden)]
 pub use api::fuzzing;
 pub use auth::Principal;
+pub use code_url::CodeLocations;
 pub use request_id::RequestId;
 pub use server::{HttpLimits, serve};
 
@@ -41,8 +42,8 @@ pub struct Config {
     pub max_timeout_s: i64,
     /// Runtime identifiers CreateFunction accepts.
     pub runtimes: Vec<String>,
-    /// Key that signs code download URLs.
-    pub url_key: [u8; 32],
+    /// Where GetFunction's `Code.Location` points (code storage's S3 API) and the key it is signed with.
+    pub code_locations: CodeLocations,
 }
 
 impl Default for Config {
@@ -54,7 +55,14 @@ impl Default for Config {
             max_memory_mb: 1536,
             max_timeout_s: 300,
             runtimes: Vec::new(),
-            url_key: [0; 32],
+            code_locations: CodeLocations {
+                public_url: "http://127.0.0.1:9002".into(),
+                key: lamina_code_storage::s3::CodeDownloads {
+                    access_key_id: String::new(),
+                    secret_access_key: String::new(),
+                    bucket: "lamina-code-us-east-1".into(),
+                },
+            },
         }
     }
 }
@@ -179,7 +187,7 @@ impl AppState {
     }
 }
 
-/// The public listener: the Lambda API, code downloads and `/health`. Operator endpoints are not
+/// The public listener: the Lambda API and `/health`. Operator endpoints are not
 /// here (404): they list every tenant, so they live on [`admin_router`]'s own listener.
 pub fn router(state: AppState) -> Router {
     // The SigV4 layer reads the body under the operation's ceiling, once the caller is known; the
@@ -188,7 +196,6 @@ pub fn router(state: AppState) -> Router {
         api::routes().layer(DefaultBodyLimit::disable()).layer(from_fn_with_state(state.clone(), auth::require_sigv4));
     Router::new()
         .route("/health", get(health))
-        .route("/_lamina/code/{account}/{sha}", get(code_url::download))
         .merge(lambda)
         .fallback(api::unknown_operation)
         .layer(from_fn_with_state(state.clone(), announce_writes))

@@ -53,6 +53,8 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub http: HttpArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Region served.
     #[arg(long, env = "LAMINA_REGION", default_value = "us-east-1")]
     pub region: String,
@@ -76,6 +78,18 @@ pub struct ServeArgs {
     /// Seconds before each retry of a failed Event invocation, e.g. `60,120` (the default: two retries).
     #[arg(long, env = "LAMINA_ASYNC_RETRY_DELAYS")]
     pub async_retry_delays: Option<String>,
+}
+
+/// Code storage's S3-compatible API (`serve`, `cluster`).
+#[derive(Debug, Args, Clone)]
+pub struct S3Args {
+    /// Address of the S3-compatible API (buckets, objects, notifications, package downloads).
+    #[arg(long, env = "LAMINA_S3_LISTEN", default_value = "127.0.0.1:9002")]
+    pub s3_listen: SocketAddr,
+    /// Base URL clients reach the S3 API at, when not `http://<--s3-listen>` (a proxy, a DNS name):
+    /// GetFunction's `Code.Location` URLs start with it.
+    #[arg(long, env = "LAMINA_S3_PUBLIC_URL")]
+    pub s3_public_url: Option<String>,
 }
 
 /// The operator listener and the HTTP deadlines (`serve`, `frontend`, `cluster`).

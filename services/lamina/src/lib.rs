@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod config_file;
 pub mod distributed;
+pub mod s3;
 pub mod serve;
 
 pub use serve::{Running, ServeOptions};

@@ -23,6 +23,8 @@ async fn main() -> anyhow::Result<()> {
                 data_dir: args.data_dir,
                 listen: args.listen,
                 admin_listen: args.http.admin_listen,
+                s3_listen: args.s3.s3_listen,
+                s3_public_url: args.s3.s3_public_url.clone(),
                 http: args.http.limits(),
                 region: args.region,
                 database_url: args.database_url.as_ref().map(|s| s.expose().to_owned()),
@@ -46,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
             let creds = std::fs::canonicalize(data_dir.join("credentials")).unwrap_or(data_dir.join("credentials"));
             println!("Lamina is listening on http://{}", running.addr);
             println!("Admin API and metrics on http://{} (operators only)", running.admin_addr);
+            println!("S3 API on http://{}", running.s3_addr);
             println!(
                 "Try: AWS_SHARED_CREDENTIALS_FILE={} aws --profile lamina --region {region} --endpoint-url http://{} lambda list-functions",
                 creds.display(),

@@ -3,10 +3,12 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use lamina_code_storage::s3::{S3Api, S3Store};
 use lamina_code_storage::{CodeStorage, ZipLimits};
 use lamina_exec_host::HostClient;
 use lamina_fleet::Leases;
@@ -25,6 +27,11 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Address of the operator endpoints: admin API, `/metrics`, `/health` (loopback by default).
     pub admin_listen: SocketAddr,
+    /// Address of code storage's S3-compatible API.
+    pub s3_listen: SocketAddr,
+    /// Base URL of the S3 API as clients reach it (GetFunction's `Code.Location`); default
+    /// `http://<bound s3 address>`.
+    pub s3_public_url: Option<String>,
     /// Deadlines and connection cap of both listeners.
     pub http: lamina_frontend::HttpLimits,
     /// The region served.
@@ -54,6 +61,8 @@ impl std::fmt::Debug for ServeOptions {
             .field("data_dir", &self.data_dir)
             .field("listen", &self.listen)
             .field("admin_listen", &self.admin_listen)
+            .field("s3_listen", &self.s3_listen)
+            .field("s3_public_url", &self.s3_public_url)
             .field("http", &self.http)
             .field("region", &self.region)
             .field("database_url", &redacted(&self.database_url))
@@ -75,6 +84,8 @@ impl ServeOptions {
             data_dir: data_dir.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9003)),
+            s3_listen: SocketAddr::from(([127, 0, 0, 1], 9002)),
+            s3_public_url: None,
             http: lamina_frontend::HttpLimits::default(),
             region: "us-east-1".into(),
             database_url: None,
@@ -95,6 +106,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Where the operator endpoints (admin API, `/metrics`) listen.
     pub admin_addr: SocketAddr,
+    /// Where code storage's S3 API listens.
+    pub s3_addr: SocketAddr,
     /// The admin token in force.
     pub admin_token: String,
     /// Keys of the `default` account when this start created them.
@@ -127,8 +140,15 @@ pub struct Secrets {
     pub master_b64: String,
     /// Bearer token of the admin API.
     pub admin_token: String,
-    /// Signs code download URLs (derived from the master key).
+    /// Derives the code-download principal's key (from the master key).
     pub url_key: [u8; 32],
+}
+
+/// Bucket name of the code-download principal: S3 API paths `/<bucket>/<account>/<sha256>.zip` serve
+/// package blobs to URLs that principal presigned (GetFunction's `Code.Location`). Reserved: no
+/// tenant can create it.
+pub fn code_bucket(region: &str) -> String {
+    format!("lamina-code-{region}")
 }
 
 impl std::fmt::Debug for Secrets {
@@ -160,6 +180,42 @@ impl Secrets {
         let url_key: [u8; 32] = url_mac.finalize().into_bytes().into();
         Ok(Self { master, master_b64, admin_token, url_key })
     }
+
+    /// The code-download principal: an access key only the S3 API's package route accepts, the same
+    /// in every process of an installation (derived from the master key, never stored).
+    pub fn code_downloads(&self, region: &str) -> anyhow::Result<lamina_code_storage::s3::CodeDownloads> {
+        let derive = |label: &[u8]| -> anyhow::Result<[u8; 32]> {
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.url_key).context("derive code-download key")?;
+            mac.update(label);
+            Ok(mac.finalize().into_bytes().into())
+        };
+        let id = derive(b"access key id")?;
+        let secret = derive(b"secret access key")?;
+        Ok(lamina_code_storage::s3::CodeDownloads {
+            // 20 characters like every access key id; `LCDL` says what it is in logs.
+            access_key_id: format!("LCDL{}", hex::encode_upper(&id[..8])),
+            secret_access_key: base64::engine::general_purpose::STANDARD.encode(secret),
+            bucket: code_bucket(region),
+        })
+    }
+}
+
+/// What `Code.Location` URLs need: the S3 API's public URL and the code-download key.
+pub fn code_locations(
+    secrets: &Secrets,
+    region: &str,
+    public_url: String,
+) -> anyhow::Result<lamina_frontend::CodeLocations> {
+    Ok(lamina_frontend::CodeLocations { public_url, key: secrets.code_downloads(region)? })
+}
+
+/// The S3 API's settings in both modes.
+pub fn s3_config(secrets: &Secrets, region: &str) -> anyhow::Result<lamina_code_storage::s3::S3Config> {
+    Ok(lamina_code_storage::s3::S3Config {
+        region: region.to_owned(),
+        code_downloads: Some(secrets.code_downloads(region)?),
+        ..lamina_code_storage::s3::S3Config::default()
+    })
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
@@ -200,9 +256,13 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
     let database_url =
         opts.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", opts.data_dir.join("lamina.db").display()));
     let metadata = Metadata::connect(&database_url, SecretCipher::new(&secrets.master)).await?;
-    let code = CodeStorage::open(opts.data_dir.join("blobs"), ZipLimits::default())?;
+    let objects = S3Store::open(opts.data_dir.join("s3"))?;
+    let code = CodeStorage::open(opts.data_dir.join("blobs"), ZipLimits::default())?.with_objects(objects.clone());
     let default_credentials = ensure_default_account(&metadata, &opts.data_dir).await?;
-    let url_key = secrets.url_key;
+    let s3_listener = TcpListener::bind(opts.s3_listen).await.with_context(|| format!("bind {}", opts.s3_listen))?;
+    let s3_addr = s3_listener.local_addr()?;
+    let public_url = opts.s3_public_url.clone().unwrap_or_else(|| format!("http://{s3_addr}"));
+    let code_locations = code_locations(&secrets, &opts.region, public_url)?;
 
     let shutdown = CancellationToken::new();
     let exec_config = lamina_exec_host::Config {
@@ -214,6 +274,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         .await
         .context("start execution host")?;
     let queue = lamina_async_queue::Queue::new(metadata.store().clone(), opts.queue.clone());
+    let notifications = crate::s3::FunctionEvents::new(metadata.clone().into(), queue.clone().into(), &opts.region);
     let invoker = lamina_invoke_router::InvokeRouter::new(
         metadata.clone().into(),
         Hosts::Local(HostClient::Local(host.clone())),
@@ -235,9 +296,17 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         max_memory_mb: opts.max_memory_mb,
         max_timeout_s: opts.max_timeout_s,
         runtimes: host.runtimes(),
-        url_key,
+        code_locations,
         http: opts.http,
     };
+    let s3 = S3Api::new(
+        objects.clone(),
+        code.clone(),
+        Arc::new(crate::s3::KeyCredentials::new(metadata.clone().into(), Arc::default())),
+        Arc::new(notifications),
+        Some(Arc::new(crate::s3::AccountQuota::new(metadata.clone().into(), objects))),
+        s3_config(&secrets, &opts.region)?,
+    );
     let state = lamina_frontend::AppState::new(config, metadata.clone().into(), code.into(), invoker.into());
     let app = lamina_frontend::router(state.clone());
     let admin_app = lamina_frontend::admin_router(state);
@@ -256,11 +325,13 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         // finishes the events it is running); wait for invocations still running; only then
         // destroy the sandboxes.
         let admin_stop = stop.clone();
-        let (served, admin_served) = tokio::join!(
+        let s3_stop = stop.clone();
+        let (served, admin_served, s3_served) = tokio::join!(
             lamina_frontend::serve(listener, app, limits, async move { stop.cancelled().await }),
             lamina_frontend::serve(admin_listener, admin_app, limits, async move { admin_stop.cancelled().await }),
+            lamina_code_storage::s3::serve(s3_listener, s3, s3_stop),
         );
-        let served = served.and(admin_served).context("serve http");
+        let served = served.and(admin_served).context("serve http").and(s3_served.context("serve s3"));
         if let Some(worker) = worker {
             let _ = worker.await;
         }
@@ -271,8 +342,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         host.shutdown().await;
         served
     });
-    tracing::info!(%addr, %admin_addr, engine = metadata.engine(), "lamina is ready");
-    Ok(Running { addr, admin_addr, admin_token, default_credentials, shutdown, metadata, task })
+    tracing::info!(%addr, %admin_addr, %s3_addr, engine = metadata.engine(), "lamina is ready");
+    Ok(Running { addr, admin_addr, s3_addr, admin_token, default_credentials, shutdown, metadata, task })
 }
 
 /// Creates the `default` account and its credentials file on first start.

@@ -3,13 +3,14 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use lamina_code_storage::StoredCode;
+use lamina_code_storage::s3::ReadError;
 use lamina_common::names::{FunctionRef, Violations};
 use lamina_common::{ApiError, ApiResult};
 use lamina_metadata::{CodeRef, FunctionPatch, FunctionRow, NewFunction};
@@ -19,7 +20,7 @@ use serde_json::json;
 use super::model::configuration;
 use super::validate::{CodeIn, ConfigIn, check_config, check_service_rules, environment_json, vpc_json};
 use super::{Target, parse_body, resolve};
-use crate::{AppState, Config, Principal, code_url};
+use crate::{AppState, Config, Principal};
 
 type Params = Query<HashMap<String, String>>;
 
@@ -63,8 +64,9 @@ impl CreateRequest {
                 v.missing(member);
             }
         }
-        if self.code.is_none() {
-            v.missing("code");
+        match &self.code {
+            None => v.missing("code"),
+            Some(code) => check_code(code, "code.", &mut v),
         }
         check_config(cfg, limits, &mut v);
         v.finish()?;
@@ -73,30 +75,94 @@ impl CreateRequest {
     }
 }
 
-/// Decodes and stores the package named by a `Code`-shaped member.
-async fn store_code(state: &AppState, code: &CodeIn) -> ApiResult<(StoredCode, Bytes)> {
-    let bytes = decode_code(code)?;
+/// Where a `Code`-shaped member's package comes from.
+enum Source<'a> {
+    /// `ZipFile`: the base64 text of the zip.
+    Zip(&'a str),
+    /// `S3Bucket`/`S3Key`(/`S3ObjectVersion`): an object of code storage's S3 API.
+    S3 { bucket: &'a str, key: &'a str, version: Option<&'a str> },
+}
+
+/// The source a `Code`-shaped member names; AWS's errors when it names both or neither.
+fn source(code: &CodeIn) -> ApiResult<Source<'_>> {
+    let s3_given = code.s3_bucket.is_some() || code.s3_key.is_some() || code.s3_object_version.is_some();
+    match (&code.zip_file, &code.s3_bucket, &code.s3_key) {
+        (Some(_), _, _) if s3_given => Err(ApiError::InvalidParameterValue(
+            "Please do not provide other FunctionCode parameters when providing a ZipFile.".into(),
+        )),
+        (Some(zip), _, _) => Ok(Source::Zip(zip)),
+        (None, Some(bucket), Some(key)) => Ok(Source::S3 { bucket, key, version: code.s3_object_version.as_deref() }),
+        _ => Err(ApiError::InvalidParameterValue("Please provide a source for function code.".into())),
+    }
+}
+
+/// The model constraints of the S3 members of a `Code`-shaped member (`prefix`: `code.` inside
+/// CreateFunction, empty for UpdateFunctionCode's top-level members).
+pub(crate) fn check_code(code: &CodeIn, prefix: &str, v: &mut Violations) {
+    if let Some(bucket) = &code.s3_bucket {
+        let member = format!("{prefix}s3Bucket");
+        v.length(bucket, &member, 3, 63);
+        // `^[0-9A-Za-z\.\-_]*(?<!\.)$` (the regex crate has no look-behind).
+        let allowed = bucket.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        if !allowed || bucket.ends_with('.') {
+            v.push(bucket, &member, "Member must satisfy regular expression pattern: ^[0-9A-Za-z\\.\\-_]*(?<!\\.)$");
+        }
+    }
+    if let Some(key) = &code.s3_key {
+        v.length(key, &format!("{prefix}s3Key"), 1, 1024);
+    }
+    if let Some(version) = &code.s3_object_version {
+        v.length(version, &format!("{prefix}s3ObjectVersion"), 1, 1024);
+    }
+}
+
+/// Reads, validates and stores the package a `Code`-shaped member names; an S3 object is read as
+/// `caller_account` may read it.
+async fn store_code(state: &AppState, caller_account: &str, code: &CodeIn) -> ApiResult<(StoredCode, Bytes)> {
+    let bytes = match source(code)? {
+        Source::Zip(zip) => decode_zip(zip)?,
+        Source::S3 { bucket, key, version } => read_package(state, caller_account, bucket, key, version).await?,
+    };
     Ok((state.code.put_zip(bytes.clone()).await?, bytes))
+}
+
+/// A package from the S3 API; what keeps it from being read is reported as AWS reports it.
+async fn read_package(
+    state: &AppState,
+    caller_account: &str,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> ApiResult<Bytes> {
+    let max = state.code.limits().max_zipped;
+    let failed = |code: &str, message: &str| {
+        ApiError::InvalidParameterValue(format!(
+            "Error occurred while GetObject. S3 Error Code: {code}. S3 Error Message: {message}"
+        ))
+    };
+    match state.code.read_object(caller_account, bucket, key, version, max).await {
+        Ok(bytes) => Ok(bytes),
+        Err(ReadError::NoSuchBucket) => Err(failed("NoSuchBucket", "The specified bucket does not exist")),
+        Err(ReadError::NoSuchKey) => Err(failed("NoSuchKey", "The specified key does not exist.")),
+        Err(ReadError::NoSuchVersion) => Err(failed("NoSuchVersion", "The specified version does not exist.")),
+        Err(ReadError::AccessDenied) => Err(failed("AccessDenied", "Access Denied")),
+        // Packages from S3 share the direct upload's zipped-size limit (AWS allows more; see docs).
+        Err(ReadError::TooLarge { .. }) => {
+            Err(ApiError::InvalidParameterValue(format!("Zipped size must be smaller than {max} bytes")))
+        }
+        Err(ReadError::Internal(e)) => Err(ApiError::Internal(e.context("read a package from S3"))),
+    }
 }
 
 /// The zip a `Code`-shaped member carries, base64-decoded (not yet validated as a zip).
 pub(crate) fn decode_code(code: &CodeIn) -> ApiResult<Bytes> {
-    let zip = match (&code.zip_file, &code.s3_bucket, &code.s3_key) {
-        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-            return Err(ApiError::InvalidParameterValue(
-                "Please provide a source for function code: either ZipFile or S3Bucket and S3Key, not both.".into(),
-            ));
-        }
-        (Some(zip), None, None) => zip,
-        (None, Some(_), _) | (None, _, Some(_)) => {
-            return Err(ApiError::InvalidParameterValue(
-                "Code from S3 is not supported by this Lamina server yet; upload the package as ZipFile.".into(),
-            ));
-        }
-        (None, None, None) => {
-            return Err(ApiError::InvalidParameterValue("Please provide a source for function code.".into()));
-        }
-    };
+    match source(code)? {
+        Source::Zip(zip) => decode_zip(zip),
+        Source::S3 { .. } => Err(ApiError::InvalidParameterValue("The package is in S3, not in the request.".into())),
+    }
+}
+
+fn decode_zip(zip: &str) -> ApiResult<Bytes> {
     Ok(Bytes::from(STANDARD.decode(zip.as_bytes()).map_err(|_| {
         ApiError::InvalidParameterValue(
             "Could not unzip uploaded file. Please check your file, then try to upload again.".into(),
@@ -115,7 +181,8 @@ pub async fn create(
     let cfg = &req.config;
     let target =
         resolve(&state, &principal, req.function_name.as_deref().unwrap_or_default(), None, "CreateFunction").await?;
-    let (stored, zip) = store_code(&state, req.code.as_ref().unwrap_or(&CodeIn::default())).await?;
+    let code = req.code.as_ref().unwrap_or(&CodeIn::default()).clone();
+    let (stored, zip) = store_code(&state, &principal.account_id, &code).await?;
     let new = NewFunction {
         function_name: name.name,
         description: cfg.description.clone().unwrap_or_default(),
@@ -226,11 +293,10 @@ pub async fn get(
     Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     Query(params): Params,
-    headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
     let target = resolve(&state, &principal, &name, params.get("Qualifier").map(String::as_str), "GetFunction").await?;
     let row = load_version(&state, &target).await?;
-    let location = code_url::location(&state, &headers, &row.account_id, &row.code_sha256);
+    let location = state.config.code_locations.location(&state.config.region, &row.account_id, &row.code_sha256)?;
     let mut out = json!({
         "Configuration": configuration(&state.config.region, &row, target.qualifier.is_some()),
         "Code": { "RepositoryType": "S3", "Location": location },
@@ -359,8 +425,11 @@ pub async fn update_code(
 ) -> ApiResult<impl IntoResponse> {
     let target = resolve(&state, &principal, &name, None, "UpdateFunctionCode").await?;
     let req: UpdateCodeRequest = parse_body(&body)?;
+    let mut v = Violations::default();
+    check_code(&req.code, "", &mut v);
+    v.finish()?;
     only_latest(&target)?;
-    let (stored, zip) = store_code(&state, &req.code).await?;
+    let (stored, zip) = store_code(&state, &principal.account_id, &req.code).await?;
     let patch = FunctionPatch {
         code: Some(CodeRef { sha256_hex: stored.sha256_hex.clone(), size: stored.size }),
         ..FunctionPatch::default()

@@ -54,6 +54,7 @@ pub struct CodeIn {
     pub zip_file: Option<String>,
     pub s3_bucket: Option<String>,
     pub s3_key: Option<String>,
+    pub s3_object_version: Option<String>,
 }
 
 /// Configuration members shared by CreateFunction and UpdateFunctionConfiguration.

@@ -14,7 +14,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use crate::cli::{ExecArgs, HttpArgs, Secret};
+use crate::cli::{ExecArgs, HttpArgs, S3Args, Secret};
 use crate::serve::{Secrets, ensure_default_account};
 
 /// `lamina cluster`.
@@ -30,6 +30,9 @@ pub struct ClusterArgs {
     /// picks one, printed when ready.
     #[command(flatten)]
     pub http: HttpArgs,
+    /// `--s3-listen` is served by the code-storage process; port 0 picks one, printed when ready.
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Region served.
     #[arg(long, env = "LAMINA_REGION", default_value = "us-east-1")]
     pub region: String,
@@ -139,6 +142,8 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
     let exe = std::env::current_exe().context("find the lamina binary")?;
     let (_api_reservation, api) = reserve_api(args.listen)?;
     let (_admin_reservation, admin) = reserve_api(args.http.admin_listen)?;
+    let (_s3_reservation, s3) = reserve_api(args.s3.s3_listen)?;
+    let s3_public_url = args.s3.s3_public_url.clone().unwrap_or_else(|| format!("http://{s3}"));
     let spawn = |name: String, service: &str, extra: Vec<String>| -> anyhow::Result<Proc> {
         let http = free_addr()?;
         let dir = args.data_dir.join(&name);
@@ -178,7 +183,16 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
             }
             let metadata_flag = format!("--metadata={}", metadata_addrs.join(","));
             let code_grpc = free_addr()?;
-            started.push(spawn("code-storage".into(), "code-storage", vec![format!("--grpc-listen={code_grpc}")])?);
+            let queue_grpc = free_addr()?;
+            let code_extra = vec![
+                format!("--grpc-listen={code_grpc}"),
+                // The S3 API: keys and policies from metadata, notifications into the queue.
+                format!("--s3-listen={s3}"),
+                "--reuse-port".into(),
+                format!("--async-queue={queue_grpc}"),
+                metadata_flag.clone(),
+            ];
+            started.push(spawn("code-storage".into(), "code-storage", code_extra)?);
             for i in 0..args.exec_hosts {
                 let mut extra = vec![
                     format!("--grpc-listen={}", free_addr()?),
@@ -191,7 +205,6 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
                 }
                 started.push(spawn(format!("exec-host-{i}"), "exec-host", extra)?);
             }
-            let queue_grpc = free_addr()?;
             let router_addrs: Vec<String> =
                 (0..args.routers).map(|_| free_addr().map(|a| a.to_string())).collect::<anyhow::Result<_>>()?;
             for (i, addr) in router_addrs.iter().enumerate() {
@@ -219,6 +232,7 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
                     "--reuse-port".into(),
                     format!("--code-storage={code_grpc}"),
                     format!("--routers={}", router_addrs.join(",")),
+                    format!("--s3-public-url={s3_public_url}"),
                     metadata_flag.clone(),
                 ];
                 extra.extend(args.http.to_args(admin));
@@ -248,6 +262,7 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
     let creds = std::fs::canonicalize(args.data_dir.join("credentials")).unwrap_or(args.data_dir.join("credentials"));
     println!("Lamina (cluster: {} processes) is listening on http://{api}", started.len());
     println!("Admin API and metrics on http://{admin} (operators only)");
+    println!("S3 API on http://{s3}");
     println!(
         "Try: AWS_SHARED_CREDENTIALS_FILE={} aws --profile lamina --region {} --endpoint-url http://{} lambda list-functions",
         creds.display(),

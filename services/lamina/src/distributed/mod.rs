@@ -10,6 +10,7 @@ mod status;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -96,6 +97,9 @@ pub struct FrontendArgs {
     /// Largest Timeout accepted, in seconds.
     #[arg(long, env = "LAMINA_MAX_TIMEOUT", default_value_t = 300)]
     pub max_timeout: i64,
+    /// Base URL clients reach code storage's S3 API at (GetFunction's `Code.Location`).
+    #[arg(long, env = "LAMINA_S3_PUBLIC_URL", default_value = "http://127.0.0.1:9002")]
+    pub s3_public_url: String,
 }
 
 /// `lamina metadata`.
@@ -118,6 +122,27 @@ pub struct CodeStorageArgs {
     /// gRPC address.
     #[arg(long, env = "LAMINA_GRPC_LISTEN", default_value = "127.0.0.1:7102")]
     pub grpc_listen: SocketAddr,
+    /// Address of the S3-compatible API; without it this process serves packages over gRPC only.
+    /// The S3 API needs `--metadata` (access keys, function policies) and `--async-queue` (event
+    /// notifications).
+    #[arg(long, env = "LAMINA_S3_LISTEN")]
+    pub s3_listen: Option<SocketAddr>,
+    /// Share `--s3-listen` with the `lamina cluster` that reserved it (SO_REUSEPORT).
+    #[arg(long, env = "LAMINA_REUSE_PORT")]
+    pub reuse_port: bool,
+    /// gRPC addresses of the metadata services (comma-separated).
+    #[arg(long, env = "LAMINA_METADATA", value_delimiter = ',')]
+    pub metadata: Vec<String>,
+    /// gRPC address of the async queue.
+    #[arg(long, env = "LAMINA_ASYNC_QUEUE")]
+    pub async_queue: Option<String>,
+    /// Redis whose invalidations (revoked keys, metadata writes) this process follows; without it,
+    /// cached keys and policies expire by age only.
+    #[arg(long, env = "LAMINA_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key.
+    #[arg(long, env = "LAMINA_REDIS_PREFIX", default_value = "lamina")]
+    pub redis_prefix: String,
 }
 
 /// `lamina invoke-router`.
@@ -219,7 +244,7 @@ pub async fn run_frontend(args: FrontendArgs, stop: impl Future<Output = ()>) ->
         max_memory_mb: args.max_memory_mb,
         max_timeout_s: args.max_timeout,
         runtimes,
-        url_key: secrets.url_key,
+        code_locations: crate::serve::code_locations(&secrets, &common.region, args.s3_public_url.clone())?,
         http: args.http.limits(),
     };
     let subscription = lamina_fleet::subscribe(args.redis.redis_url.expose(), &args.redis.redis_prefix).await?;
@@ -307,17 +332,94 @@ pub async fn run_metadata(args: MetadataArgs, stop: impl Future<Output = ()>) ->
     server.await.context("join gRPC server")?
 }
 
-/// `lamina code-storage`: packages by digest over gRPC.
+/// `lamina code-storage`: packages by digest over gRPC, and (with `--s3-listen`) the S3 API.
 pub async fn run_code_storage(args: CodeStorageArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let storage = CodeStorage::open(args.common.data_dir.join("blobs"), ZipLimits::default())?;
+    let mut storage = CodeStorage::open(args.common.data_dir.join("blobs"), ZipLimits::default())?;
+    let s3 = match args.s3_listen {
+        Some(addr) => {
+            let (listener, api) = s3_api(&args, addr, storage.clone()).await?;
+            storage = storage.with_objects(api.store().clone());
+            Some((listener, api))
+        }
+        None => None,
+    };
     let (incoming, addr) = lamina_rpc::transport::bind(args.grpc_listen).await?;
     let shutdown = CancellationToken::new();
     let status = Status::serve("code-storage", args.common.http_listen, addr, shutdown.clone()).await?;
     let server = tokio::spawn(lamina_code_storage::serve(storage, incoming, shutdown.clone()));
-    status.ready(|| serde_json::json!({}));
+    let s3_addr = s3.as_ref().and_then(|(listener, _)| listener.local_addr().ok());
+    let s3_server =
+        s3.map(|(listener, api)| tokio::spawn(lamina_code_storage::s3::serve(listener, api, shutdown.clone())));
+    status.ready(move || serde_json::json!({ "s3": s3_addr.map(|a| a.to_string()) }));
+    tracing::info!(%addr, s3 = ?s3_addr, "code storage is ready");
     stop.await;
     shutdown.cancel();
-    server.await.context("join gRPC server")?
+    let served = server.await.context("join gRPC server")?;
+    if let Some(s3_server) = s3_server {
+        s3_server.await.context("join S3 server")?.context("serve S3")?;
+    }
+    served
+}
+
+/// The S3 API of a code-storage process: keys and policies from the metadata services, notifications
+/// into the async queue.
+async fn s3_api(
+    args: &CodeStorageArgs,
+    addr: SocketAddr,
+    storage: CodeStorage,
+) -> anyhow::Result<(tokio::net::TcpListener, lamina_code_storage::s3::S3Api)> {
+    anyhow::ensure!(!args.metadata.is_empty(), "--s3-listen needs --metadata (access keys, function policies)");
+    let queue_addr = args.async_queue.as_deref().context("--s3-listen needs --async-queue (event notifications)")?;
+    let common = &args.common;
+    let secrets = Secrets::load(
+        &common.data_dir,
+        common.master_key.as_ref().map(Secret::expose),
+        common.admin_token.as_ref().map(Secret::expose),
+    )?;
+    let objects = lamina_code_storage::s3::S3Store::open(common.data_dir.join("s3"))?;
+    let metadata = MetadataClient::connect(&args.metadata)?;
+    let keys = Arc::new(lamina_frontend::auth::SecretCache::default());
+    if let Some(url) = &args.redis_url {
+        follow_invalidations(metadata.clone(), keys.clone(), url.expose(), &args.redis_prefix).await?;
+    }
+    let queue = lamina_async_queue::QueueClient::connect(queue_addr)?;
+    let api = lamina_code_storage::s3::S3Api::new(
+        objects.clone(),
+        storage,
+        Arc::new(crate::s3::KeyCredentials::new(metadata.clone(), keys)),
+        Arc::new(crate::s3::FunctionEvents::new(metadata.clone(), queue, &common.region)),
+        Some(Arc::new(crate::s3::AccountQuota::new(metadata, objects))),
+        crate::serve::s3_config(&secrets, &common.region)?,
+    );
+    Ok((listen(addr, args.reuse_port)?, api))
+}
+
+/// Forgets revoked keys and stale metadata reads when a frontend announces them.
+async fn follow_invalidations(
+    metadata: MetadataClient,
+    keys: Arc<lamina_frontend::auth::SecretCache>,
+    redis_url: &str,
+    prefix: &str,
+) -> anyhow::Result<()> {
+    let mut subscription = lamina_fleet::subscribe(redis_url, prefix).await?;
+    tokio::spawn(async move {
+        while let Some(message) = subscription.recv().await {
+            match message {
+                lamina_fleet::Invalidation::Key { topic, key } if topic == lamina_frontend::auth::SECRET_TOPIC => {
+                    keys.forget(&key)
+                }
+                lamina_fleet::Invalidation::Key { topic, .. } if topic == lamina_frontend::METADATA_TOPIC => {
+                    metadata.invalidate_cache()
+                }
+                lamina_fleet::Invalidation::Key { .. } => {}
+                lamina_fleet::Invalidation::Missed => {
+                    keys.clear();
+                    metadata.invalidate_cache();
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 /// `lamina invoke-router`: places invocations on the registered execution hosts.

@@ -1,0 +1,87 @@
+//! Code storage's S3 API as the rest of Lamina uses it: deployment packages from buckets
+//! (CreateFunction / UpdateFunctionCode with `S3Bucket`/`S3Key`/`S3ObjectVersion`), GetFunction's
+//! presigned `Code.Location`, and S3 event notifications delivered as Event invocations. On SQLite,
+//! Postgres and the cluster (`lamina cluster`: the S3 API in the code-storage process).
+
+mod notifications;
+mod packages;
+
+use aws_sdk_lambda::types::{FunctionCode, Runtime};
+use aws_sdk_s3::primitives::ByteStream;
+use lamina_tests::{Tenant, TestEnv};
+
+/// The error code and message an SDK call failed with (panics on success).
+pub fn lambda_error<E, R>(
+    result: Result<R, aws_sdk_lambda::error::SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> (String, String)
+where
+    E: aws_sdk_lambda::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(ok) => panic!("expected an error, got {ok:?}"),
+        Err(err) => match err.as_service_error() {
+            Some(e) => (e.code().unwrap_or_default().to_owned(), e.message().unwrap_or_default().to_owned()),
+            None => panic!("not a service error: {err:?}"),
+        },
+    }
+}
+
+/// The S3 error code an SDK call failed with (panics on success).
+pub fn s3_error<E, R>(
+    result: Result<R, aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(ok) => panic!("expected an error, got {ok:?}"),
+        Err(err) => {
+            err.as_service_error().and_then(|e| e.code()).map(str::to_owned).unwrap_or_else(|| format!("{err:?}"))
+        }
+    }
+}
+
+/// A bucket name no other test (or run) uses: names are global across tenants.
+pub fn bucket_name(label: &str) -> String {
+    format!("{label}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Creates `bucket` as `t` and uploads `body` under `key`; returns the version id S3 reports.
+pub async fn put(env: &TestEnv, t: &Tenant, bucket: &str, key: &str, body: Vec<u8>) -> Option<String> {
+    let s3 = env.s3(t);
+    if s3.head_bucket().bucket(bucket).send().await.is_err() {
+        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
+    }
+    let put = s3.put_object().bucket(bucket).key(key).body(ByteStream::from(body)).send().await.expect("put object");
+    put.version_id().map(str::to_owned)
+}
+
+/// A Python package whose handler returns `value`.
+pub fn returning(value: &str) -> Vec<u8> {
+    lamina_tests::python_zip(&format!("def handler(event, context):\n    return {value:?}\n"))
+}
+
+/// A CreateFunction request for a Python function whose code is `code`.
+pub fn create_python(
+    client: &aws_sdk_lambda::Client,
+    name: &str,
+    code: FunctionCode,
+) -> aws_sdk_lambda::operation::create_function::builders::CreateFunctionFluentBuilder {
+    client
+        .create_function()
+        .function_name(name)
+        .runtime(Runtime::from("python3.11"))
+        .role("arn:aws:iam::123456789012:role/lambda-role")
+        .handler("lambda_function.handler")
+        .code(code)
+}
+
+/// The payload a synchronous invocation returned.
+pub async fn invoke(client: &aws_sdk_lambda::Client, name: &str, qualifier: Option<&str>) -> String {
+    let out = client.invoke().function_name(name).set_qualifier(qualifier.map(str::to_owned)).send().await;
+    let out = out.expect("invoke");
+    assert_eq!(out.function_error(), None, "{:?}", out.payload());
+    String::from_utf8(out.payload().map(|p| p.as_ref().to_vec()).unwrap_or_default()).expect("utf-8 payload")
+}
