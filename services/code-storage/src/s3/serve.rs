@@ -104,11 +104,11 @@ fn session_token<B>(req: &http::Request<B>) -> Option<String> {
 }
 
 fn form_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query.split('&').filter_map(|pair| {
+    query.split('&').map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let decode =
             |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
-        Some((decode(k), decode(v)))
+        (decode(k), decode(v))
     })
 }
 

@@ -207,7 +207,7 @@ impl Handler {
                     id: Some(r.id),
                     lambda_function_arn: r.function_arn,
                     events: r.events.into_iter().map(Event::from).collect(),
-                    filter: (!rules.is_empty()).then(|| NotificationConfigurationFilter {
+                    filter: (!rules.is_empty()).then_some(NotificationConfigurationFilter {
                         key: Some(S3KeyFilter { filter_rules: Some(rules) }),
                     }),
                 }

@@ -88,7 +88,7 @@ pub(super) async fn read_versions(object_dir: &Path) -> StoreResult<Vec<VersionR
             out.push(record);
         }
     }
-    out.sort_by(|a, b| b.seq.cmp(&a.seq));
+    out.sort_by_key(|v| std::cmp::Reverse(v.seq));
     Ok(out)
 }
 
