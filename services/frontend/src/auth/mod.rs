@@ -1,10 +1,12 @@
-//! Authentication: SigV4 for the Lambda API, a bearer token for the admin API.
+//! Authentication: SigV4 for the Lambda API (with access keys, or with the session credentials
+//! function code is given), a bearer token for the admin API.
 
 pub mod resource_policy;
+pub mod session;
 pub mod sigv4;
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -15,6 +17,7 @@ use lamina_common::ApiError;
 use lamina_metadata::MetadataClient;
 use subtle::ConstantTimeEq;
 
+use self::session::SessionVerifier;
 use crate::AppState;
 use crate::body::{budget_kib, declared_length, discard_refused, limit_for, read_limited, reservation_kib};
 
@@ -32,10 +35,12 @@ impl Principal {
     }
 }
 
-/// A short-lived cache of decrypted secrets, so a hot key costs no database read.
+/// A short-lived cache of decrypted secrets, so a hot key costs no database read; and the
+/// verifier of session credentials, when the installation's session key was given.
 #[derive(Default)]
 pub struct SecretCache {
     entries: RwLock<HashMap<String, (String, String, Instant)>>,
+    sessions: OnceLock<Arc<SessionVerifier>>,
 }
 
 const SECRET_TTL: Duration = Duration::from_secs(30);
@@ -71,6 +76,9 @@ impl SecretCache {
         if let Ok(mut map) = self.entries.write() {
             map.clear();
         }
+        if let Some(sessions) = self.sessions.get() {
+            sessions.clear();
+        }
     }
 
     /// Forgets a key at once (after it was deleted).
@@ -78,6 +86,23 @@ impl SecretCache {
         if let Ok(mut map) = self.entries.write() {
             map.remove(access_key_id);
         }
+    }
+}
+
+impl AppState {
+    /// Accepts the session credentials function code is given (`X-Amz-Security-Token` with an
+    /// `ASIA` key id), minted with `key` (`lamina_common::session::derive_key` of the master key).
+    /// Without it such requests are refused as unrecognized.
+    pub fn with_session_key(self, key: [u8; 32]) -> Self {
+        if self.secrets.sessions.set(Arc::new(SessionVerifier::new(key, self.metadata.clone()))).is_err() {
+            tracing::warn!("a session key was already set; keeping the first");
+        }
+        self
+    }
+
+    /// The session verifier (for other APIs taking the same credentials, e.g. S3).
+    pub fn session_verifier(&self) -> Option<Arc<SessionVerifier>> {
+        self.secrets.sessions.get().cloned()
     }
 }
 
@@ -141,8 +166,13 @@ struct Caller {
 async fn identify(state: &AppState, parts: &http::request::Parts) -> Result<Caller, ApiError> {
     let claim = sigv4::parse_claim(&parts.headers, &parts.uri)?;
     let when = sigv4::check_scope(&claim, &state.config.region, "lambda", chrono::Utc::now())?;
-    let Some((account_id, secret)) = state.secrets.lookup(&state.metadata, &claim.access_key_id).await? else {
-        return Err(ApiError::UnrecognizedClient);
+    let (account_id, secret) = if lamina_common::session::is_session_key(&claim.access_key_id) {
+        let token = sigv4::security_token(&parts.headers, &parts.uri).ok_or(ApiError::UnrecognizedClient)?;
+        let verifier = state.secrets.sessions.get().ok_or(ApiError::UnrecognizedClient)?;
+        let (claims, secret) = verifier.verify(&claim.access_key_id, &token).await?;
+        (claims.account_id, secret)
+    } else {
+        state.secrets.lookup(&state.metadata, &claim.access_key_id).await?.ok_or(ApiError::UnrecognizedClient)?
     };
     let mut verified = false;
     if sigv4::declares_payload(&parts.headers) || claim.expires.is_some() {

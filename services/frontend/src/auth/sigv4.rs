@@ -194,6 +194,17 @@ pub fn check_scope(
     Ok(when)
 }
 
+/// The session token of a request signed with temporary credentials: the `X-Amz-Security-Token`
+/// header, or the query parameter of the presigned form.
+pub fn security_token(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    if let Some(v) = headers.get("x-amz-security-token") {
+        return v.to_str().ok().map(str::to_owned);
+    }
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "X-Amz-Security-Token")
+        .map(|(_, v)| v.into_owned())
+}
+
 /// Recomputes the signature with `secret` and compares it with the claim. With `body` `None`
 /// (not read yet) only a request that names its payload hash in `x-amz-content-sha256`, or a
 /// presigned one, can be verified; the hash itself is then checked by [`check_payload_hash`] once
