@@ -18,6 +18,8 @@ pub(super) use write::checksum_hasher;
 impl Handler {
     pub(super) async fn put_object_op(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let who = self.who(&req)?;
+        // s3s hands browser-form POST uploads to put_object with the method intact.
+        let event = if req.method == http::Method::POST { "ObjectCreated:Post" } else { "ObjectCreated:Put" };
         let trailer_names = trailer_names(&req.headers);
         let trailing = req.trailing_headers.clone();
         let input = req.input;
@@ -63,7 +65,7 @@ impl Handler {
         };
         let committed = self.commit_checked(&who, &input.bucket, data, record).await?;
         let rec = &committed.record;
-        self.notify(&input.bucket, "ObjectCreated:Put", rec, committed.versioned, &who.account_id).await?;
+        self.notify(&input.bucket, event, rec, committed.versioned, &who.account_id).await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(rec.etag.clone())),
             version_id: committed.versioned.then(|| rec.version_id.clone()),
