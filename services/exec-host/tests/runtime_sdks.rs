@@ -9,11 +9,18 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use common::{TestHost, json};
+use common::{TestHost, invocation, json};
 use lamina_common::FunctionSnapshot;
+use lamina_common::session::SessionCredentials;
 use lamina_exec_host::InvokeOutcome;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The host-wide nftables table follows the last host started (tests/credentials.rs): one host at
+/// a time in this binary, so that the endpoint test's redirect stays in place.
+static ONE_HOST: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -21,10 +28,8 @@ fn repo() -> PathBuf {
 
 /// The installed SDK directory, or `None` (test skipped) when it is missing outside CI.
 fn sdk_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("LAMINA_RUNTIME_SDK_DIR")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
+    let dir =
+        std::env::var_os("LAMINA_RUNTIME_SDK_DIR").filter(|d| !d.is_empty()).map(PathBuf::from).unwrap_or_else(|| {
             // <target>/debug/deps/runtime_sdks-<hash>
             let exe = std::env::current_exe().expect("test binary path");
             let target = exe.ancestors().nth(3).expect("target directory");
@@ -106,6 +111,7 @@ def handler(event, context):
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_functions_import_the_pinned_boto3_read_only() {
+    let _one = ONE_HOST.lock().await;
     let Some(sdk) = sdk_dir() else { return };
     let t = host(&sdk).await;
     let f = with_handler(t.function("pysdk", "python3.11", &[("app.py", PY_SDK, 0o644)]), "app.handler");
@@ -126,6 +132,7 @@ async fn python_functions_import_the_pinned_boto3_read_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_functions_own_boto3_takes_precedence() {
+    let _one = ONE_HOST.lock().await;
     let Some(sdk) = sdk_dir() else { return };
     let t = host(&sdk).await;
     let code = b"import boto3, botocore\ndef handler(event, context):\n    return {'boto3': boto3.__version__, 'file': boto3.__file__, 'botocore': botocore.__file__}\n";
@@ -144,6 +151,7 @@ async fn python_functions_own_boto3_takes_precedence() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_without_sdk_dir_has_no_boto3() {
+    let _one = ONE_HOST.lock().await;
     let t = TestHost::start_with(|c| c.runtime_sdk_dir = None).await;
     let code = b"import os\ndef handler(event, context):\n    import boto3\n    return 'imported'\n";
     let f = with_handler(t.function("pynosdk", "python3.11", &[("app.py", code, 0o644)]), "app.handler");
@@ -178,6 +186,7 @@ export const handler = async () => ({
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodejs_functions_require_and_import_the_pinned_sdk() {
+    let _one = ONE_HOST.lock().await;
     let Some(sdk) = sdk_dir() else { return };
     let t = host(&sdk).await;
     let runtime = node_runtime(&t);
@@ -201,13 +210,16 @@ async fn nodejs_functions_require_and_import_the_pinned_sdk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodejs_functions_own_sdk_takes_precedence() {
+    let _one = ONE_HOST.lock().await;
     let Some(sdk) = sdk_dir() else { return };
     let t = host(&sdk).await;
     let runtime = node_runtime(&t);
     let stub_pkg = br#"{"name": "@aws-sdk/client-s3", "version": "0.0.0-own", "main": "index.js"}"#;
     let stub = b"exports.S3Client = 'own';\n";
-    let cjs = b"const { S3Client } = require('@aws-sdk/client-s3');\nexports.handler = async () => ({ s3: S3Client });\n";
-    let esm = b"import { S3Client } from '@aws-sdk/client-s3';\nexport const handler = async () => ({ s3: S3Client });\n";
+    let cjs =
+        b"const { S3Client } = require('@aws-sdk/client-s3');\nexports.handler = async () => ({ s3: S3Client });\n";
+    let esm =
+        b"import { S3Client } from '@aws-sdk/client-s3';\nexport const handler = async () => ({ s3: S3Client });\n";
     let files: &[(&str, &[u8], u32)] = &[
         ("index.js", cjs, 0o644),
         ("esm.mjs", esm, 0o644),
@@ -217,6 +229,98 @@ async fn nodejs_functions_own_sdk_takes_precedence() {
     for handler in ["index.handler", "esm.handler"] {
         let f = with_handler(t.function("nodeown", &runtime, files), handler);
         assert_eq!(ok(&t.invoke(&f, json!({})).await), json!({"s3": "own"}), "{handler}");
+    }
+    t.host.shutdown().await;
+}
+
+/// A fake S3 on the host's loopback: answers every request with `hello` and records each request
+/// head (request line and headers, lower-cased names).
+async fn fake_s3(heads: Arc<Mutex<Vec<String>>>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake S3");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let heads = heads.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = s.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                        buf.drain(..end + 4);
+                        heads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(head);
+                        let reply = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+                        if s.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+const PY_GET: &[u8] = br#"
+import boto3
+s3 = boto3.client("s3")
+
+def handler(event, context):
+    return s3.get_object(Bucket="py-bucket", Key="some/key.txt")["Body"].read().decode()
+"#;
+
+const NODE_GET: &[u8] = br#"
+import { S3Client, GetObjectCommand } from '@aws-sdk/client-s3';
+const s3 = new S3Client({});
+export const handler = async () => {
+  const out = await s3.send(new GetObjectCommand({ Bucket: 'node-bucket', Key: 'some/key.txt' }));
+  return out.Body.transformToString();
+};
+"#;
+
+/// The SDKs, unconfigured, take the endpoint (`AWS_ENDPOINT_URL_S3`), the session credentials and
+/// the region from the environment the host gives the sandbox, and address buckets path-style.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdks_call_the_s3_endpoint_with_the_sandbox_credentials() {
+    let _one = ONE_HOST.lock().await;
+    let Some(sdk) = sdk_dir() else { return };
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let port = fake_s3(heads.clone()).await;
+    let t = TestHost::start_with(move |c| {
+        c.runtime_sdk_dir = Some(sdk);
+        c.s3_endpoint = Some(format!("127.0.0.1:{port}"));
+    })
+    .await;
+    let runtime = node_runtime(&t);
+    let creds = SessionCredentials {
+        access_key_id: "ASIASDKTESTKEY000001".into(),
+        secret_access_key: "secret".into(),
+        session_token: "session-token-for-the-sdk-test".into(),
+        expiration: chrono::Utc::now().timestamp() + 12 * 3600,
+    };
+    let cases = [("python3.11", "app.py", PY_GET, "py-bucket"), (runtime.as_str(), "app.mjs", NODE_GET, "node-bucket")];
+    for (runtime, file, code, bucket) in cases {
+        let mut f = with_handler(t.function("sdkget", runtime, &[(file, code, 0o644)]), "app.handler");
+        f.timeout_s = 20;
+        let mut inv = invocation(&f, json!({}));
+        inv.credentials = Some(creds.clone());
+        let out = t.host.invoke(inv).await.expect("invoke");
+        assert_eq!(ok(&out), "hello", "{runtime}");
+        let heads = heads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let head = heads
+            .iter()
+            .find(|h| h.contains(bucket))
+            .unwrap_or_else(|| panic!("{runtime}: no request for {bucket}: {heads:?}"));
+        assert!(head.starts_with(&format!("get /{bucket}/some/key.txt")), "{runtime}: not path-style: {head}");
+        assert!(head.contains("\r\nhost: 127.0.0.1:9002\r\n"), "{runtime}: {head}");
+        let auth = format!("credential={}/", creds.access_key_id.to_lowercase());
+        assert!(head.contains(&auth) && head.contains("/us-east-1/s3/aws4_request"), "{runtime}: {head}");
+        assert!(head.contains(&format!("x-amz-security-token: {}", creds.session_token)), "{runtime}: {head}");
     }
     t.host.shutdown().await;
 }
