@@ -18,8 +18,8 @@ async fn buckets_are_global_owned_limited_and_deleted_only_when_empty() {
 
     alice.create_bucket().bucket("shared-name").send().await.unwrap();
     alice.head_bucket().bucket("shared-name").send().await.unwrap();
-    // us-east-1 answers 200 to re-creating your own bucket, as S3 does there.
-    alice.create_bucket().bucket("shared-name").send().await.unwrap();
+    let err = alice.create_bucket().bucket("shared-name").send().await.unwrap_err();
+    assert_eq!(code_of(&err), ("BucketAlreadyOwnedByYou".to_owned(), 409));
 
     let err = bob.create_bucket().bucket("shared-name").send().await.unwrap_err();
     assert_eq!(code_of(&err), ("BucketAlreadyExists".to_owned(), 409));

@@ -29,12 +29,9 @@ impl Handler {
             return Err(to_s3(StoreError::BucketAlreadyExists));
         }
         let limit = self.api.inner.config.max_buckets_per_account;
-        match self.api.inner.store.create_bucket(&bucket, &who.account_id, limit).await {
-            Ok(()) => {}
-            // us-east-1 keeps S3's legacy answer: re-creating your own bucket is 200 OK there.
-            Err(StoreError::BucketAlreadyOwnedByYou) if region == "us-east-1" => {}
-            Err(e) => return Err(to_s3(e)),
-        }
+        // Re-creating your own bucket is 409 BucketAlreadyOwnedByYou in every region: S3 keeps a
+        // legacy 200 in us-east-1, but a caller told "created" would miss that the name was taken.
+        self.api.inner.store.create_bucket(&bucket, &who.account_id, limit).await.map_err(to_s3)?;
         Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{bucket}")) }))
     }
 
