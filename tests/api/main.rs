@@ -9,6 +9,7 @@ mod hostile_front_door;
 mod permissions;
 mod secrets_at_rest;
 mod shared_blobs;
+mod session_credentials;
 mod sigv4;
 mod tenancy;
 mod validation;
