@@ -10,7 +10,8 @@
 # (<repo>/target/runtime-sdks, or $CARGO_TARGET_DIR/runtime-sdks), where the execution host built
 # there finds it by itself (docs/runtimes.md). It receives python/ (pip --target) and nodejs/node_modules/.
 # Nothing is done when DIR/.stamp already names these pins. A new install is built beside DIR and
-# swapped in whole; restart the execution host afterwards (sandboxes mount DIR when they are made).
+# swapped in whole; restart the execution host afterwards (sandboxes mount DIR when they are made,
+# and keep the tree they mounted).
 #
 # Environment: LAMINA_SDK_PYTHON (interpreter whose pip installs, default /usr/bin/python3.11, else
 # python3), LAMINA_SDK_NPM (default npm).
@@ -92,11 +93,12 @@ EOF
 } >"$STAGE/VERSIONS"
 printf '%s\n' "$want" >"$STAGE/.stamp"
 
+# The previous tree stays as DIR.old until the next install: sandboxes that mounted it (warm ones,
+# pre-mounted spares) keep working until the host restarts.
 if [ -e "$DIR" ]; then
     rm -rf "$DIR.old"
     mv "$DIR" "$DIR.old"
 fi
 mv "$STAGE" "$DIR"
 trap - EXIT
-rm -rf "$DIR.old"
 log "runtime SDKs installed in $DIR ($(du -sh "$DIR" | cut -f1)); see $DIR/VERSIONS"

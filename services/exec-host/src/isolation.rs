@@ -229,16 +229,16 @@ pub(crate) fn base_ops(
 /// alike) in the `node_modules` directories of the importing file's ancestors, so the function's
 /// own `/var/task/node_modules` comes first and `/var/node_modules` (a link to the SDK's) second.
 fn sdk_ops(root: &Path, sdk_dir: Option<&Path>) -> anyhow::Result<Vec<MountOp>> {
-    let Some(sdk) = sdk_dir else {
-        return Ok(Vec::new());
-    };
-    if !sdk.is_dir() {
+    let Some(sdk) = sdk_dir.filter(|d| d.is_dir()) else {
+        // Functions importing boto3 or @aws-sdk then fail: say why once, in the host's log.
         static WARNED: std::sync::Once = std::sync::Once::new();
-        WARNED.call_once(|| {
-            tracing::warn!(dir = %sdk.display(), "no runtime SDKs there: run scripts/install-runtime-sdks.sh");
+        const HINT: &str = "functions get no boto3 / AWS SDK for JavaScript (scripts/install-runtime-sdks.sh)";
+        WARNED.call_once(|| match sdk_dir {
+            Some(d) => tracing::warn!(dir = %d.display(), "runtime SDK directory missing: {HINT}"),
+            None => tracing::warn!("no runtime SDK directory: {HINT}"),
         });
         return Ok(Vec::new());
-    }
+    };
     let mut ops = vec![MountOp::Mkdir(cpath(&root.join(SDK_MOUNT))?)];
     ops.extend(hidden_bind(root, sdk, SDK_MOUNT)?);
     if sdk.join("nodejs/node_modules").is_dir() {
