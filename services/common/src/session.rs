@@ -81,7 +81,7 @@ pub enum SessionError {
 
 /// The session key of an installation, derived from its master key (as the code-URL key is).
 pub fn derive_key(master: &[u8; 32]) -> [u8; 32] {
-    mac(master, &[b"lamina session credentials"]).into()
+    mac(master, &[b"lamina session credentials"])
 }
 
 /// Whether an access key id is a session key id (and so needs a session token).
