@@ -324,3 +324,54 @@ async fn sdks_call_the_s3_endpoint_with_the_sandbox_credentials() {
     }
     t.host.shutdown().await;
 }
+
+/// Cold-start cost of the SDKs (docs/runtimes.md): median Init Duration of fresh functions that
+/// import nothing, import the SDK, or also create an S3 client. A measurement, not run by default:
+/// `cargo test -p lamina-exec-host --test runtime_sdks -- --ignored --nocapture cold_start`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn cold_start_cost() {
+    let _one = ONE_HOST.lock().await;
+    let Some(sdk) = sdk_dir() else { return };
+    let t = host(&sdk).await;
+    let node = node_runtime(&t);
+    let cases: [(&str, &str, &str, &[u8]); 6] = [
+        ("python: nothing", "python3.11", "app.py", b"def handler(e, c):\n    return 1\n"),
+        ("python: import boto3", "python3.11", "app.py", b"import boto3\ndef handler(e, c):\n    return 1\n"),
+        (
+            "python: boto3.client('s3')",
+            "python3.11",
+            "app.py",
+            b"import boto3\ns3 = boto3.client('s3')\ndef handler(e, c):\n    return 1\n",
+        ),
+        ("node: nothing", &node, "app.js", b"exports.handler = async () => 1;\n"),
+        (
+            "node: require client-s3",
+            &node,
+            "app.js",
+            b"const { S3Client } = require('@aws-sdk/client-s3');\nexports.handler = async () => 1;\n",
+        ),
+        (
+            "node: new S3Client({})",
+            &node,
+            "app.js",
+            b"const { S3Client } = require('@aws-sdk/client-s3');\nconst s3 = new S3Client({});\nexports.handler = async () => 1;\n",
+        ),
+    ];
+    for (label, runtime, file, code) in cases {
+        let mut inits = Vec::new();
+        for i in 0..17 {
+            let f = with_handler(t.function(&format!("cold{i}"), runtime, &[(file, code, 0o644)]), "app.handler");
+            let out = t.invoke(&f, json!({})).await;
+            ok(&out);
+            // The first two warm up the page cache; the pause lets the spare sandboxes refill.
+            if i >= 2 {
+                inits.push(out.init_duration_ms.expect("cold start"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        }
+        inits.sort_by(f64::total_cmp);
+        println!("{label:28} Init Duration median {:6.1} ms, min {:6.1} ms", inits[inits.len() / 2], inits[0]);
+    }
+    t.host.shutdown().await;
+}
