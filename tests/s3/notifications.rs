@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::{bucket_name, create_python, s3_error};
 
-backend_tests!(notifications_invoke_the_function_once_per_matching_event);
+backend_tests!(notifications_invoke_the_function_once_per_matching_event, function_code_answers_through_s3);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_survive_a_restart_sqlite() {
@@ -191,4 +191,58 @@ async fn notifications_survive_a_restart(backend: lamina_tests::Backend) {
     assert_eq!(got[0]["s3"]["object"]["key"], "k");
     assert_eq!(got[0]["eventName"], "ObjectCreated:Put");
     resumed.stop().await;
+}
+
+/// The guide's S3 tutorial in small: an upload under `in/` runs a function that reads the object back
+/// through the S3 API with the credentials its sandbox was given (boto3, unconfigured) and writes a
+/// processed copy under `out/`.
+async fn function_code_answers_through_s3(env: &TestEnv) {
+    let t = env.tenant().await;
+    let c = env.lambda(&t);
+    let s3 = env.s3(&t);
+    let bucket = bucket_name("tutorial");
+    let code = "import boto3\n\ns3 = boto3.client('s3')\n\ndef handler(event, context):\n    for r in event['Records']:\n        bucket = r['s3']['bucket']['name']\n        key = r['s3']['object']['key']\n        body = s3.get_object(Bucket=bucket, Key=key)['Body'].read()\n        s3.put_object(Bucket=bucket, Key='out/' + key[3:], Body=body.upper())\n";
+    let created = create_python(&c, "upper", FunctionCode::builder().zip_file(Blob::new(python_zip(code))).build())
+        .timeout(60)
+        .send()
+        .await
+        .expect("create");
+    let arn = created.function_arn().expect("arn").to_owned();
+    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+    c.add_permission()
+        .function_name("upper")
+        .statement_id("s3")
+        .action("lambda:InvokeFunction")
+        .principal("s3.amazonaws.com")
+        .source_arn(format!("arn:aws:s3:::{bucket}"))
+        .send()
+        .await
+        .expect("add permission");
+    s3.put_bucket_notification_configuration()
+        .bucket(&bucket)
+        .notification_configuration(notify(&arn, &[Event::S3ObjectCreated], "in/", ""))
+        .send()
+        .await
+        .expect("configure notifications");
+    s3.put_object()
+        .bucket(&bucket)
+        .key("in/note.txt")
+        .body(ByteStream::from_static(b"shout"))
+        .send()
+        .await
+        .expect("put");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let written = loop {
+        if let Ok(got) = s3.get_object().bucket(&bucket).key("out/note.txt").send().await {
+            break got.body.collect().await.expect("body").into_bytes();
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("no copy under out/; the function logged: {:#?}", env.log_messages(&t, "upper").await);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(written.as_ref(), b"SHOUT");
+    // The copy was written as the function's account: it owns the bucket, so it lists the key.
+    let listed = s3.list_objects_v2().bucket(&bucket).prefix("out/").send().await.expect("list");
+    assert_eq!(listed.contents().len(), 1);
 }

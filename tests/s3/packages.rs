@@ -159,8 +159,10 @@ async fn code_location_downloads_the_zip(env: &TestEnv) {
     assert_eq!(got.configuration().and_then(|c| c.code_sha256()), Some(digest.as_str()));
 
     let (signed, signature) = url.split_once("X-Amz-Signature=").expect("signature");
-    let flipped =
-        if signature.starts_with('0') { format!("1{}", &signature[1..]) } else { format!("0{}", &signature[1..]) };
+    let flipped = match signature.strip_prefix('0') {
+        Some(rest) => format!("1{rest}"),
+        None => format!("0{}", signature.get(1..).unwrap_or_default()),
+    };
     let tampered = format!("{signed}X-Amz-Signature={flipped}");
     assert_eq!(reqwest::get(&tampered).await.expect("download").status().as_u16(), 403);
     let sha = hex::encode(Sha256::digest(&zip));

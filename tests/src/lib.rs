@@ -46,6 +46,12 @@ pub fn lamina_binary() -> PathBuf {
     target.join("debug/lamina")
 }
 
+/// The runtime SDK directory of this workspace's build (`<target>/runtime-sdks`), if installed.
+pub fn runtime_sdk_dir() -> Option<PathBuf> {
+    let dir = lamina_binary().parent()?.parent()?.join("runtime-sdks");
+    dir.is_dir().then_some(dir)
+}
+
 /// A server under test: in this process, or a `lamina cluster` child process.
 pub struct Server {
     pub addr: std::net::SocketAddr,
@@ -329,6 +335,11 @@ impl TestEnv {
         opts.listen = "127.0.0.1:0".parse().expect("addr");
         opts.admin_listen = "127.0.0.1:0".parse().expect("addr");
         opts.s3_listen = "127.0.0.1:0".parse().expect("addr");
+        // The AWS SDKs of the managed runtimes (scripts/install-runtime-sdks.sh), as `lamina` finds them
+        // beside its binary; the test binary lives one directory deeper.
+        if opts.exec.runtime_sdk_dir.is_none() {
+            opts.exec.runtime_sdk_dir = runtime_sdk_dir();
+        }
         opts.admin_token = Some("test-admin-token".into());
         // Retries of failed Event invocations after 0.2 s instead of minutes.
         opts.queue.retry_delays = vec![Duration::from_millis(200), Duration::from_millis(200)];

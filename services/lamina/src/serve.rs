@@ -12,6 +12,7 @@ use lamina_code_storage::s3::{S3Api, S3Store};
 use lamina_code_storage::{CodeStorage, ZipLimits};
 use lamina_exec_host::HostClient;
 use lamina_fleet::Leases;
+use lamina_frontend::auth::session::SessionVerifier;
 use lamina_invoke_router::Hosts;
 use lamina_metadata::{Metadata, NewAccount, SecretCipher};
 use sha2::Sha256;
@@ -265,9 +266,15 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
     let code_locations = code_locations(&secrets, &opts.region, public_url)?;
 
     let shutdown = CancellationToken::new();
+    let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("bind {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    let session_key = lamina_common::session::derive_key(&secrets.master);
     let exec_config = lamina_exec_host::Config {
         data_dir: opts.data_dir.join("exec-host"),
         region: opts.region.clone(),
+        // Function code reaches this process's APIs (unless the config file names other addresses).
+        lambda_endpoint: opts.exec.lambda_endpoint.clone().or_else(|| Some(reachable(addr).to_string())),
+        s3_endpoint: opts.exec.s3_endpoint.clone().or_else(|| Some(reachable(s3_addr).to_string())),
         ..opts.exec.clone()
     };
     let host = lamina_exec_host::ExecHost::start(exec_config, code.clone().into(), shutdown.child_token())
@@ -281,7 +288,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         opts.region.clone(),
         Leases::memory(),
         queue.clone().into(),
-    );
+    )
+    .with_session_key(session_key);
     let worker = opts.async_worker.then(|| {
         let router = invoker.clone();
         let run = move |event| {
@@ -302,16 +310,19 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
     let s3 = S3Api::new(
         objects.clone(),
         code.clone(),
-        Arc::new(crate::s3::KeyCredentials::new(metadata.clone().into(), Arc::default())),
+        Arc::new(crate::s3::KeyCredentials::new(
+            metadata.clone().into(),
+            Arc::default(),
+            Arc::new(SessionVerifier::new(session_key, metadata.clone().into())),
+        )),
         Arc::new(notifications),
         Some(Arc::new(crate::s3::AccountQuota::new(metadata.clone().into(), objects))),
         s3_config(&secrets, &opts.region)?,
     );
-    let state = lamina_frontend::AppState::new(config, metadata.clone().into(), code.into(), invoker.into());
+    let state = lamina_frontend::AppState::new(config, metadata.clone().into(), code.into(), invoker.into())
+        .with_session_key(session_key);
     let app = lamina_frontend::router(state.clone());
     let admin_app = lamina_frontend::admin_router(state);
-    let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("bind {}", opts.listen))?;
-    let addr = listener.local_addr()?;
     let admin_listener =
         TcpListener::bind(opts.admin_listen).await.with_context(|| format!("bind {}", opts.admin_listen))?;
     let admin_addr = admin_listener.local_addr()?;
@@ -344,6 +355,18 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
     });
     tracing::info!(%addr, %admin_addr, %s3_addr, engine = metadata.engine(), "lamina is ready");
     Ok(Running { addr, admin_addr, s3_addr, admin_token, default_credentials, shutdown, metadata, task })
+}
+
+/// The address a process on this host connects to for a listener bound to `addr` (a wildcard
+/// bind is reached on loopback).
+pub fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
 }
 
 /// Creates the `default` account and its credentials file on first start.

@@ -198,6 +198,9 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
                     format!("--grpc-listen={}", free_addr()?),
                     format!("--code-storage={code_grpc}"),
                     format!("--host-id=exec-host-{i}"),
+                    // Function code reaches the cluster's APIs through its sandbox's proxy.
+                    format!("--lambda-endpoint={}", crate::serve::reachable(api)),
+                    format!("--s3-endpoint={}", crate::serve::reachable(s3)),
                 ];
                 extra.extend(args.exec.to_args());
                 if let Some(c) = &args.config {

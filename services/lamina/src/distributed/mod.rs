@@ -208,6 +208,13 @@ pub struct ExecHostArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub exec: ExecArgs,
+    /// `host:port` of the Lambda API as this host reaches it: function code gets
+    /// `AWS_ENDPOINT_URL_LAMBDA` leading there.
+    #[arg(long, env = "LAMINA_SANDBOX_LAMBDA_ENDPOINT")]
+    pub lambda_endpoint: Option<String>,
+    /// `host:port` of code storage's S3 API as this host reaches it (`AWS_ENDPOINT_URL_S3`).
+    #[arg(long, env = "LAMINA_SANDBOX_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
 }
 
 /// How often an execution host reports itself, and how long a silent host stays registered.
@@ -252,8 +259,9 @@ pub async fn run_frontend(args: FrontendArgs, stop: impl Future<Output = ()>) ->
         lamina_fleet::connect(args.redis.redis_url.expose()).await?,
         &args.redis.redis_prefix,
     );
-    let state =
-        lamina_frontend::AppState::new(config, metadata, code, invoker).with_revocations(subscription, invalidator);
+    let state = lamina_frontend::AppState::new(config, metadata, code, invoker)
+        .with_session_key(lamina_common::session::derive_key(&secrets.master))
+        .with_revocations(subscription, invalidator);
     let listener = listen(args.listen, args.reuse_port)?;
     let addr = listener.local_addr()?;
     let admin_listener = listen(args.http.admin_listen, args.reuse_port)?;
@@ -386,7 +394,14 @@ async fn s3_api(
     let api = lamina_code_storage::s3::S3Api::new(
         objects.clone(),
         storage,
-        Arc::new(crate::s3::KeyCredentials::new(metadata.clone(), keys)),
+        Arc::new(crate::s3::KeyCredentials::new(
+            metadata.clone(),
+            keys,
+            Arc::new(lamina_frontend::auth::session::SessionVerifier::new(
+                lamina_common::session::derive_key(&secrets.master),
+                metadata.clone(),
+            )),
+        )),
         Arc::new(crate::s3::FunctionEvents::new(metadata.clone(), queue, &common.region)),
         Some(Arc::new(crate::s3::AccountQuota::new(metadata, objects))),
         crate::serve::s3_config(&secrets, &common.region)?,
@@ -432,7 +447,13 @@ pub async fn run_router(args: RouterArgs, stop: impl Future<Output = ()>) -> any
         LeaseConfig { prefix: args.redis.redis_prefix.clone(), ttl: Duration::from_secs(args.lease_ttl_secs.max(1)) },
     );
     let queue = lamina_async_queue::QueueClient::connect(&args.async_queue)?;
-    let router = InvokeRouter::new(metadata, Hosts::fleet(registry), args.common.region.clone(), leases, queue);
+    let secrets = Secrets::load(
+        &args.common.data_dir,
+        args.common.master_key.as_ref().map(Secret::expose),
+        args.common.admin_token.as_ref().map(Secret::expose),
+    )?;
+    let router = InvokeRouter::new(metadata, Hosts::fleet(registry), args.common.region.clone(), leases, queue)
+        .with_session_key(lamina_common::session::derive_key(&secrets.master));
     follow_metadata_writes(router.metadata().clone(), &args.redis).await?;
     let (incoming, addr) = lamina_rpc::transport::bind(args.grpc_listen).await?;
     let shutdown = CancellationToken::new();
@@ -499,6 +520,13 @@ pub async fn run_exec_host(args: ExecHostArgs, stop: impl Future<Output = ()>) -
     let mut config = args.exec.config(args.config.as_deref())?;
     config.data_dir = args.common.data_dir.join("exec-host");
     config.region = args.common.region.clone();
+    if args.lambda_endpoint.is_some() {
+        config.lambda_endpoint = args.lambda_endpoint.clone();
+    }
+    if args.s3_endpoint.is_some() {
+        config.s3_endpoint = args.s3_endpoint.clone();
+    }
+    config.validate()?;
     let code = CodeClient::connect(&args.code_storage, ZipLimits::default())?;
     let host_stop = CancellationToken::new();
     let host = ExecHost::start(config, code, host_stop.clone()).await.context("start execution host")?;
