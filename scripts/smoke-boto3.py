@@ -1,24 +1,33 @@
 #!/usr/bin/env python3
 """End-to-end smoke test with boto3 against a running Lamina.
 
-    scripts/smoke-boto3.py http://127.0.0.1:9000 ./lamina-data/credentials
+    scripts/smoke-boto3.py http://127.0.0.1:9000 ./lamina-data/credentials [http://127.0.0.1:9002]
 
 Exercises what a boto3 user does first (create, waiters, invoke with Tail, versions, aliases,
-permissions, Event invokes, paginators, errors) and exits non-zero on the first surprise.
+permissions, Event invokes, paginators, errors; with the S3 API's URL also: a bucket, `upload_file`
+of a package, CreateFunction from S3, the `Code.Location` download) and exits non-zero on the
+first surprise.
 """
 import base64
 import io
 import json
 import os
+import hashlib
 import sys
+import tempfile
+import urllib.request
+import uuid
 import zipfile
 
 import boto3
+import botocore.config
 import botocore.exceptions
 
 endpoint, credentials = sys.argv[1], sys.argv[2]
+s3_endpoint = sys.argv[3] if len(sys.argv) > 3 else None
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = credentials
-lam = boto3.Session(profile_name="lamina").client("lambda", endpoint_url=endpoint, region_name="us-east-1")
+session = boto3.Session(profile_name="lamina")
+lam = session.client("lambda", endpoint_url=endpoint, region_name="us-east-1")
 passed = 0
 
 
@@ -97,4 +106,34 @@ check("unknown", error_code(lambda: lam.get_function(FunctionName="nope-" + name
       == ("ResourceNotFoundException", 404))
 lam.delete_function(FunctionName=name)
 check("deleted", error_code(lambda: lam.get_function(FunctionName=name))[0] == "ResourceNotFoundException")
+
+if s3_endpoint:
+    s3 = session.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                        config=botocore.config.Config(s3={"addressing_style": "path"}))
+    bucket = "smoke-" + uuid.uuid4().hex[:12]
+    s3.create_bucket(Bucket=bucket)
+    check("bucket listed", bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]])
+    with tempfile.NamedTemporaryFile(suffix=".zip") as package:
+        package.write(buf.getvalue())
+        package.flush()
+        s3.upload_file(package.name, bucket, "packages/function.zip")
+    head = s3.head_object(Bucket=bucket, Key="packages/function.zip")
+    check("uploaded", head["ContentLength"] == len(buf.getvalue()), head)
+    s3_name = name + "-s3"
+    f = lam.create_function(FunctionName=s3_name, Runtime="python3.11", Role=role, Handler="lambda_function.handler",
+                            Code={"S3Bucket": bucket, "S3Key": "packages/function.zip"},
+                            Environment={"Variables": {"VV": "s3"}})
+    sha = base64.b64encode(hashlib.sha256(buf.getvalue()).digest()).decode()
+    check("create from S3", f["CodeSha256"] == sha, f)
+    lam.get_waiter("function_active_v2").wait(FunctionName=s3_name)
+    body = json.loads(lam.invoke(FunctionName=s3_name)["Payload"].read())
+    check("invoke code from S3", body["v"] == "s3", body)
+    location = lam.get_function(FunctionName=s3_name)["Code"]["Location"]
+    with urllib.request.urlopen(location) as download:
+        check("Code.Location", download.read() == buf.getvalue(), location)
+    check("missing key", error_code(lambda: lam.update_function_code(
+        FunctionName=s3_name, S3Bucket=bucket, S3Key="nope.zip")) == ("InvalidParameterValueException", 400))
+    lam.delete_function(FunctionName=s3_name)
+    s3.delete_object(Bucket=bucket, Key="packages/function.zip")
+    s3.delete_bucket(Bucket=bucket)
 print(f"{passed} passed, 0 failed")

@@ -103,11 +103,13 @@ PY=$(command -v python3)
 "$PY" -c 'import boto3' 2>/dev/null || "$PY" -m pip install -q boto3
 SMOKE_DIR=$(mktemp -d)
 SMOKE_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-target/debug/lamina serve --data-dir "$SMOKE_DIR/data" --listen "127.0.0.1:$SMOKE_PORT" --admin-listen 127.0.0.1:0 >"$SMOKE_DIR/serve.log" 2>&1 &
+SMOKE_S3_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+target/debug/lamina serve --data-dir "$SMOKE_DIR/data" --listen "127.0.0.1:$SMOKE_PORT" --admin-listen 127.0.0.1:0 \
+    --s3-listen "127.0.0.1:$SMOKE_S3_PORT" >"$SMOKE_DIR/serve.log" 2>&1 &
 SMOKE_PID=$!
 trap 'kill $SMOKE_PID 2>/dev/null || true; rm -rf "$SMOKE_DIR"' EXIT
 for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$SMOKE_PORT/health" >/dev/null 2>&1 && break
     sleep 0.1
 done
-"$PY" scripts/smoke-boto3.py "http://127.0.0.1:$SMOKE_PORT" "$SMOKE_DIR/data/credentials" || { cat "$SMOKE_DIR/serve.log"; exit 1; }
+"$PY" scripts/smoke-boto3.py "http://127.0.0.1:$SMOKE_PORT" "$SMOKE_DIR/data/credentials" "http://127.0.0.1:$SMOKE_S3_PORT" || { cat "$SMOKE_DIR/serve.log"; exit 1; }
