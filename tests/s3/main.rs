@@ -5,6 +5,7 @@
 
 mod notifications;
 mod packages;
+mod thumbnail;
 
 use aws_sdk_lambda::types::{FunctionCode, Runtime};
 use aws_sdk_s3::primitives::ByteStream;
