@@ -118,7 +118,8 @@ async fn creates(lambda: &Client, s3: &Client, bucket: &str, count: usize) -> an
         client::zip_stored(&[("lambda_function.py", b"def handler(e, c):\n    return e\n"), ("blob.bin", &payload)]);
     expect_ok(s3, Method::PUT, &format!("/{bucket}/package.zip"), &zip).await.context("upload package")?;
     let code_s3 = serde_json::json!({"S3Bucket": bucket, "S3Key": "package.zip"});
-    let code_zip = serde_json::json!({"ZipFile": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &zip)});
+    let code_zip =
+        serde_json::json!({"ZipFile": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &zip)});
     for (label, code) in [("S3Bucket/S3Key", code_s3), ("ZipFile", code_zip)] {
         let mut stats = Stats::default();
         let started = Instant::now();
