@@ -274,6 +274,7 @@ impl Server<'_> {
         cmd.arg(format!("--data-dir={}", run.data_dir.display()))
             .arg(format!("--listen=127.0.0.1:{}", self.api_port))
             .arg("--admin-listen=127.0.0.1:0")
+            .arg("--s3-listen=127.0.0.1:0")
             .arg(format!("--sandbox-allow-host-ports={}", self.sink_port))
             .arg("--async-retry-delays=1,1")
             .env("LAMINA_ADMIN_TOKEN", "crash-test-admin-token")

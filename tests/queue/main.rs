@@ -94,6 +94,7 @@ impl ServeProcess {
             .arg(format!("--data-dir={}", data_dir.display()))
             .arg(format!("--listen=127.0.0.1:{port}"))
             .arg("--admin-listen=127.0.0.1:0")
+            .arg("--s3-listen=127.0.0.1:0")
             .arg(format!("--sandbox-allow-host-ports={sink_port}"))
             .env("LAMINA_ADMIN_TOKEN", "test-admin-token")
             .stdin(Stdio::null())

@@ -312,3 +312,35 @@ async fn notifications_validate_filter_and_carry_s3_records() {
     assert_eq!(d[0].event["Records"][0]["eventName"], "ObjectRemoved:DeleteMarkerCreated");
     server.stop().await;
 }
+
+/// Virtual-hosted-style addressing (`<bucket>.s3.localhost`): the SDK presigns against the bucket's
+/// host name, which this test resolves to the server; path style keeps working beside it.
+#[tokio::test]
+async fn virtual_hosted_style_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let creds = aws_credential_types::Credentials::new(ALICE_KEY.0, ALICE_KEY.1, None, None, "test");
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .endpoint_url(format!("http://s3.localhost:{}", server.addr.port()))
+        .build();
+    let virtual_hosted = aws_sdk_s3::Client::from_conf(conf);
+    server.client(ALICE_KEY).create_bucket().bucket("vhost").send().await.unwrap();
+    let http = reqwest::Client::builder().resolve("vhost.s3.localhost", server.addr).build().unwrap();
+    let presign = || PresigningConfig::expires_in(Duration::from_secs(600)).unwrap();
+
+    let put = virtual_hosted.put_object().bucket("vhost").key("dir/v.txt").presigned(presign()).await.unwrap();
+    assert!(put.uri().starts_with(&format!("http://vhost.s3.localhost:{}/dir/v.txt?", server.addr.port())));
+    let resp = http.put(put.uri()).body("virtual").send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+
+    let get = virtual_hosted.get_object().bucket("vhost").key("dir/v.txt").presigned(presign()).await.unwrap();
+    let resp = http.get(get.uri()).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), b"virtual");
+    // The same object through path style.
+    let got = server.client(ALICE_KEY).get_object().bucket("vhost").key("dir/v.txt").send().await.unwrap();
+    assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"virtual");
+}

@@ -120,7 +120,7 @@ impl Spares {
     /// preparing a replacement (a network namespace, ~60 mounts) while the runtime starts would
     /// compete with it for the CPU and the kernel's mount lock.
     pub(crate) fn claim(&self) -> Option<Spare> {
-        self.ready.lock().expect("spares poisoned").pop_front()
+        self.ready.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front()
     }
 
     /// Tops the set up to `SPARES` in the background (one filler at a time).
@@ -130,9 +130,11 @@ impl Spares {
         }
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            while !this.closed.load(Ordering::Acquire) && this.ready.lock().expect("spares poisoned").len() < SPARES {
+            while !this.closed.load(Ordering::Acquire)
+                && this.ready.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len() < SPARES
+            {
                 match this.prepare() {
-                    Ok(s) => this.ready.lock().expect("spares poisoned").push_back(s),
+                    Ok(s) => this.ready.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_back(s),
                     Err(e) => {
                         tracing::debug!("prepare spare sandbox: {e:#}");
                         break;
@@ -153,7 +155,7 @@ impl Spares {
     }
 
     fn discard_all(&self) {
-        let all: Vec<Spare> = self.ready.lock().expect("spares poisoned").drain(..).collect();
+        let all: Vec<Spare> = self.ready.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..).collect();
         drop(all);
     }
 

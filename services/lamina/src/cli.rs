@@ -90,6 +90,10 @@ pub struct S3Args {
     /// GetFunction's `Code.Location` URLs start with it.
     #[arg(long, env = "LAMINA_S3_PUBLIC_URL")]
     pub s3_public_url: Option<String>,
+    /// Domain of virtual-hosted-style requests (`<bucket>.<domain>`, e.g. `s3.localhost`); path-style
+    /// requests work with or without it.
+    #[arg(long, env = "LAMINA_S3_BASE_DOMAIN")]
+    pub s3_base_domain: Option<String>,
 }
 
 /// The operator listener and the HTTP deadlines (`serve`, `frontend`, `cluster`).

@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
                 admin_listen: args.http.admin_listen,
                 s3_listen: args.s3.s3_listen,
                 s3_public_url: args.s3.s3_public_url.clone(),
+                s3_base_domain: args.s3.s3_base_domain.clone(),
                 http: args.http.limits(),
                 region: args.region,
                 database_url: args.database_url.as_ref().map(|s| s.expose().to_owned()),

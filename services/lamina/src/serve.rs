@@ -33,6 +33,8 @@ pub struct ServeOptions {
     /// Base URL of the S3 API as clients reach it (GetFunction's `Code.Location`); default
     /// `http://<bound s3 address>`.
     pub s3_public_url: Option<String>,
+    /// Domain of virtual-hosted-style S3 requests (`<bucket>.<domain>`).
+    pub s3_base_domain: Option<String>,
     /// Deadlines and connection cap of both listeners.
     pub http: lamina_frontend::HttpLimits,
     /// The region served.
@@ -64,6 +66,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("admin_listen", &self.admin_listen)
             .field("s3_listen", &self.s3_listen)
             .field("s3_public_url", &self.s3_public_url)
+            .field("s3_base_domain", &self.s3_base_domain)
             .field("http", &self.http)
             .field("region", &self.region)
             .field("database_url", &redacted(&self.database_url))
@@ -87,6 +90,7 @@ impl ServeOptions {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9003)),
             s3_listen: SocketAddr::from(([127, 0, 0, 1], 9002)),
             s3_public_url: None,
+            s3_base_domain: None,
             http: lamina_frontend::HttpLimits::default(),
             region: "us-east-1".into(),
             database_url: None,
@@ -211,9 +215,14 @@ pub fn code_locations(
 }
 
 /// The S3 API's settings in both modes.
-pub fn s3_config(secrets: &Secrets, region: &str) -> anyhow::Result<lamina_code_storage::s3::S3Config> {
+pub fn s3_config(
+    secrets: &Secrets,
+    region: &str,
+    base_domain: Option<String>,
+) -> anyhow::Result<lamina_code_storage::s3::S3Config> {
     Ok(lamina_code_storage::s3::S3Config {
         region: region.to_owned(),
+        base_domain,
         code_downloads: Some(secrets.code_downloads(region)?),
         ..lamina_code_storage::s3::S3Config::default()
     })
@@ -317,7 +326,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         )),
         Arc::new(notifications),
         Some(Arc::new(crate::s3::AccountQuota::new(metadata.clone().into(), objects))),
-        s3_config(&secrets, &opts.region)?,
+        s3_config(&secrets, &opts.region, opts.s3_base_domain.clone())?,
     );
     let state = lamina_frontend::AppState::new(config, metadata.clone().into(), code.into(), invoker.into())
         .with_session_key(session_key);

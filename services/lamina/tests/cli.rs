@@ -34,6 +34,7 @@ fn serve_first_start_and_account_commands() {
     let mut server = Command::new(bin)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .args(["--s3-listen", "127.0.0.1:0"])
         .env("LAMINA_DATA_DIR", dir.path())
         .env_remove("LAMINA_ADMIN_TOKEN")
         .env("RUST_LOG", "warn")

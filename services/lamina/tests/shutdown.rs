@@ -44,6 +44,7 @@ impl Server {
         let log = std::fs::File::create(dir.path().join("serve.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_lamina"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--admin-listen", "127.0.0.1:0"])
+            .args(["--s3-listen", "127.0.0.1:0"])
             .env("LAMINA_DATA_DIR", dir.path())
             .env_remove("LAMINA_ADMIN_TOKEN")
             .env("RUST_LOG", "info")

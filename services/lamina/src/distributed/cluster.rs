@@ -184,7 +184,7 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
             let metadata_flag = format!("--metadata={}", metadata_addrs.join(","));
             let code_grpc = free_addr()?;
             let queue_grpc = free_addr()?;
-            let code_extra = vec![
+            let mut code_extra = vec![
                 format!("--grpc-listen={code_grpc}"),
                 // The S3 API: keys and policies from metadata, notifications into the queue.
                 format!("--s3-listen={s3}"),
@@ -192,6 +192,9 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
                 format!("--async-queue={queue_grpc}"),
                 metadata_flag.clone(),
             ];
+            if let Some(domain) = &args.s3.s3_base_domain {
+                code_extra.push(format!("--s3-base-domain={domain}"));
+            }
             started.push(spawn("code-storage".into(), "code-storage", code_extra)?);
             for i in 0..args.exec_hosts {
                 let mut extra = vec![

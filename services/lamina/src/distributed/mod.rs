@@ -127,6 +127,10 @@ pub struct CodeStorageArgs {
     /// notifications).
     #[arg(long, env = "LAMINA_S3_LISTEN")]
     pub s3_listen: Option<SocketAddr>,
+    /// Domain of virtual-hosted-style requests (`<bucket>.<domain>`, e.g. `s3.localhost`); path-style
+    /// requests work with or without it.
+    #[arg(long, env = "LAMINA_S3_BASE_DOMAIN")]
+    pub s3_base_domain: Option<String>,
     /// Share `--s3-listen` with the `lamina cluster` that reserved it (SO_REUSEPORT).
     #[arg(long, env = "LAMINA_REUSE_PORT")]
     pub reuse_port: bool,
@@ -404,7 +408,7 @@ async fn s3_api(
         )),
         Arc::new(crate::s3::FunctionEvents::new(metadata.clone(), queue, &common.region)),
         Some(Arc::new(crate::s3::AccountQuota::new(metadata, objects))),
-        crate::serve::s3_config(&secrets, &common.region)?,
+        crate::serve::s3_config(&secrets, &common.region, args.s3_base_domain.clone())?,
     );
     Ok((listen(addr, args.reuse_port)?, api))
 }
