@@ -112,6 +112,8 @@ const LAMBDA_VARS: &[&str] = &[
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL_LAMBDA",
+    "AWS_ENDPOINT_URL_S3",
     "AWS_EXECUTION_ENV",
     "AWS_LAMBDA_RUNTIME_API",
     "LAMBDA_RUNTIME_DIR",
@@ -154,6 +156,13 @@ async fn python_sees_lambda_environment_only() {
     assert_eq!(environ["TZ"], ":UTC");
     assert!(environ.contains_key("AWS_LAMBDA_RUNTIME_API"));
     assert!(environ.contains_key("_X_AMZN_TRACE_ID"), "the invocation's trace id");
+    // Temporary credentials of the function's account, never the tenant's own keys, and this
+    // installation's APIs on the sandbox's loopback.
+    assert!(environ["AWS_ACCESS_KEY_ID"].starts_with("ASIA"), "session key id: {}", environ["AWS_ACCESS_KEY_ID"]);
+    assert_ne!(environ["AWS_ACCESS_KEY_ID"], fx.tenant.access_key_id);
+    assert!(!environ["AWS_SESSION_TOKEN"].is_empty());
+    assert_eq!(environ["AWS_ENDPOINT_URL_LAMBDA"], "http://127.0.0.1:9000");
+    assert_eq!(environ["AWS_ENDPOINT_URL_S3"], "http://127.0.0.1:9002");
 
     let own: BTreeSet<&str> = ["GREETING", "EMPTY_ISH"].into();
     // Python itself adds LC_CTYPE=C.UTF-8 when the locale LANG names is not installed (PEP 538).
