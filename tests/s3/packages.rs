@@ -9,13 +9,14 @@ use base64::Engine as _;
 use lamina_tests::{TestEnv, backend_tests};
 use sha2::{Digest, Sha256};
 
-use crate::{bucket_name, create_python, invoke, lambda_error, put, returning};
+use crate::{bucket_name, create_python, invoke, lambda_error, put, returning, s3_error};
 
 backend_tests!(
     create_function_from_s3,
     unreadable_objects_fail_as_aws_reports_them,
     versions_pick_the_code_and_publishing_pins_it,
     code_location_downloads_the_zip,
+    bucket_policy_lets_another_account_deploy,
 );
 
 fn from_s3(bucket: &str, key: &str) -> FunctionCode {
@@ -177,4 +178,46 @@ async fn code_location_downloads_the_zip(env: &TestEnv) {
     assert_eq!(reqwest::get(&expired).await.expect("download").status().as_u16(), 403, "expired");
     let fresh = locations.location_at(&env.region, &t.account_id, &sha, SystemTime::now()).expect("location");
     assert_eq!(reqwest::get(&fresh).await.expect("download").status().as_u16(), 200, "the same key, in time");
+}
+
+/// Another account's bucket becomes a package source once its bucket policy grants the deployer
+/// `s3:GetObject`, and stops being one when the policy goes; deployed code stays.
+async fn bucket_policy_lets_another_account_deploy(env: &TestEnv) {
+    let owner = env.tenant().await;
+    let deployer = env.tenant().await;
+    let bucket = bucket_name("shared");
+    put(env, &owner, &bucket, "builds/pkg.zip", returning("shared package")).await;
+    let c = env.lambda(&deployer);
+    let denied = (
+        "InvalidParameterValueException".to_owned(),
+        "Error occurred while GetObject. S3 Error Code: AccessDenied. S3 Error Message: Access Denied".to_owned(),
+    );
+    assert_eq!(lambda_error(create_python(&c, "shared", from_s3(&bucket, "builds/pkg.zip")).send().await), denied);
+
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::{}:root", deployer.account_id)},
+            "Action": "s3:GetObject",
+            "Resource": format!("arn:aws:s3:::{bucket}/builds/*"),
+        }]
+    });
+    let owner_s3 = env.s3(&owner);
+    owner_s3.put_bucket_policy().bucket(&bucket).policy(policy.to_string()).send().await.expect("put policy");
+    let created =
+        create_python(&c, "shared", from_s3(&bucket, "builds/pkg.zip")).send().await.expect("create from the bucket");
+    assert_eq!(created.code_size(), returning("shared package").len() as i64);
+    assert_eq!(invoke(&c, "shared", None).await, "\"shared package\"");
+    // The grant is exactly s3:GetObject on builds/*: no listing, no writes.
+    let s3 = env.s3(&deployer);
+    s3.get_object().bucket(&bucket).key("builds/pkg.zip").send().await.expect("deployer reads the object");
+    assert_eq!(s3_error(s3.list_objects_v2().bucket(&bucket).send().await), "AccessDenied");
+    let write = s3.put_object().bucket(&bucket).key("builds/evil.zip").body(returning("evil").into()).send().await;
+    assert_eq!(s3_error(write), "AccessDenied");
+
+    owner_s3.delete_bucket_policy().bucket(&bucket).send().await.expect("delete policy");
+    let update = c.update_function_code().function_name("shared").s3_bucket(&bucket).s3_key("builds/pkg.zip");
+    assert_eq!(lambda_error(update.send().await), denied);
+    assert_eq!(invoke(&c, "shared", None).await, "\"shared package\"", "deployed code stays");
 }

@@ -70,7 +70,8 @@ fn action_matches(statement: &str, action: &str) -> bool {
     statement == "*" || statement == "lambda:*" || statement.eq_ignore_ascii_case(action)
 }
 
-fn principal_matches(principal: &Value, caller: &Caller) -> bool {
+/// Whether a statement's `Principal` (`"*"`, `{"AWS": …}`, `{"Service": …}`) names the caller.
+pub fn principal_matches(principal: &Value, caller: &Caller) -> bool {
     let one = |v: &Value, key: &str| -> bool {
         let candidates: Vec<&str> = match v {
             Value::String(s) => vec![s.as_str()],

@@ -4,6 +4,7 @@
 
 mod auth;
 mod notify;
+mod policy;
 mod serve;
 mod service;
 mod store;

@@ -96,6 +96,8 @@ pub struct Server {
     pub events: Arc<Events>,
     pub code: CodeStorage,
     pub root: PathBuf,
+    /// The server's own store, for calls the S3 API does not make (`read_object`).
+    pub store: S3Store,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -119,12 +121,12 @@ impl Server {
                 bucket: CODE_BUCKET.to_owned(),
             }),
         };
-        let api = S3Api::new(store, code.clone(), Arc::new(Keys), events.clone(), None, config);
+        let api = S3Api::new(store.clone(), code.clone(), Arc::new(Keys), events.clone(), None, config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(serve(listener, api, shutdown.clone()));
-        Self { addr, events, code, root, shutdown, task }
+        Self { addr, events, code, root, store, shutdown, task }
     }
 
     pub async fn stop(self) {

@@ -40,7 +40,8 @@ impl Handler {
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
         let who = self.who(&req)?;
-        self.owned(&req.input.bucket, &who).await?;
+        // S3 answers HeadBucket to whoever may list the bucket.
+        self.authorized(&req.input.bucket, &who, "s3:ListBucket", None).await?;
         Ok(S3Response::new(HeadBucketOutput {
             bucket_region: Some(self.api.inner.config.region.clone()),
             ..Default::default()
@@ -85,7 +86,7 @@ impl Handler {
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         let who = self.who(&req)?;
-        self.owned(&req.input.bucket, &who).await?;
+        self.authorized(&req.input.bucket, &who, "s3:GetBucketLocation", None).await?;
         let region = &self.api.inner.config.region;
         // S3 reports us-east-1 as an empty LocationConstraint.
         let location_constraint = (region != "us-east-1").then(|| BucketLocationConstraint::from(region.clone()));

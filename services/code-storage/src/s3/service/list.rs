@@ -54,7 +54,7 @@ impl Handler {
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let who = self.who(&req)?;
         let input = req.input;
-        self.owned(&input.bucket, &who).await?;
+        let meta = self.authorized(&input.bucket, &who, "s3:ListBucket", None).await?;
         let token_key = match &input.continuation_token {
             None => None,
             Some(t) => Some(
@@ -80,7 +80,7 @@ impl Handler {
         let page = self.api.inner.store.list_objects(&input.bucket, &params).await.map_err(to_s3)?;
         let enc = Enc::new(input.encoding_type.as_ref());
         let key_count = (page.objects.len() + page.common_prefixes.len()) as i32;
-        let fetch_owner = input.fetch_owner.unwrap_or(false).then_some(who.account_id.as_str());
+        let fetch_owner = input.fetch_owner.unwrap_or(false).then_some(meta.owner.as_str());
         let next = page
             .is_truncated
             .then(|| page.last.as_ref().map(|l| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(l)))
@@ -110,7 +110,7 @@ impl Handler {
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let who = self.who(&req)?;
         let input = req.input;
-        self.owned(&input.bucket, &who).await?;
+        let meta = self.authorized(&input.bucket, &who, "s3:ListBucket", None).await?;
         let max = max_keys(input.max_keys)?;
         let params = ListParams {
             prefix: input.prefix.clone().unwrap_or_default(),
@@ -132,7 +132,7 @@ impl Handler {
             max_keys: Some(max as i32),
             is_truncated: Some(page.is_truncated),
             next_marker,
-            contents: Some(page.objects.into_iter().map(|r| object(r, &enc, Some(&who.account_id))).collect()),
+            contents: Some(page.objects.into_iter().map(|r| object(r, &enc, Some(&meta.owner))).collect()),
             common_prefixes: Some(
                 page.common_prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(enc.s(p)) }).collect(),
             ),
@@ -146,7 +146,7 @@ impl Handler {
     ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
         let who = self.who(&req)?;
         let input = req.input;
-        self.owned(&input.bucket, &who).await?;
+        let meta = self.authorized(&input.bucket, &who, "s3:ListBucketVersions", None).await?;
         let max = max_keys(input.max_keys)?;
         let params = ListParams {
             prefix: input.prefix.clone().unwrap_or_default(),
@@ -165,7 +165,7 @@ impl Handler {
                     version_id: Some(rec.version_id),
                     is_latest: Some(latest),
                     last_modified: Some(timestamp(rec.last_modified_ms)),
-                    owner: Some(owner(&who.account_id)),
+                    owner: Some(owner(&meta.owner)),
                 });
             } else {
                 versions.push(ObjectVersion {
@@ -176,7 +176,7 @@ impl Handler {
                     e_tag: Some(ETag::Strong(rec.etag)),
                     last_modified: Some(timestamp(rec.last_modified_ms)),
                     storage_class: Some(ObjectVersionStorageClass::from_static(ObjectVersionStorageClass::STANDARD)),
-                    owner: Some(owner(&who.account_id)),
+                    owner: Some(owner(&meta.owner)),
                     ..Default::default()
                 });
             }

@@ -5,6 +5,7 @@ mod events;
 mod list;
 mod multipart;
 mod objects;
+mod policy;
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -39,6 +40,19 @@ impl Handler {
             return Err(s3_error!(AccessDenied, "Access Denied"));
         }
         self.api.inner.store.owned_bucket(bucket, &who.account_id).await.map_err(to_s3)
+    }
+
+    /// The bucket, if the caller may do `action` on it (`key` None) or on one of its objects: the
+    /// owner unless a Deny names them, another account when the bucket policy allows it.
+    async fn authorized(&self, bucket: &str, who: &Who, action: &str, key: Option<&str>) -> S3Result<BucketMeta> {
+        if self.is_code_bucket(bucket) {
+            return Err(s3_error!(AccessDenied, "Access Denied"));
+        }
+        let meta = self.api.inner.store.bucket(bucket).await.map_err(to_s3)?;
+        if !super::policy::permits(&meta, &who.account_id, action, &super::policy::arn(bucket, key)) {
+            return Err(s3_error!(AccessDenied, "Access Denied"));
+        }
+        Ok(meta)
     }
 
     fn is_code_bucket(&self, bucket: &str) -> bool {
@@ -143,6 +157,24 @@ impl s3s::S3 for Handler {
         req: S3Request<GetBucketNotificationConfigurationInput>,
     ) -> S3Result<S3Response<GetBucketNotificationConfigurationOutput>> {
         self.get_notification_op(req).await
+    }
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        self.put_bucket_policy_op(req).await
+    }
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        self.get_bucket_policy_op(req).await
+    }
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        self.delete_bucket_policy_op(req).await
     }
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         self.put_object_op(req).await

@@ -14,7 +14,7 @@ impl Handler {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let who = self.who(&req)?;
         let input = req.input;
-        self.owned(&input.bucket, &who).await?;
+        self.authorized(&input.bucket, &who, "s3:PutObject", Some(&input.key)).await?;
         let headers = ObjectHeaders {
             content_type: input.content_type,
             content_encoding: input.content_encoding,
@@ -54,7 +54,7 @@ impl Handler {
             .collect();
         let trailing = req.trailing_headers.clone();
         let input = req.input;
-        self.owned(&input.bucket, &who).await?;
+        self.authorized(&input.bucket, &who, "s3:PutObject", Some(&input.key)).await?;
         if !(1..=10_000).contains(&input.part_number) {
             return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"));
         }
@@ -88,7 +88,7 @@ impl Handler {
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let who = self.who(&req)?;
         let input = req.input;
-        self.owned(&input.bucket, &who).await?;
+        let meta = self.authorized(&input.bucket, &who, "s3:PutObject", Some(&input.key)).await?;
         let store = &self.api.inner.store;
         let upload = store.upload(&input.bucket, &input.upload_id, &input.key).await.map_err(to_s3)?;
         let mut wanted = Vec::new();
@@ -116,7 +116,7 @@ impl Handler {
             checksums: Checksums::default(),
             parts: Some(wanted.len() as u32),
         };
-        let committed = self.commit_checked(&who, &input.bucket, data, record).await?;
+        let committed = self.commit_checked(&meta.owner, &input.bucket, data, record).await?;
         if let Err(e) = store.remove_upload(&input.bucket, &upload.upload_id).await {
             tracing::warn!(error = %e, upload = upload.upload_id, "remove completed upload");
         }
@@ -139,7 +139,7 @@ impl Handler {
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let who = self.who(&req)?;
         let input = req.input;
-        self.owned(&input.bucket, &who).await?;
+        self.authorized(&input.bucket, &who, "s3:AbortMultipartUpload", Some(&input.key)).await?;
         let store = &self.api.inner.store;
         store.upload(&input.bucket, &input.upload_id, &input.key).await.map_err(to_s3)?;
         store.remove_upload(&input.bucket, &input.upload_id).await.map_err(to_s3)?;
@@ -149,7 +149,7 @@ impl Handler {
     pub(super) async fn list_parts_op(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
         let who = self.who(&req)?;
         let input = req.input;
-        self.owned(&input.bucket, &who).await?;
+        let meta = self.authorized(&input.bucket, &who, "s3:ListMultipartUploadParts", Some(&input.key)).await?;
         let store = &self.api.inner.store;
         store.upload(&input.bucket, &input.upload_id, &input.key).await.map_err(to_s3)?;
         let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
@@ -186,7 +186,7 @@ impl Handler {
             is_truncated: Some(is_truncated),
             part_number_marker: input.part_number_marker,
             next_part_number_marker: if is_truncated { next } else { None },
-            owner: Some(owner(&who.account_id)),
+            owner: Some(owner(&meta.owner)),
             parts: Some(parts),
             ..Default::default()
         }))
@@ -198,7 +198,7 @@ impl Handler {
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let who = self.who(&req)?;
         let input = req.input;
-        self.owned(&input.bucket, &who).await?;
+        let meta = self.authorized(&input.bucket, &who, "s3:ListBucketMultipartUploads", None).await?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
         let mut all = self.api.inner.store.list_uploads(&input.bucket, &prefix).await.map_err(to_s3)?;
@@ -218,8 +218,8 @@ impl Handler {
                 key: Some(u.key),
                 upload_id: Some(u.upload_id),
                 initiated: Some(timestamp(u.initiated_ms)),
-                owner: Some(owner(&who.account_id)),
-                initiator: Some(Initiator { id: Some(who.account_id.clone()), display_name: None }),
+                owner: Some(owner(&meta.owner)),
+                initiator: Some(Initiator { id: Some(meta.owner.clone()), display_name: None }),
                 ..Default::default()
             })
             .collect();

@@ -8,6 +8,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::{Handler, Who, internal, timestamp, to_s3};
 use crate::s3::auth::Principal;
+use crate::s3::policy;
 use crate::s3::store::{Checksums, ObjectHeaders, StoreError, TempData, VersionRecord, now_ms};
 
 mod read;
@@ -23,7 +24,7 @@ impl Handler {
         let trailer_names = trailer_names(&req.headers);
         let trailing = req.trailing_headers.clone();
         let input = req.input;
-        self.owned(&input.bucket, &who).await?;
+        let meta = self.authorized(&input.bucket, &who, "s3:PutObject", Some(&input.key)).await?;
         let declared = Checksums {
             crc32: input.checksum_crc32.clone(),
             crc32c: input.checksum_crc32c.clone(),
@@ -63,7 +64,7 @@ impl Handler {
             checksums: data.checksums.clone(),
             parts: None,
         };
-        let committed = self.commit_checked(&who, &input.bucket, data, record).await?;
+        let committed = self.commit_checked(&meta.owner, &input.bucket, data, record).await?;
         let rec = &committed.record;
         self.notify(&input.bucket, event, rec, committed.versioned, &who.account_id).await?;
         Ok(S3Response::new(PutObjectOutput {
@@ -78,16 +79,17 @@ impl Handler {
         }))
     }
 
-    /// Quota check, then commit; the temp data goes away on refusal.
+    /// Quota check, then commit; the temp data goes away on refusal. The bucket owner pays for the
+    /// bytes, also when another account writes them (the object belongs to the bucket).
     pub(super) async fn commit_checked(
         &self,
-        who: &Who,
+        payer: &str,
         bucket: &str,
         data: TempData,
         record: VersionRecord,
     ) -> S3Result<crate::s3::store::Committed> {
         if let Some(quota) = &self.api.inner.quota {
-            match quota.check(&who.account_id, data.size).await {
+            match quota.check(payer, data.size).await {
                 Ok(Ok(())) => {}
                 Ok(Err(reason)) => {
                     data.discard().await;
@@ -164,7 +166,8 @@ impl Handler {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let who = self.who(&req)?;
         let input = req.input;
-        self.owned(&input.bucket, &who).await?;
+        let action = delete_action(input.version_id.as_deref());
+        self.authorized(&input.bucket, &who, action, Some(&input.key)).await?;
         let out = self.delete_one(&who, &input.bucket, &input.key, input.version_id.as_deref()).await?;
         Ok(S3Response::with_status(
             DeleteObjectOutput {
@@ -182,7 +185,11 @@ impl Handler {
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let who = self.who(&req)?;
         let input = req.input;
-        self.owned(&input.bucket, &who).await?;
+        if self.is_code_bucket(&input.bucket) {
+            return Err(s3_error!(AccessDenied, "Access Denied"));
+        }
+        // Permission is per key (S3 answers AccessDenied for each refused key, not for the request).
+        let meta = self.api.inner.store.bucket(&input.bucket).await.map_err(to_s3)?;
         if input.delete.objects.len() > 1000 {
             return Err(s3_error!(
                 MalformedXML,
@@ -192,7 +199,15 @@ impl Handler {
         let quiet = input.delete.quiet.unwrap_or(false);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for object in input.delete.objects {
-            match self.delete_one(&who, &input.bucket, &object.key, object.version_id.as_deref()).await {
+            let resource = policy::arn(&input.bucket, Some(&object.key));
+            let allowed =
+                policy::permits(&meta, &who.account_id, delete_action(object.version_id.as_deref()), &resource);
+            let result = if allowed {
+                self.delete_one(&who, &input.bucket, &object.key, object.version_id.as_deref()).await
+            } else {
+                Err(s3_error!(AccessDenied, "Access Denied"))
+            };
+            match result {
                 Ok(out) => {
                     if !quiet {
                         let marker_id = out.delete_marker.then(|| out.version_id.clone()).flatten();
@@ -243,8 +258,8 @@ impl Handler {
         else {
             return Err(s3_error!(NotImplemented, "Only bucket copy sources are supported"));
         };
-        self.owned(&input.bucket, &who).await?;
-        let src_meta = self.owned(src_bucket, &who).await?;
+        let meta = self.authorized(&input.bucket, &who, "s3:PutObject", Some(&input.key)).await?;
+        let src_meta = self.authorized(src_bucket, &who, read_action(src_version.as_deref()), Some(src_key)).await?;
         let source =
             self.api.inner.store.get_version(src_bucket, src_key, src_version.as_deref()).await.map_err(to_s3)?;
         if let Some(cond) = &input.copy_source_if_match
@@ -295,7 +310,7 @@ impl Handler {
             checksums: source.checksums.clone(),
             parts: None,
         };
-        let committed = self.commit_checked(&who, &input.bucket, data, record).await?;
+        let committed = self.commit_checked(&meta.owner, &input.bucket, data, record).await?;
         let rec = &committed.record;
         self.notify(&input.bucket, "ObjectCreated:Copy", rec, committed.versioned, &who.account_id).await?;
         Ok(S3Response::new(CopyObjectOutput {
@@ -325,6 +340,15 @@ impl Handler {
         });
         Some(valid.ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist.")))
     }
+}
+
+/// The policy action of a read: a version id makes it `s3:GetObjectVersion`, as S3 checks it.
+pub(super) fn read_action(version_id: Option<&str>) -> &'static str {
+    if version_id.is_some() { "s3:GetObjectVersion" } else { "s3:GetObject" }
+}
+
+fn delete_action(version_id: Option<&str>) -> &'static str {
+    if version_id.is_some() { "s3:DeleteObjectVersion" } else { "s3:DeleteObject" }
 }
 
 struct Deleted {

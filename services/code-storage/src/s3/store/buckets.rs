@@ -24,6 +24,9 @@ pub(crate) struct BucketMeta {
     pub versioning: Option<Versioning>,
     #[serde(default)]
     pub notifications: Vec<NotificationRule>,
+    /// The bucket policy as PutBucketPolicy received it (validated), returned verbatim by GetBucketPolicy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 impl S3Store {
@@ -47,6 +50,7 @@ impl S3Store {
             created_ms: now_ms(),
             versioning: None,
             notifications: Vec::new(),
+            policy: None,
         };
         let json = serde_json::to_vec_pretty(&meta).context("encode bucket.json")?;
         let target = self.bucket_dir(name);

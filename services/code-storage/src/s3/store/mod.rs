@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <root>/tmp/                                  temp files (same filesystem, so renames are atomic); emptied at open
-//! <root>/buckets/<name>/bucket.json            owner, creation time, versioning, notification rules
+//! <root>/buckets/<name>/bucket.json            owner, creation time, versioning, notification rules, policy
 //! <root>/buckets/<name>/objects/<sha256(key)>/key            the key
 //! <root>/buckets/<name>/objects/<sha256(key)>/v/<version>.json  one record per version ("null" included)
 //! <root>/buckets/<name>/objects/<sha256(key)>/d/<uuid>         data files the records name
@@ -135,7 +135,8 @@ impl S3Store {
         })
     }
 
-    /// A deployment package read for CreateFunction/UpdateFunctionCode: the caller must own the bucket.
+    /// A deployment package read for CreateFunction/UpdateFunctionCode: the caller must own the bucket or
+    /// be granted `s3:GetObject` (`s3:GetObjectVersion` with a version id) by its bucket policy.
     pub async fn read_object(
         &self,
         caller_account: &str,
@@ -149,7 +150,8 @@ impl S3Store {
             Err(StoreError::NoSuchBucket) => return Err(ReadError::NoSuchBucket),
             Err(e) => return Err(ReadError::Internal(anyhow::anyhow!("{e:#}"))),
         };
-        if meta.owner != caller_account {
+        let action = if version_id.is_some() { "s3:GetObjectVersion" } else { "s3:GetObject" };
+        if !crate::s3::policy::permits(&meta, caller_account, action, &crate::s3::policy::arn(bucket, Some(key))) {
             return Err(ReadError::AccessDenied);
         }
         let record = match self.get_version(bucket, key, version_id).await {

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio_util::io::ReaderStream;
 
 use super::super::{Handler, internal, timestamp, to_s3};
-use super::{checksum_hasher, condition_matches, parse_http_date, to_hash};
+use super::{checksum_hasher, condition_matches, parse_http_date, read_action, to_hash};
 use crate::s3::store::{Checksums, StoreError, TempData, VersionRecord};
 
 /// A version and its open data file.
@@ -28,7 +28,8 @@ impl Handler {
         }
         let who = self.who(&req)?;
         let input = req.input;
-        self.owned(&input.bucket, &who).await?;
+        let action = read_action(input.version_id.as_deref());
+        self.authorized(&input.bucket, &who, action, Some(&input.key)).await?;
         let Opened { record, mut file, versioned } =
             self.open(&input.bucket, &input.key, input.version_id.as_deref()).await?;
         check_read_conditions(
@@ -94,7 +95,8 @@ impl Handler {
         }
         let who = self.who(&req)?;
         let input = req.input;
-        self.owned(&input.bucket, &who).await?;
+        let action = read_action(input.version_id.as_deref());
+        self.authorized(&input.bucket, &who, action, Some(&input.key)).await?;
         let (record, versioned) =
             self.latest_or_version(&input.bucket, &input.key, input.version_id.as_deref()).await?;
         check_read_conditions(
