@@ -21,22 +21,7 @@ use lamina_tests::python_zip;
 
 pub use lamina_tests::{code_of, status_of};
 
-/// The error code and message an SDK call failed with (panics on success).
-pub fn error_of<E, R>(
-    result: Result<R, aws_sdk_lambda::error::SdkError<E, aws_smithy_runtime_api::http::Response>>,
-) -> (String, String)
-where
-    E: aws_sdk_lambda::error::ProvideErrorMetadata + std::fmt::Debug,
-    R: std::fmt::Debug,
-{
-    match result {
-        Ok(ok) => panic!("expected an error, got {ok:?}"),
-        Err(err) => match err.as_service_error() {
-            Some(e) => (e.code().unwrap_or_default().to_owned(), e.message().unwrap_or_default().to_owned()),
-            None => panic!("not a service error: {err:?}"),
-        },
-    }
-}
+pub use lamina_tests::error_of;
 
 /// A CreateFunction request for a small Python function, ready to adjust.
 pub fn create_python(

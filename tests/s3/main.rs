@@ -11,22 +11,7 @@ use aws_sdk_lambda::types::{FunctionCode, Runtime};
 use aws_sdk_s3::primitives::ByteStream;
 use lamina_tests::{Tenant, TestEnv};
 
-/// The error code and message an SDK call failed with (panics on success).
-pub fn lambda_error<E, R>(
-    result: Result<R, aws_sdk_lambda::error::SdkError<E, aws_smithy_runtime_api::http::Response>>,
-) -> (String, String)
-where
-    E: aws_sdk_lambda::error::ProvideErrorMetadata + std::fmt::Debug,
-    R: std::fmt::Debug,
-{
-    match result {
-        Ok(ok) => panic!("expected an error, got {ok:?}"),
-        Err(err) => match err.as_service_error() {
-            Some(e) => (e.code().unwrap_or_default().to_owned(), e.message().unwrap_or_default().to_owned()),
-            None => panic!("not a service error: {err:?}"),
-        },
-    }
-}
+pub use lamina_tests::error_of as lambda_error;
 
 /// The S3 error code an SDK call failed with (panics on success).
 pub fn s3_error<E, R>(

@@ -678,3 +678,20 @@ pub fn status_of<E, R>(
         Err(err) => err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0),
     }
 }
+
+/// The error code and message an SDK call failed with (panics on success).
+pub fn error_of<E, R>(
+    result: Result<R, aws_sdk_lambda::error::SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> (String, String)
+where
+    E: aws_sdk_lambda::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(ok) => panic!("expected an error, got {ok:?}"),
+        Err(err) => match err.as_service_error() {
+            Some(e) => (e.code().unwrap_or_default().to_owned(), e.message().unwrap_or_default().to_owned()),
+            None => panic!("not a service error: {err:?}"),
+        },
+    }
+}
