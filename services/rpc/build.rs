@@ -7,6 +7,7 @@ const PROTOS: &[&str] = &[
     "lamina/router/v1/invoke_router.proto",
     "lamina/queue/v1/async_queue.proto",
     "lamina/metadata/v1/metadata.proto",
+    "lamina/events/v1/event_sources.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -8,6 +8,9 @@ pub enum ApiError {
     /// Model constraint violations (pattern, length, range, enum, required).
     #[error("{}", validation_message(.0))]
     Validation(Vec<String>),
+    /// A `ValidationException` worded freely, as the EventBridge, SQS-style and CloudWatch APIs word them.
+    #[error("{0}")]
+    ValidationMessage(String),
     #[error("{0}")]
     InvalidParameterValue(String),
     #[error("{0}")]
@@ -60,7 +63,7 @@ impl ApiError {
     /// The `x-amzn-ErrorType` value.
     pub fn error_type(&self) -> &'static str {
         match self {
-            Self::Validation(_) => "ValidationException",
+            Self::Validation(_) | Self::ValidationMessage(_) => "ValidationException",
             Self::InvalidParameterValue(_) => "InvalidParameterValueException",
             Self::InvalidRequestContent(_) => "InvalidRequestContentException",
             Self::ResourceNotFound(_) => "ResourceNotFoundException",
@@ -87,6 +90,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Validation(_)
+            | Self::ValidationMessage(_)
             | Self::InvalidParameterValue(_)
             | Self::InvalidRequestContent(_)
             | Self::CodeStorageExceeded(_)

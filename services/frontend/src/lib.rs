@@ -148,13 +148,37 @@ pub struct AppState {
     pub revocations: Option<lamina_fleet::Invalidator>,
     /// Request bodies in memory, in KiB, across all requests (see [`HttpLimits::body_memory`]).
     pub bodies: Arc<tokio::sync::Semaphore>,
+    /// Schedules, event-source mappings and async invocation settings (absent: those APIs answer 503).
+    pub events: Option<lamina_event_sources::EventSourcesClient>,
 }
 
 impl AppState {
     /// Builds the state from its parts.
     pub fn new(config: Config, metadata: MetadataClient, code: CodeClient, invoker: RouterClient) -> Self {
         let bodies = Arc::new(tokio::sync::Semaphore::new(body::budget_kib(config.http.body_memory)));
-        Self { config: Arc::new(config), metadata, code, secrets: Arc::default(), invoker, revocations: None, bodies }
+        Self {
+            config: Arc::new(config),
+            metadata,
+            code,
+            secrets: Arc::default(),
+            invoker,
+            revocations: None,
+            bodies,
+            events: None,
+        }
+    }
+
+    /// Serves the event-source APIs (EventBridge rules, event-source mappings, EventInvokeConfig).
+    pub fn with_event_sources(mut self, events: lamina_event_sources::EventSourcesClient) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// The event-sources client, or 503 when this frontend was started without one.
+    pub fn event_sources(&self) -> lamina_common::ApiResult<&lamina_event_sources::EventSourcesClient> {
+        self.events.as_ref().ok_or_else(|| {
+            lamina_common::ApiError::ServiceUnavailable("Event sources are not configured on this server.".into())
+        })
     }
 
     /// Drops revoked access keys that other frontends announce, and announces this one's.

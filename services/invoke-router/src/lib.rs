@@ -388,6 +388,7 @@ pub fn attempt_of(result: ApiResult<InvokeOutcome>) -> Attempt {
         // invalid, or permission was withdrawn).
         Err(
             other @ (ApiError::Validation(_)
+            | ApiError::ValidationMessage(_)
             | ApiError::InvalidParameterValue(_)
             | ApiError::InvalidRequestContent(_)
             | ApiError::ResourceConflict(_)

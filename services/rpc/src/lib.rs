@@ -38,12 +38,19 @@ pub mod lamina {
             tonic::include_proto!("lamina.metadata.v1");
         }
     }
+    pub mod events {
+        pub mod v1 {
+            tonic::include_proto!("lamina.events.v1");
+        }
+    }
 }
 
 /// Code storage's API.
 pub use lamina::codestorage::v1 as codestorage;
 /// Messages shared by every service.
 pub use lamina::common::v1 as common;
+/// Event sources' state (served by the metadata process).
+pub use lamina::events::v1 as events;
 /// The execution host's API.
 pub use lamina::exechost::v1 as exechost;
 /// The metadata service's API.

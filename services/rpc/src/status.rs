@@ -53,6 +53,7 @@ pub fn to_status(err: ApiError) -> Status {
     };
     let reason = match &err {
         ApiError::TooManyRequests { reason, .. } => *reason,
+        ApiError::ValidationMessage(_) => FREE_VALIDATION,
         _ => "",
     };
     let message = match &err {
@@ -66,6 +67,9 @@ pub fn to_status(err: ApiError) -> Status {
     };
     service_status(code, err.error_type(), &message, reason)
 }
+
+/// The reason marking a freely worded `ValidationException` ([`ApiError::ValidationMessage`]).
+const FREE_VALIDATION: &str = "FreelyWorded";
 
 /// Reasons of `TooManyRequestsException` (the enum holds static strings).
 const REASONS: &[&str] = &[
@@ -87,6 +91,7 @@ pub fn from_status(status: Status, peer: &str) -> ApiError {
     };
     let m = e.message;
     match e.error_type.as_str() {
+        "ValidationException" if e.reason == FREE_VALIDATION => ApiError::ValidationMessage(m),
         "ValidationException" => ApiError::Validation(m.split('\n').map(str::to_owned).collect()),
         "InvalidParameterValueException" => ApiError::InvalidParameterValue(m),
         "InvalidRequestContentException" => ApiError::InvalidRequestContent(m),

@@ -3,11 +3,14 @@
 mod account;
 mod aliases;
 mod concurrency;
+mod events;
 mod functions;
 #[doc(hidden)]
 pub mod fuzzing;
 mod invoke;
+mod invoke_config;
 mod logs;
+mod mappings;
 mod model;
 mod policy;
 mod validate;
@@ -52,6 +55,20 @@ pub fn routes() -> Router<AppState> {
     r = both(r, "/2019-09-30/functions/{name}/concurrency", get(concurrency::get));
     r = both(r, "/_lamina/v1/functions/{name}/logs", get(logs::get_logs));
     r = both(r, "/2016-08-19/account-settings", get(account::get_settings));
+    r = both(
+        r,
+        "/2019-09-25/functions/{name}/event-invoke-config",
+        get(invoke_config::get).put(invoke_config::put).post(invoke_config::update).delete(invoke_config::delete),
+    );
+    r = both(r, "/2019-09-25/functions/{name}/event-invoke-config/list", get(invoke_config::list));
+    r = both(r, "/2015-03-31/event-source-mappings", get(mappings::list).post(mappings::create));
+    r = both(
+        r,
+        "/2015-03-31/event-source-mappings/{uuid}",
+        get(mappings::get).put(mappings::update).delete(mappings::delete),
+    );
+    // The JSON-protocol APIs (`X-Amz-Target`): EventBridge schedules today.
+    r = r.route("/", post(events::dispatch));
     r
 }
 

@@ -165,7 +165,7 @@ struct Caller {
 /// the signature itself when the headers declare the payload's hash.
 async fn identify(state: &AppState, parts: &http::request::Parts) -> Result<Caller, ApiError> {
     let claim = sigv4::parse_claim(&parts.headers, &parts.uri)?;
-    let when = sigv4::check_scope(&claim, &state.config.region, "lambda", chrono::Utc::now())?;
+    let when = sigv4::check_scope(&claim, &state.config.region, signing_service(parts), chrono::Utc::now())?;
     let (account_id, secret) = if lamina_common::session::is_session_key(&claim.access_key_id) {
         let token = sigv4::security_token(&parts.headers, &parts.uri).ok_or(ApiError::UnrecognizedClient)?;
         let verifier = state.secrets.sessions.get().ok_or(ApiError::UnrecognizedClient)?;
@@ -185,6 +185,21 @@ async fn identify(state: &AppState, parts: &http::request::Parts) -> Result<Call
         }
     }
     Ok(Caller { claim, when, account_id, secret, verified })
+}
+
+/// The SigV4 service name a request must be signed for: the JSON-protocol APIs served on the same
+/// endpoint (`POST /` with `X-Amz-Target`) are signed for their own service, everything else for `lambda`.
+pub fn signing_service(parts: &http::request::Parts) -> &'static str {
+    if parts.uri.path() != "/" {
+        return "lambda";
+    }
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    match target.split_once('.').map(|(prefix, _)| prefix) {
+        Some("AWSEvents") => "events",
+        Some("Logs_20140328") => "logs",
+        Some("GraniteServiceVersion20100801") => "monitoring",
+        _ => "lambda",
+    }
 }
 
 /// Answers a request refused before its body was read; the connection closes unless the body

@@ -1,0 +1,1 @@
+//! Schedule expressions: `rate(...)` and six-field `cron(...)`, and their next tick. (Helper H1.)
