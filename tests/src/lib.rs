@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 
 pub use lamina::serve::{Running, ServeOptions};
 
+pub mod external;
+
 /// What a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -1,0 +1,1 @@
+//! destinations tests (see the module files).

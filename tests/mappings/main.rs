@@ -1,0 +1,1 @@
+//! mappings tests (see the module files).

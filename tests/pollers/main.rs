@@ -1,0 +1,5 @@
+//! Event-source mapping pollers against real servers (moto's SQS, kinesalite, RabbitMQ).
+
+mod kinesis;
+mod rabbitmq;
+mod sqs;

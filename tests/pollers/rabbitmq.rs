@@ -1,0 +1,1 @@
+//! The rabbitmq poller end to end.

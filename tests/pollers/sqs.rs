@@ -1,0 +1,1 @@
+//! The sqs poller end to end.
