@@ -48,6 +48,9 @@ pub enum ApiError {
     UnknownOperation(String),
     #[error("{0}")]
     ServiceUnavailable(String),
+    /// A quota reached (EventBridge's rules per account, targets per rule).
+    #[error("{0}")]
+    LimitExceeded(String),
     /// Anything unexpected: logged with details, answered with a generic message.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -82,6 +85,7 @@ impl ApiError {
             Self::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             Self::UnknownOperation(_) => "UnknownOperationException",
             Self::ServiceUnavailable(_) => "ServiceUnavailableException",
+            Self::LimitExceeded(_) => "LimitExceededException",
             Self::Internal(_) => "ServiceException",
         }
     }
@@ -95,6 +99,7 @@ impl ApiError {
             | Self::InvalidRequestContent(_)
             | Self::CodeStorageExceeded(_)
             | Self::PolicyLengthExceeded(_)
+            | Self::LimitExceeded(_)
             | Self::IncompleteSignature(_) => StatusCode::BAD_REQUEST,
             Self::ResourceNotFound(_) | Self::UnknownOperation(_) => StatusCode::NOT_FOUND,
             Self::ResourceConflict(_) => StatusCode::CONFLICT,

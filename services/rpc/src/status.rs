@@ -114,6 +114,7 @@ pub fn from_status(status: Status, peer: &str) -> ApiError {
         "MissingAuthenticationTokenException" => ApiError::MissingAuthenticationToken,
         "UnknownOperationException" => ApiError::UnknownOperation(m),
         "ServiceUnavailableException" => ApiError::ServiceUnavailable(m),
+        "LimitExceededException" => ApiError::LimitExceeded(m),
         other => ApiError::Internal(anyhow::anyhow!("{peer}: {other}: {m}")),
     }
 }
@@ -138,6 +139,7 @@ mod tests {
             },
             ApiError::Validation(vec!["a".into(), "b; c".into()]),
             ApiError::ServiceUnavailable("draining".into()),
+            ApiError::LimitExceeded("The requested resource exceeds the maximum number allowed.".into()),
             ApiError::UnrecognizedClient,
             ApiError::ExpiredToken,
         ];
