@@ -19,6 +19,9 @@ pub enum ApiError {
     ResourceNotFound(String),
     #[error("{0}")]
     ResourceConflict(String),
+    /// The resource is mid-transition (an event-source mapping still `Creating`, `Updating`, ...).
+    #[error("{0}")]
+    ResourceInUse(String),
     #[error("{0}")]
     CodeStorageExceeded(String),
     #[error("{0}")]
@@ -71,6 +74,7 @@ impl ApiError {
             Self::InvalidRequestContent(_) => "InvalidRequestContentException",
             Self::ResourceNotFound(_) => "ResourceNotFoundException",
             Self::ResourceConflict(_) => "ResourceConflictException",
+            Self::ResourceInUse(_) => "ResourceInUseException",
             Self::CodeStorageExceeded(_) => "CodeStorageExceededException",
             Self::PolicyLengthExceeded(_) => "PolicyLengthExceededException",
             Self::PreconditionFailed(_) => "PreconditionFailedException",
@@ -97,6 +101,7 @@ impl ApiError {
             | Self::ValidationMessage(_)
             | Self::InvalidParameterValue(_)
             | Self::InvalidRequestContent(_)
+            | Self::ResourceInUse(_)
             | Self::CodeStorageExceeded(_)
             | Self::PolicyLengthExceeded(_)
             | Self::LimitExceeded(_)

@@ -392,6 +392,7 @@ pub fn attempt_of(result: ApiResult<InvokeOutcome>) -> Attempt {
             | ApiError::InvalidParameterValue(_)
             | ApiError::InvalidRequestContent(_)
             | ApiError::ResourceConflict(_)
+            | ApiError::ResourceInUse(_)
             | ApiError::CodeStorageExceeded(_)
             | ApiError::PolicyLengthExceeded(_)
             | ApiError::PreconditionFailed(_)

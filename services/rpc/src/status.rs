@@ -97,6 +97,7 @@ pub fn from_status(status: Status, peer: &str) -> ApiError {
         "InvalidRequestContentException" => ApiError::InvalidRequestContent(m),
         "ResourceNotFoundException" => ApiError::ResourceNotFound(m),
         "ResourceConflictException" => ApiError::ResourceConflict(m),
+        "ResourceInUseException" => ApiError::ResourceInUse(m),
         "CodeStorageExceededException" => ApiError::CodeStorageExceeded(m),
         "PolicyLengthExceededException" => ApiError::PolicyLengthExceeded(m),
         "PreconditionFailedException" => ApiError::PreconditionFailed(m),
@@ -132,6 +133,7 @@ mod tests {
         let cases = vec![
             ApiError::ResourceNotFound("Function not found: arn:x".into()),
             ApiError::ResourceConflict("exists".into()),
+            ApiError::ResourceInUse("in use".into()),
             ApiError::PreconditionFailed("revision".into()),
             ApiError::TooManyRequests {
                 message: "Rate Exceeded.".into(),
