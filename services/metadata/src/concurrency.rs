@@ -64,7 +64,7 @@ impl Metadata {
     pub async fn invoke_target(&self, account_id: &str, name: &str, version: &str) -> ApiResult<Option<InvokeTarget>> {
         let sql = "select fv.account_id, fv.function_name, fv.version, fv.description, fv.runtime, fv.role, fv.handler, \
                    fv.memory_size, fv.timeout, fv.environment, fv.vpc_config, fv.code_sha256, fv.code_size, fv.revision_id, \
-                   fv.last_modified, fv.ephemeral_storage, a.concurrent_executions as account_limit, fc.reserved as reserved, \
+                   fv.last_modified, fv.ephemeral_storage, fv.dead_letter_arn, a.concurrent_executions as account_limit, fc.reserved as reserved, \
                    cast((select coalesce(sum(r.reserved), 0) from function_concurrency r where r.account_id = $1) as bigint) \
                    as reserved_total, a.host_share_percent \
                    from function_versions fv \

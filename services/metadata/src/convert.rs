@@ -132,6 +132,7 @@ impl From<FunctionRow> for proto::FunctionRow {
             revision_id: r.revision_id,
             last_modified: r.last_modified,
             ephemeral_storage: r.ephemeral_storage,
+            dead_letter_arn: r.dead_letter_arn,
         }
     }
 }
@@ -156,6 +157,7 @@ impl TryFrom<proto::FunctionRow> for FunctionRow {
             revision_id: r.revision_id,
             last_modified: r.last_modified,
             ephemeral_storage: default_ephemeral(r.ephemeral_storage),
+            dead_letter_arn: r.dead_letter_arn,
         })
     }
 }
@@ -180,6 +182,7 @@ impl From<NewFunction> for proto::NewFunction {
             code_sha256: f.code_sha256,
             code_size: f.code_size,
             ephemeral_storage: f.ephemeral_storage,
+            dead_letter_arn: f.dead_letter_arn,
         }
     }
 }
@@ -200,6 +203,7 @@ impl TryFrom<proto::NewFunction> for NewFunction {
             code_sha256: f.code_sha256,
             code_size: f.code_size,
             ephemeral_storage: default_ephemeral(f.ephemeral_storage),
+            dead_letter_arn: f.dead_letter_arn,
         })
     }
 }
@@ -217,6 +221,7 @@ impl From<FunctionPatch> for proto::FunctionPatch {
             vpc_config: p.vpc_config.map(|value| proto::StringChange { value }),
             code: p.code.map(|c| proto::CodeRef { sha256_hex: c.sha256_hex, size: c.size }),
             ephemeral_storage: p.ephemeral_storage,
+            dead_letter_arn: p.dead_letter_arn.map(|value| proto::StringChange { value }),
         }
     }
 }
@@ -235,6 +240,7 @@ impl TryFrom<proto::FunctionPatch> for FunctionPatch {
             vpc_config: p.vpc_config.map(|c| c.value),
             code: p.code.map(|c| CodeRef { sha256_hex: c.sha256_hex, size: c.size }),
             ephemeral_storage: p.ephemeral_storage,
+            dead_letter_arn: p.dead_letter_arn.map(|c| c.value),
         })
     }
 }
@@ -442,6 +448,7 @@ mod tests {
             revision_id: "rev".into(),
             last_modified: 1_700_000_000_000,
             ephemeral_storage: 2048,
+            dead_letter_arn: Some("arn:aws:sqs:us-east-1:123456789012:dlq".into()),
         }
     }
 
@@ -490,6 +497,7 @@ mod tests {
         round_trip::<_, proto::FunctionRow>(FunctionRow {
             environment: None,
             vpc_config: Some("{}".into()),
+            dead_letter_arn: None,
             ..row("3")
         });
         round_trip::<_, proto::NewFunction>(NewFunction {
@@ -505,6 +513,7 @@ mod tests {
             code_sha256: "cd".repeat(32),
             code_size: 9,
             ephemeral_storage: 512,
+            dead_letter_arn: Some("arn:aws:sqs:us-east-1:123456789012:dlq".into()),
         });
         round_trip::<_, proto::FunctionPatch>(FunctionPatch::default());
         round_trip::<_, proto::FunctionPatch>(FunctionPatch {
@@ -514,6 +523,7 @@ mod tests {
             vpc_config: Some(Some("{}".into())),
             code: Some(CodeRef { sha256_hex: "ef".repeat(32), size: 10 }),
             ephemeral_storage: Some(10240),
+            dead_letter_arn: Some(None),
             ..FunctionPatch::default()
         });
         round_trip::<_, proto::LatestUpdate>(LatestUpdate {

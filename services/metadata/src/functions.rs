@@ -33,6 +33,8 @@ pub struct FunctionRow {
     pub last_modified: i64,
     /// `EphemeralStorage.Size` in MB (the sandbox's `/tmp`).
     pub ephemeral_storage: i64,
+    /// `DeadLetterConfig.TargetArn`: where failed Event invocations go, if set.
+    pub dead_letter_arn: Option<String>,
 }
 
 /// Everything CreateFunction stores for `$LATEST`.
@@ -50,6 +52,7 @@ pub struct NewFunction {
     pub code_sha256: String,
     pub code_size: i64,
     pub ephemeral_storage: i64,
+    pub dead_letter_arn: Option<String>,
 }
 
 /// A stored code package, as `$LATEST` refers to it.
@@ -76,6 +79,8 @@ pub struct FunctionPatch {
     /// New code package (the blob is already stored).
     pub code: Option<CodeRef>,
     pub ephemeral_storage: Option<i64>,
+    /// `Some(None)` removes the dead-letter queue; `Some(Some(arn))` sets it.
+    pub dead_letter_arn: Option<Option<String>>,
 }
 
 impl FunctionPatch {
@@ -94,6 +99,7 @@ impl FunctionPatch {
         set(&mut row.environment, self.environment);
         set(&mut row.vpc_config, self.vpc_config);
         set(&mut row.ephemeral_storage, self.ephemeral_storage);
+        set(&mut row.dead_letter_arn, self.dead_letter_arn);
         if let Some(code) = self.code {
             row.code_sha256 = code.sha256_hex;
             row.code_size = code.size;
@@ -114,7 +120,8 @@ pub struct LatestUpdate {
 macro_rules! columns {
     () => {
         "account_id, function_name, version, description, runtime, role, handler, memory_size, timeout, \
-         environment, vpc_config, code_sha256, code_size, revision_id, last_modified, ephemeral_storage"
+         environment, vpc_config, code_sha256, code_size, revision_id, last_modified, ephemeral_storage, \
+         dead_letter_arn"
     };
 }
 pub(crate) const LATEST: &str = "$LATEST";
@@ -232,12 +239,13 @@ impl Metadata {
             revision_id: new_revision(),
             last_modified: now,
             ephemeral_storage: new.ephemeral_storage,
+            dead_letter_arn: new.dead_letter_arn,
         };
         let insert = concat!(
             "insert into function_versions (",
             columns!(),
             ", created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $15, $15) on conflict do nothing"
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $15, $15) on conflict do nothing"
         );
         let stored = self.sealed_row(&row)?;
         in_tx!(&self.store, tx, locks => {
@@ -309,8 +317,8 @@ impl Metadata {
         );
         let update = "update function_versions set description = $4, runtime = $5, role = $6, handler = $7, \
                       memory_size = $8, timeout = $9, environment = $10, vpc_config = $11, code_sha256 = $12, \
-                      code_size = $13, revision_id = $14, last_modified = $15, updated_at = $15, ephemeral_storage = $16 \
-                      where account_id = $1 and function_name = $2 and version = $3";
+                      code_size = $13, revision_id = $14, last_modified = $15, updated_at = $15, ephemeral_storage = $16, \
+                      dead_letter_arn = $17 where account_id = $1 and function_name = $2 and version = $3";
         let updated = in_tx!(&self.store, tx, locks => {
             let current: Option<FunctionRow> = sqlx::query_as(locked(select, locks.update))
                 .bind(account_id).bind(name).fetch_optional(&mut *tx).await.context("lock function")?;
@@ -353,7 +361,10 @@ impl Metadata {
             .bind(account_id).bind(name).fetch_all(&mut *tx).await.context("delete function")?;
             for table in ["delete from aliases where account_id = $1 and function_name = $2",
                           "delete from policies where account_id = $1 and function_name = $2",
-                          "delete from function_concurrency where account_id = $1 and function_name = $2"] {
+                          "delete from function_concurrency where account_id = $1 and function_name = $2",
+                          // Event-sources' table (migration 0009): AWS deletes a function's async
+                          // settings with it, and a function created again under the name starts without.
+                          "delete from function_event_invoke_configs where account_id = $1 and function_name = $2"] {
                 sqlx::query(table).bind(account_id).bind(name).execute(&mut *tx).await.context("delete function children")?;
             }
             unreferenced!(tx, shas)
@@ -397,6 +408,8 @@ impl Metadata {
                 .bind(account_id).bind(name).bind(version).execute(&mut *tx).await.context("delete version")?;
             sqlx::query("delete from policies where account_id = $1 and function_name = $2 and qualifier = $3")
                 .bind(account_id).bind(name).bind(version).execute(&mut *tx).await.context("delete version policy")?;
+            sqlx::query("delete from function_event_invoke_configs where account_id = $1 and function_name = $2 and qualifier = $3")
+                .bind(account_id).bind(name).bind(version).execute(&mut *tx).await.context("delete version invoke config")?;
             unreferenced!(tx, vec![sha])
         });
         Ok(sha)
@@ -437,4 +450,5 @@ where
         .bind(r.revision_id.as_str())
         .bind(r.last_modified)
         .bind(r.ephemeral_storage)
+        .bind(r.dead_letter_arn.as_deref())
 }

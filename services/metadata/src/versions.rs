@@ -10,7 +10,8 @@ use crate::{Metadata, on_pool};
 macro_rules! columns {
     () => {
         "account_id, function_name, version, description, runtime, role, handler, memory_size, timeout, \
-         environment, vpc_config, code_sha256, code_size, revision_id, last_modified, ephemeral_storage"
+         environment, vpc_config, code_sha256, code_size, revision_id, last_modified, ephemeral_storage, \
+         dead_letter_arn"
     };
 }
 
@@ -25,6 +26,7 @@ fn same_executable(a: &FunctionRow, b: &FunctionRow) -> bool {
         && a.environment == b.environment
         && a.vpc_config == b.vpc_config
         && a.ephemeral_storage == b.ephemeral_storage
+        && a.dead_letter_arn == b.dead_letter_arn
 }
 
 impl Metadata {
@@ -65,7 +67,7 @@ impl Metadata {
             "insert into function_versions (",
             columns!(),
             ", created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $15, $15)"
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $15, $15)"
         );
         let bump = "insert into version_counters (account_id, function_name, last_version, created_at, updated_at) \
                     values ($1, $2, 1, $3, $3) on conflict (account_id, function_name) \
@@ -111,6 +113,7 @@ impl Metadata {
                         .bind(&row.runtime).bind(&row.role).bind(&row.handler).bind(row.memory_size).bind(row.timeout)
                         .bind(&environment).bind(&row.vpc_config).bind(&row.code_sha256).bind(row.code_size)
                         .bind(&row.revision_id).bind(row.last_modified).bind(row.ephemeral_storage)
+                        .bind(&row.dead_letter_arn)
                         .execute(&mut *tx).await.context("insert version")?;
                     row
                 }

@@ -54,6 +54,7 @@ fn function(name: &str) -> NewFunction {
         code_sha256: "ab".repeat(32),
         code_size: 100,
         ephemeral_storage: 512,
+        dead_letter_arn: Some("arn:aws:sqs:us-east-1:123456789012:dlq".into()),
     }
 }
 

@@ -115,6 +115,7 @@ fn function(name: &str, sha: &str, size: i64) -> NewFunction {
         code_sha256: sha.into(),
         code_size: size,
         ephemeral_storage: 512,
+        dead_letter_arn: None,
     }
 }
 
