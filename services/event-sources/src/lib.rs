@@ -28,6 +28,7 @@ use lamina_common::{ApiError, ApiResult};
 use lamina_metadata::Store;
 use lamina_rpc::events::CallRequest;
 use lamina_rpc::events::event_sources_client::EventSourcesClient as GrpcClient;
+use lamina_rpc::replicas::Replicas;
 use lamina_rpc::{from_status, transport};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -83,7 +84,7 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> ApiResult<Vec<u8>> {
 #[derive(Clone)]
 pub enum EventSourcesClient {
     Local(EventSources),
-    Grpc(GrpcClient<Channel>),
+    Grpc(std::sync::Arc<Replicas<GrpcClient<Channel>>>),
 }
 
 impl From<EventSources> for EventSourcesClient {
@@ -93,12 +94,15 @@ impl From<EventSources> for EventSourcesClient {
 }
 
 impl EventSourcesClient {
-    /// A client of the event-sources service at `addr` (the metadata process's gRPC address).
-    pub fn connect(addr: &str) -> anyhow::Result<Self> {
-        let client = GrpcClient::new(transport::channel(addr)?)
-            .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(transport::MAX_MESSAGE_BYTES);
-        Ok(Self::Grpc(client))
+    /// A client of the event-sources service at `addrs` (the metadata processes' gRPC addresses;
+    /// calls go round-robin).
+    pub fn connect(addrs: &[String]) -> anyhow::Result<Self> {
+        let replicas = Replicas::connect(addrs, |a| {
+            Ok(GrpcClient::new(transport::channel(a)?)
+                .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(transport::MAX_MESSAGE_BYTES))
+        })?;
+        Ok(Self::Grpc(std::sync::Arc::new(replicas)))
     }
 
     /// Calls operation `op` with `request`; typed wrappers in each module call this.
@@ -110,9 +114,15 @@ impl EventSourcesClient {
         let json = encode(request)?;
         let reply = match self {
             Self::Local(local) => local.dispatch(op, &json).await?,
-            Self::Grpc(client) => {
+            Self::Grpc(replicas) => {
                 let request = CallRequest { op: op.to_owned(), json: Bytes::from(json) };
-                let reply = client.clone().call(request).await.map_err(|s| from_status(s, "metadata"))?;
+                let reply = replicas
+                    .call(|mut c| {
+                        let request = request.clone();
+                        async move { c.call(request).await }
+                    })
+                    .await
+                    .map_err(|s| from_status(s, "metadata"))?;
                 reply.into_inner().json.to_vec()
             }
         };

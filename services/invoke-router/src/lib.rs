@@ -384,28 +384,9 @@ pub fn attempt_of(result: ApiResult<InvokeOutcome>) -> Attempt {
         Err(ApiError::TooManyRequests { .. } | ApiError::ServiceUnavailable(_) | ApiError::Internal(_)) => {
             Attempt::Throttled
         }
-        // Retrying cannot fix the request itself (e.g. the function's configuration became
-        // invalid, or permission was withdrawn).
-        Err(
-            other @ (ApiError::Validation(_)
-            | ApiError::ValidationMessage(_)
-            | ApiError::InvalidParameterValue(_)
-            | ApiError::InvalidRequestContent(_)
-            | ApiError::ResourceConflict(_)
-            | ApiError::ResourceInUse(_)
-            | ApiError::CodeStorageExceeded(_)
-            | ApiError::PolicyLengthExceeded(_)
-            | ApiError::PreconditionFailed(_)
-            | ApiError::RequestTooLarge(_)
-            | ApiError::UnsupportedMediaType(_)
-            | ApiError::AccessDenied(_)
-            | ApiError::InvalidSignature(_)
-            | ApiError::IncompleteSignature(_)
-            | ApiError::UnrecognizedClient
-            | ApiError::ExpiredToken
-            | ApiError::MissingAuthenticationToken
-            | ApiError::UnknownOperation(_)),
-        ) => {
+        // Every other error is about the request itself: retrying cannot fix it (e.g. the
+        // function's configuration became invalid, or permission was withdrawn).
+        Err(other) => {
             tracing::warn!(error_type = other.error_type(), "dropping an event that cannot be invoked: {other}");
             Attempt::Gone
         }

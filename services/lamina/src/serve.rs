@@ -299,11 +299,25 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         queue.clone().into(),
     )
     .with_session_key(session_key);
-    let worker = opts.async_worker.then(|| {
-        let router = invoker.clone();
+    let events = lamina_event_sources::EventSources::new(metadata.store().clone(), &opts.region);
+    let sources = if opts.async_worker {
+        let parts = crate::event_sources::Parts {
+            router: invoker.clone().into(),
+            metadata: metadata.clone().into(),
+            events: events.clone().into(),
+            queue: queue.clone().into(),
+            region: opts.region.clone(),
+            owner: crate::event_sources::owner(&opts.data_dir, "serve")?,
+        };
+        Some(crate::event_sources::start(parts, shutdown.child_token()))
+    } else {
+        None
+    };
+    let worker = sources.as_ref().map(|sources| {
+        let runner = sources.runner.clone();
         let run = move |event| {
-            let router = router.clone();
-            async move { router.run_event(event).await }
+            let runner = runner.clone();
+            async move { runner.run(event).await }
         };
         tokio::spawn(queue.work(run, shutdown.child_token()))
     });
@@ -329,7 +343,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         s3_config(&secrets, &opts.region, opts.s3_base_domain.clone())?,
     );
     let state = lamina_frontend::AppState::new(config, metadata.clone().into(), code.into(), invoker.into())
-        .with_session_key(session_key);
+        .with_session_key(session_key)
+        .with_event_sources(events.into());
     let app = lamina_frontend::router(state.clone());
     let admin_app = lamina_frontend::admin_router(state);
     let admin_listener =
@@ -354,6 +369,9 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         let served = served.and(admin_served).context("serve http").and(s3_served.context("serve s3"));
         if let Some(worker) = worker {
             let _ = worker.await;
+        }
+        if let Some(sources) = sources {
+            sources.join().await;
         }
         let running = host.drain(tokio::time::Instant::now() + drain_for).await;
         if running > 0 {

@@ -10,7 +10,8 @@ use tonic::{Request, Response, Status};
 use crate::Metadata;
 use crate::convert::{required, statement_of};
 
-struct Server {
+/// The tonic service's implementation (see [`service`]).
+pub struct Server {
     metadata: Metadata,
 }
 
@@ -257,14 +258,18 @@ impl Api for Server {
     }
 }
 
+/// The metadata tonic service, for a process serving it beside others on one listener.
+pub fn service(metadata: Metadata) -> MetadataServer<Server> {
+    MetadataServer::new(Server { metadata })
+        .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(transport::MAX_MESSAGE_BYTES)
+}
+
 /// Serves metadata over gRPC on `listener` until `shutdown`.
 pub async fn serve(
     metadata: Metadata,
     listener: lamina_rpc::transport::Incoming,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let api = MetadataServer::new(Server { metadata })
-        .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(transport::MAX_MESSAGE_BYTES);
-    transport::serve(api, listener, shutdown).await
+    transport::serve(service(metadata), listener, shutdown).await
 }

@@ -63,6 +63,10 @@ pub struct ClusterArgs {
     /// Execution-host processes.
     #[arg(long, default_value_t = 3)]
     pub exec_hosts: usize,
+    /// Async-queue processes (each runs Event invocations, the scheduler and event-source pollers;
+    /// one firing per schedule tick and one poller per queue or stream across all of them).
+    #[arg(long, default_value_t = 1)]
+    pub queues: usize,
     /// TOML file with execution-host settings and the runtime registry.
     #[arg(long, env = "LAMINA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -124,7 +128,7 @@ const START_ATTEMPTS: usize = 3;
 /// Starts the topology, waits for `stop`, then stops the processes front to back.
 pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     anyhow::ensure!(
-        args.frontends >= 1 && args.metadata >= 1 && args.routers >= 1 && args.exec_hosts >= 1,
+        args.frontends >= 1 && args.metadata >= 1 && args.routers >= 1 && args.exec_hosts >= 1 && args.queues >= 1,
         "every service needs a process"
     );
     let secrets = Secrets::load(
@@ -222,12 +226,21 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
                 ];
                 started.push(spawn(format!("invoke-router-{i}"), "invoke-router", extra)?);
             }
-            let mut queue_extra =
-                vec![format!("--grpc-listen={queue_grpc}"), format!("--routers={}", router_addrs.join(","))];
-            if let Some(d) = &args.async_retry_delays {
-                queue_extra.push(format!("--async-retry-delays={d}"));
+            for i in 0..args.queues {
+                // The first replica takes enqueues (routers and code storage name it); all of them
+                // run events, schedules and pollers from the shared Redis and database.
+                let grpc = if i == 0 { queue_grpc } else { free_addr()? };
+                let mut queue_extra = vec![
+                    format!("--grpc-listen={grpc}"),
+                    format!("--routers={}", router_addrs.join(",")),
+                    metadata_flag.clone(),
+                ];
+                if let Some(d) = &args.async_retry_delays {
+                    queue_extra.push(format!("--async-retry-delays={d}"));
+                }
+                let name = if i == 0 { "async-queue".to_owned() } else { format!("async-queue-{i}") };
+                started.push(spawn(name, "async-queue", queue_extra)?);
             }
-            started.push(spawn("async-queue".into(), "async-queue", queue_extra)?);
             for p in started.iter_mut() {
                 wait_ready(p).await?;
             }

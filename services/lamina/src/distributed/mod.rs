@@ -186,6 +186,11 @@ pub struct QueueArgs {
     /// Seconds before each retry of a failed Event invocation, e.g. `60,120`.
     #[arg(long, env = "LAMINA_ASYNC_RETRY_DELAYS")]
     pub async_retry_delays: Option<String>,
+    /// gRPC addresses of the metadata services (comma-separated): functions' async settings,
+    /// schedules and event-source mappings. Without it this process only runs Event invocations
+    /// (no destinations, schedules or pollers).
+    #[arg(long, env = "LAMINA_METADATA", value_delimiter = ',')]
+    pub metadata: Vec<String>,
 }
 
 /// `lamina exec-host`.
@@ -265,7 +270,8 @@ pub async fn run_frontend(args: FrontendArgs, stop: impl Future<Output = ()>) ->
     );
     let state = lamina_frontend::AppState::new(config, metadata, code, invoker)
         .with_session_key(lamina_common::session::derive_key(&secrets.master))
-        .with_revocations(subscription, invalidator);
+        .with_revocations(subscription, invalidator)
+        .with_event_sources(lamina_event_sources::EventSourcesClient::connect(&args.metadata)?);
     let listener = listen(args.listen, args.reuse_port)?;
     let addr = listener.local_addr()?;
     let admin_listener = listen(args.http.admin_listen, args.reuse_port)?;
@@ -336,7 +342,14 @@ pub async fn run_metadata(args: MetadataArgs, stop: impl Future<Output = ()>) ->
     let shutdown = CancellationToken::new();
     let status = Status::serve("metadata", args.common.http_listen, addr, shutdown.clone()).await?;
     let engine = metadata.engine();
-    let server = tokio::spawn(lamina_metadata::serve(metadata, incoming, shutdown.clone()));
+    // Event sources' state lives in the same database: this process serves it too.
+    let events = lamina_event_sources::EventSources::new(metadata.store().clone(), &args.common.region);
+    let server = tokio::spawn(lamina_rpc::transport::serve_two(
+        lamina_metadata::grpc::service(metadata),
+        lamina_event_sources::service(events),
+        incoming,
+        shutdown.clone(),
+    ));
     status.ready(move || serde_json::json!({ "engine": engine }));
     tracing::info!(%addr, engine, "metadata is ready");
     stop.await;
@@ -502,12 +515,34 @@ pub async fn run_queue(args: QueueArgs, stop: impl Future<Output = ()>) -> anyho
     let status = Status::serve("async-queue", args.common.http_listen, addr, shutdown.clone()).await?;
     let server = tokio::spawn(lamina_async_queue::serve(queue.clone(), incoming, shutdown.clone()));
     let worker_stop = CancellationToken::new();
-    let worker = {
+    let (worker, sources) = if args.metadata.is_empty() {
+        tracing::warn!("no --metadata: Event invocations run without destinations; no schedules or pollers");
         let run = move |event| {
             let router = router.clone();
             async move { router.run_event(event).await }
         };
-        tokio::spawn(queue.work(run, worker_stop.clone()))
+        (tokio::spawn(queue.work(run, worker_stop.clone())), None)
+    } else {
+        let metadata = MetadataClient::connect(&args.metadata)?;
+        let events = lamina_event_sources::EventSourcesClient::connect(&args.metadata)?;
+        let owner = crate::event_sources::owner(&args.common.data_dir, "async-queue")?;
+        let sources = crate::event_sources::start(
+            crate::event_sources::Parts {
+                router: router.clone(),
+                metadata,
+                events,
+                queue: queue.clone().into(),
+                region: args.common.region.clone(),
+                owner,
+            },
+            worker_stop.clone(),
+        );
+        let runner = sources.runner.clone();
+        let run = move |event| {
+            let runner = runner.clone();
+            async move { runner.run(event).await }
+        };
+        (tokio::spawn(queue.work(run, worker_stop.clone())), Some(sources))
     };
     status.ready(|| serde_json::json!({}));
     stop.await;
@@ -515,6 +550,9 @@ pub async fn run_queue(args: QueueArgs, stop: impl Future<Output = ()>) -> anyho
     let served = server.await.context("join gRPC server")?;
     worker_stop.cancel();
     worker.await.context("join worker")?;
+    if let Some(sources) = sources {
+        sources.join().await;
+    }
     served
 }
 
