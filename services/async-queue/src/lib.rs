@@ -120,6 +120,13 @@ pub enum Attempt {
     Throttled,
     /// The function no longer exists: dropped.
     Gone,
+    /// The event failed for good (its last allowed attempt, or too old to run) and its record
+    /// went to the function's on-failure destination or dead-letter queue: finished, and not
+    /// counted as dropped.
+    Delivered,
+    /// The runner ended the event without success and with nowhere to send it (e.g. the
+    /// function's own `MaximumRetryAttempts` is spent before the queue's retries): dropped.
+    Dropped,
 }
 
 /// Handle to the queue. Cheap to clone.
@@ -171,6 +178,12 @@ impl Queue {
         Ok(Self { backend: Backend::Redis(backend), config: Arc::new(config) })
     }
 
+    /// The retry policy this queue applies (a runner that decides the last attempt itself must
+    /// not count on more retries than the queue grants).
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
     /// Stores an event; returns once it is durable.
     pub async fn enqueue(
         &self,
@@ -216,7 +229,7 @@ impl Queue {
     fn next_step(&self, event: &Event, outcome: Attempt) -> Option<Duration> {
         let age = Duration::from_millis((now_ms() - event.created_at).max(0) as u64);
         match outcome {
-            Attempt::Succeeded | Attempt::Gone => None,
+            Attempt::Succeeded | Attempt::Gone | Attempt::Delivered | Attempt::Dropped => None,
             Attempt::FunctionError => {
                 let failures = usize::try_from(event.attempts).unwrap_or(usize::MAX);
                 self.config.retry_delays.get(failures.saturating_sub(1)).copied()
@@ -245,7 +258,7 @@ impl Queue {
 
 /// Counts and logs an event that will not run again without having succeeded.
 fn note_dropped(event: &Event, outcome: Attempt, step: Option<Duration>) {
-    if step.is_none() && outcome != Attempt::Succeeded {
+    if step.is_none() && !matches!(outcome, Attempt::Succeeded | Attempt::Delivered) {
         metrics::counter!("lamina_async_events_dropped_total").increment(1);
         tracing::info!(request_id = %event.request_id, ?outcome, "async event discarded after its last attempt");
     }

@@ -14,6 +14,7 @@ use lamina_code_storage::s3::ReadError;
 use lamina_common::names::{FunctionRef, Violations};
 use lamina_common::{ApiError, ApiResult};
 use lamina_metadata::{CodeRef, FunctionPatch, FunctionRow, NewFunction};
+use regex::Regex;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -30,8 +31,45 @@ pub struct CreateRequest {
     function_name: Option<String>,
     pub(crate) code: Option<CodeIn>,
     publish: Option<bool>,
+    dead_letter_config: Option<DeadLetterConfigIn>,
     #[serde(flatten)]
     config: ConfigIn,
+}
+
+/// `DeadLetterConfig`: where failed Event invocations go.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeadLetterConfigIn {
+    target_arn: Option<String>,
+}
+
+static TARGET_ARN_RE: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+    Regex::new(r"^(?:(arn:(aws[a-zA-Z-]*)?:[a-z0-9-.]+:.*)|())$").expect("static regex")
+});
+
+/// `DeadLetterConfig.TargetArn`'s model constraint.
+fn check_dead_letter(dlq: Option<&DeadLetterConfigIn>, v: &mut Violations) {
+    if let Some(arn) = dlq.and_then(|d| d.target_arn.as_deref()) {
+        v.pattern(arn, "deadLetterConfig.targetArn", &TARGET_ARN_RE, "(arn:(aws[a-zA-Z-]*)?:[a-z0-9-.]+:.*)|()");
+    }
+}
+
+/// What a `DeadLetterConfig` member changes: `None` keeps the queue, `Some(None)` removes it (an
+/// empty `TargetArn`, as AWS takes it), `Some(Some(arn))` sets it.
+///
+/// Only SQS queues are taken: Lamina delivers dead letters with SQS `SendMessage` and reaches no
+/// SNS. An SNS topic that AWS would take is refused here rather than accepted and then never
+/// delivered to, so that no failed event is lost to a setting that cannot work.
+fn dead_letter_change(dlq: Option<&DeadLetterConfigIn>) -> ApiResult<Option<Option<String>>> {
+    let Some(dlq) = dlq else { return Ok(None) };
+    match dlq.target_arn.as_deref() {
+        None | Some("") => Ok(Some(None)),
+        Some(arn) if lamina_event_sources::aws::QueueArn::parse(arn).is_some() => Ok(Some(Some(arn.to_owned()))),
+        Some(arn) => Err(ApiError::InvalidParameterValue(format!(
+            "The provided target arn {arn} is not supported: Lamina delivers dead letters to Amazon SQS queues \
+             (arn:aws:sqs:<region>:<account>:<queue>) only."
+        ))),
+    }
 }
 
 impl CreateRequest {
@@ -69,8 +107,10 @@ impl CreateRequest {
             Some(code) => check_code(code, "code.", &mut v),
         }
         check_config(cfg, limits, &mut v);
+        check_dead_letter(self.dead_letter_config.as_ref(), &mut v);
         v.finish()?;
         check_service_rules(cfg)?;
+        dead_letter_change(self.dead_letter_config.as_ref())?;
         name.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("name validated above")))
     }
 }
@@ -196,6 +236,7 @@ pub async fn create(
         code_sha256: stored.sha256_hex.clone(),
         code_size: stored.size,
         ephemeral_storage: cfg.ephemeral_storage.as_ref().and_then(|e| e.size).unwrap_or(512),
+        dead_letter_arn: dead_letter_change(req.dead_letter_config.as_ref())?.flatten(),
     };
     let created = state.metadata.create_function(&target.account_id, new, req.publish.unwrap_or(false)).await;
     let row = match created {
@@ -347,6 +388,7 @@ pub struct UpdateConfigRequest {
     revision_id: Option<String>,
     #[serde(default)]
     publish: bool,
+    dead_letter_config: Option<DeadLetterConfigIn>,
     #[serde(flatten)]
     config: ConfigIn,
 }
@@ -356,8 +398,10 @@ impl UpdateConfigRequest {
     pub(crate) fn check(&self, limits: &Config) -> ApiResult<()> {
         let mut v = Violations::default();
         check_config(&self.config, limits, &mut v);
+        check_dead_letter(self.dead_letter_config.as_ref(), &mut v);
         v.finish()?;
-        check_service_rules(&self.config)
+        check_service_rules(&self.config)?;
+        dead_letter_change(self.dead_letter_config.as_ref()).map(drop)
     }
 }
 
@@ -372,6 +416,7 @@ pub async fn update_configuration(
     let req: UpdateConfigRequest = parse_body(&body)?;
     req.check(&state.config)?;
     only_latest(&target)?;
+    let dead_letter_arn = dead_letter_change(req.dead_letter_config.as_ref())?;
     let cfg = req.config;
     let patch = FunctionPatch {
         description: cfg.description,
@@ -384,6 +429,7 @@ pub async fn update_configuration(
         vpc_config: cfg.vpc_config.as_ref().map(vpc_json),
         code: None,
         ephemeral_storage: cfg.ephemeral_storage.as_ref().and_then(|e| e.size),
+        dead_letter_arn,
     };
     let updated = state
         .metadata

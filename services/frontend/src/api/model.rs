@@ -50,6 +50,9 @@ pub fn configuration(region: &str, row: &FunctionRow, qualified: bool) -> Value 
     {
         out["Environment"] = json!({ "Variables": env });
     }
+    if let Some(arn) = &row.dead_letter_arn {
+        out["DeadLetterConfig"] = json!({ "TargetArn": arn });
+    }
     if let Some(vpc) = row.vpc_config.as_deref().and_then(|v| serde_json::from_str::<VpcConfig>(v).ok()) {
         let vpc_id = if vpc.subnet_ids.is_empty() {
             String::new()
