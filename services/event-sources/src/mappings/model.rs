@@ -9,6 +9,9 @@ use serde_json::Value;
 pub struct EventSourceMapping {
     #[serde(rename = "UUID")]
     pub uuid: String,
+    /// `arn:aws:lambda:<region>:<account>:event-source-mapping:<uuid>` (today's API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_source_mapping_arn: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_source_arn: Option<String>,
     pub function_arn: String,
@@ -49,4 +52,11 @@ pub struct EventSourceMapping {
 pub struct MappingRecord {
     pub account_id: String,
     pub mapping: EventSourceMapping,
+    /// What the user asked for (`Enabled`): where `Creating` and `Updating` settle.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+}
+
+fn enabled_by_default() -> bool {
+    true
 }
