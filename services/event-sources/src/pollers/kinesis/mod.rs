@@ -10,6 +10,7 @@
 //! (its starting position, `LATEST` as the moment reading started), after every batch that
 //! succeeded or was skipped, and as `SHARD_END` when a closed shard is finished.
 
+mod destination;
 mod event;
 pub mod role;
 mod shard;
@@ -162,49 +163,43 @@ impl Poller {
                     backoff(Duration::from_millis(500), LIST_BACKOFF_MAX, failures)
                 }
             };
-            let next_list = tokio::time::sleep(wait);
-            tokio::pin!(next_list);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => {
-                        while let Some(done) = readers.join_next().await {
-                            if let Err(err) = done {
-                                warn!("a shard reader failed: {err}");
-                            }
+            // Wait for the next listing, or list at once when a shard finished (its children are
+            // listed already).
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    while let Some(done) = readers.join_next().await {
+                        if let Err(err) = done {
+                            warn!("a shard reader failed: {err}");
                         }
-                        return;
                     }
-                    _ = &mut next_list => break,
-                    Some(done) = readers.join_next_with_id(), if !readers.is_empty() => {
-                        match done {
-                            Ok((id, (shard, ShardExit::End))) => {
-                                tasks.remove(&id);
-                                info!(shard = %shard, "shard finished");
-                                states.insert(shard.clone(), ShardState::Done { processed: true });
-                                self.forget_age(&shard);
-                            }
-                            // The shard is looked at again on the next listing (restarted if still
-                            // listed, forgotten otherwise).
-                            Ok((id, (shard, ShardExit::Gone))) => {
-                                tasks.remove(&id);
-                                states.remove(&shard);
-                                self.forget_age(&shard);
-                            }
-                            Ok((id, (_, ShardExit::Stopped))) => {
-                                tasks.remove(&id);
-                            }
-                            Err(err) => {
-                                // A panic: the next listing starts the shard again from its checkpoint.
-                                warn!("a shard reader failed: {err}");
-                                if let Some(shard) = tasks.remove(&err.id()) {
-                                    states.remove(&shard);
-                                }
-                            }
-                        }
-                        // Children of a finished shard are listed already: look now.
-                        break;
-                    }
+                    return;
                 }
+                _ = tokio::time::sleep(wait) => {}
+                Some(done) = readers.join_next_with_id(), if !readers.is_empty() => match done {
+                    Ok((id, (shard, ShardExit::End))) => {
+                        tasks.remove(&id);
+                        info!(shard = %shard, "shard finished");
+                        states.insert(shard.clone(), ShardState::Done { processed: true });
+                        self.forget_age(&shard);
+                    }
+                    // The shard is looked at again on the next listing (restarted if still
+                    // listed, forgotten otherwise).
+                    Ok((id, (shard, ShardExit::Gone))) => {
+                        tasks.remove(&id);
+                        states.remove(&shard);
+                        self.forget_age(&shard);
+                    }
+                    Ok((id, (_, ShardExit::Stopped))) => {
+                        tasks.remove(&id);
+                    }
+                    Err(err) => {
+                        // A panic: the next listing starts the shard again from its checkpoint.
+                        warn!("a shard reader failed: {err}");
+                        if let Some(shard) = tasks.remove(&err.id()) {
+                            states.remove(&shard);
+                        }
+                    }
+                },
             }
         }
     }

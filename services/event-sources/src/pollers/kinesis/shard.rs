@@ -15,6 +15,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::destination::{self, Condition, Discarded};
 use super::event::{self, EventContext, ItemFailures, Position, Record};
 use super::{Poller, backoff, metrics_names, now_ms};
 use crate::invoker::BatchResult;
@@ -35,6 +36,20 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 /// Waits after a throttled invocation or a failed Kinesis or database call.
 const TRANSIENT_BASE: Duration = Duration::from_millis(500);
 const TRANSIENT_MAX: Duration = Duration::from_secs(30);
+
+/// `LastProcessingResult` while a batch fails.
+const FUNCTION_CALL_FAILED: &str = "PROBLEM: Function call failed";
+
+/// Records of a batch still to deliver, with what happened to them so far.
+struct Part {
+    records: Vec<Record>,
+    /// Retries spent (bisecting spends none).
+    retries: u32,
+    /// Invocations that reached the function.
+    invocations: u32,
+    /// The last invocation failed in the function.
+    function_error: bool,
+}
 
 /// Why a reader returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,10 +321,10 @@ impl Reader {
     /// of it are done.
     async fn deliver(&mut self, batch: Vec<Record>) -> Result<(), Stopped> {
         let settings = self.poller.settings.clone();
-        // Parts still to deliver, in shard order, with the retries each has had.
-        let mut parts: VecDeque<(Vec<Record>, u32)> = VecDeque::from([(batch, 0)]);
+        // Parts still to deliver, in shard order.
+        let mut parts = VecDeque::from([Part { records: batch, retries: 0, invocations: 0, function_error: false }]);
         let mut transient = 0u32;
-        while let Some((mut records, retries)) = parts.pop_front() {
+        while let Some(mut part) = parts.pop_front() {
             if self.poller.ctx.stop.is_cancelled() {
                 return Err(Stopped);
             }
@@ -317,116 +332,133 @@ impl Reader {
                 let now = now_ms();
                 let max_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
                 // Arrival times grow along a shard, so the expired records are a prefix.
-                let expired = records.iter().take_while(|r| now - r.arrival_ms > max_ms).count();
+                let expired = part.records.iter().take_while(|r| now - r.arrival_ms > max_ms).count();
                 if expired > 0 {
-                    let rest = records.split_off(expired);
-                    self.skip(&records, "MaximumRecordAgeInSeconds").await?;
-                    records = rest;
+                    let rest = part.records.split_off(expired);
+                    self.skip(&part, Condition::RecordAgeExceeded).await?;
+                    part.records = rest;
                 }
-                if records.is_empty() {
+                if part.records.is_empty() {
                     continue;
                 }
             }
-            match self.invoke(&records).await? {
+            let result = self.invoke(&part.records).await?;
+            part.invocations += 1;
+            match result {
                 BatchResult::Succeeded(payload) => {
                     transient = 0;
+                    part.function_error = false;
                     let failed = if settings.report_item_failures {
-                        event::item_failures(&payload, &records)
+                        event::item_failures(&payload, &part.records)
                     } else {
                         ItemFailures::None
                     };
                     match failed {
-                        ItemFailures::None => self.done(&records).await?,
+                        ItemFailures::None => self.done(&part.records).await?,
                         ItemFailures::From(index) => {
-                            let failed = records.split_off(index);
-                            if !records.is_empty() {
-                                self.done(&records).await?;
-                            }
+                            let failed = part.records.split_off(index);
+                            self.done(&part.records).await?;
                             info!(
                                 from = %failed[0].sequence_number,
                                 records = failed.len(),
                                 "the function reported failed items; retrying from the first"
                             );
-                            self.poller.report("PROBLEM: Function call failed").await;
-                            self.retry(failed, retries, false, &mut parts).await?;
+                            self.poller.report(FUNCTION_CALL_FAILED).await;
+                            part.records = failed;
+                            part.function_error = true;
+                            self.retry(part, false, &mut parts).await?;
                         }
                         ItemFailures::Invalid => {
                             warn!(
                                 "the function's batchItemFailures names no record of the batch; the whole batch failed"
                             );
-                            self.poller.report("PROBLEM: Function call failed").await;
-                            self.retry(records, retries, settings.bisect, &mut parts).await?;
+                            self.poller.report(FUNCTION_CALL_FAILED).await;
+                            part.function_error = true;
+                            self.retry(part, settings.bisect, &mut parts).await?;
                         }
                     }
                 }
                 BatchResult::FunctionError(payload) => {
                     transient = 0;
                     info!(
-                        first = %records[0].sequence_number,
-                        records = records.len(),
-                        retries,
+                        first = %part.records[0].sequence_number,
+                        records = part.records.len(),
+                        retries = part.retries,
                         error = %String::from_utf8_lossy(&payload[..payload.len().min(512)]),
                         "the function failed the batch"
                     );
-                    self.poller.report("PROBLEM: Function call failed").await;
-                    self.retry(records, retries, settings.bisect, &mut parts).await?;
+                    self.poller.report(FUNCTION_CALL_FAILED).await;
+                    part.function_error = true;
+                    self.retry(part, settings.bisect, &mut parts).await?;
                 }
                 // Throttles and service errors never reached the function: they do not count as
                 // retries; the records' age still bounds them.
                 BatchResult::Retryable(reason) => {
+                    part.invocations -= 1;
                     transient += 1;
                     debug!("invocation throttled or unavailable: {reason}");
                     self.poller.report(&format!("PROBLEM: {reason}")).await;
                     self.pause(backoff(TRANSIENT_BASE, TRANSIENT_MAX, transient)).await?;
-                    parts.push_front((records, retries));
+                    parts.push_front(part);
                 }
                 BatchResult::Failed(reason) => {
+                    part.invocations -= 1;
                     transient += 1;
                     warn!("the function cannot be invoked: {reason}");
                     self.poller.report(&format!("PROBLEM: {reason}")).await;
                     self.pause(backoff(TRANSIENT_BASE, TRANSIENT_MAX, transient + 3)).await?;
-                    parts.push_front((records, retries));
+                    parts.push_front(part);
                 }
             }
         }
         Ok(())
     }
 
-    /// Schedules another try of failed `records` (bisected when asked and possible), or skips them
-    /// once `MaximumRetryAttempts` is spent.
-    async fn retry(
-        &mut self,
-        records: Vec<Record>,
-        retries: u32,
-        bisect: bool,
-        parts: &mut VecDeque<(Vec<Record>, u32)>,
-    ) -> Result<(), Stopped> {
-        if self.poller.settings.max_retries.is_some_and(|max| retries >= max) {
-            return self.skip(&records, "MaximumRetryAttempts").await;
+    /// Schedules another try of a failed part: bisected when asked and possible (which spends no
+    /// retry, as in Lambda), else whole after a backoff; skipped once `MaximumRetryAttempts` is spent.
+    async fn retry(&mut self, mut part: Part, bisect: bool, parts: &mut VecDeque<Part>) -> Result<(), Stopped> {
+        if bisect && part.records.len() > 1 {
+            let second = part.records.split_off(part.records.len() / 2);
+            parts.push_front(Part { records: second, ..part });
+            parts.push_front(part);
+            return Ok(());
         }
-        self.pause(backoff(RETRY_BASE, RETRY_MAX, retries + 1)).await?;
-        if bisect && records.len() > 1 {
-            let mut first = records;
-            let second = first.split_off(first.len() / 2);
-            parts.push_front((second, retries + 1));
-            parts.push_front((first, retries + 1));
-        } else {
-            parts.push_front((records, retries + 1));
+        if self.poller.settings.max_retries.is_some_and(|max| part.retries >= max) {
+            return self.skip(&part, Condition::RetryAttemptsExhausted).await;
         }
+        self.pause(backoff(RETRY_BASE, RETRY_MAX, part.retries + 1)).await?;
+        part.retries += 1;
+        parts.push_front(part);
         Ok(())
     }
 
-    /// Gives up on `records`: logged, counted, recorded in `LastProcessingResult`, checkpointed past.
-    async fn skip(&mut self, records: &[Record], limit: &str) -> Result<(), Stopped> {
+    /// Gives up on a part's records: logged, counted, sent to the on-failure destination if there
+    /// is one, recorded in `LastProcessingResult`, checkpointed past.
+    async fn skip(&mut self, part: &Part, condition: Condition) -> Result<(), Stopped> {
+        let records = &part.records;
         let (Some(first), Some(last)) = (records.first(), records.last()) else { return Ok(()) };
         warn!(
             first = %first.sequence_number,
             last = %last.sequence_number,
             records = records.len(),
-            "{limit} reached: skipping records"
+            condition = condition.as_str(),
+            "discarding records"
         );
         metrics::counter!(metrics_names::RECORDS_SKIPPED_TOTAL, "source" => "kinesis").increment(records.len() as u64);
-        self.poller.report("PROBLEM: Function call failed").await;
+        let ctx = &self.poller.ctx;
+        if let Some(target) = destination::on_failure(ctx.mapping.destination_config.as_ref()) {
+            let discarded = Discarded {
+                records,
+                condition,
+                function_arn: &ctx.mapping.function_arn,
+                shard_id: &self.shard_id,
+                stream_arn: &self.poller.event_source_arn,
+                invocations: part.invocations,
+                function_error: part.function_error,
+            };
+            destination::send(&target, &discarded, &ctx.stop).await;
+        }
+        self.poller.report(FUNCTION_CALL_FAILED).await;
         self.checkpoint(&last.sequence_number).await
     }
 
