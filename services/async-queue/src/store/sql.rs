@@ -25,9 +25,12 @@ impl SqlQueue {
         Self { store, wake: Arc::new(Notify::new()) }
     }
 
+    /// Idempotent: an event whose request id is still queued is not stored twice (a schedule's tick
+    /// fired again after a crash carries the request ids of the first try).
     pub(crate) async fn enqueue(&self, event: &Event) -> anyhow::Result<()> {
         let sql = "insert into async_events (request_id, account_id, function_name, qualifier, payload, attempts, \
-                   next_attempt_at, lease_until, created_at, updated_at) values ($1, $2, $3, $4, $5, 0, $6, 0, $6, $6)";
+                   next_attempt_at, lease_until, created_at, updated_at) values ($1, $2, $3, $4, $5, 0, $6, 0, $6, $6) \
+                   on conflict (request_id) do nothing";
         on_pool!(&self.store, pool => sqlx::query(sql)
             .bind(&event.request_id).bind(&event.account_id).bind(&event.function_name).bind(&event.qualifier)
             .bind(&event.payload).bind(event.created_at)
