@@ -149,22 +149,23 @@ impl EventSources {
         const SQL: &str = "insert into event_source_mappings (uuid, account_id, function_name, qualifier, \
              event_source_arn, source_queue, state, enabled, state_transition_reason, last_processing_result, \
              document, last_modified, created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, 'Creating', $7, $8, $9, $10, $11, $11, $11)";
-        let inserted = on_pool!(&self.store, pool => sqlx::query(SQL)
+             values ($1, $2, $3, $4, $5, $6, 'Creating', $7, $8, $9, $10, $11, $11, $11) \
+             returning uuid, account_id, function_name, qualifier, event_source_arn, state, enabled, \
+             state_transition_reason, last_processing_result, document, last_modified, created_at";
+        // `returning`: the poller manager may settle (or, after a delete, remove) the row at once.
+        let inserted = on_pool!(&self.store, pool => sqlx::query_as::<_, Row>(SQL)
             .bind(&uuid).bind(&new.account_id).bind(&new.function_name).bind(&qualifier).bind(&arn).bind(&queue)
             .bind(new.enabled).bind(&mapping.state_transition_reason).bind(&mapping.last_processing_result)
             .bind(&document).bind(now)
-            .execute(pool).await.map(|r| r.rows_affected()));
+            .fetch_one(pool).await);
         match inserted {
-            Ok(_) => {}
+            Ok(row) => self.mapping_of(row),
             Err(e) if is_duplicate(&e) => {
                 let other = self.pair_owner(&new.account_id, &new.function_name, &qualifier, &arn, &queue).await?;
-                return Err(conflict(SourceKind::of(&arn), &arn, &new.function_name, &other));
+                Err(conflict(SourceKind::of(&arn), &arn, &new.function_name, &other))
             }
-            Err(e) => return Err(db("insert event source mapping")(e)),
+            Err(e) => Err(db("insert event source mapping")(e)),
         }
-        let row = self.row(&new.account_id, &uuid).await?.ok_or_else(not_found)?;
-        self.mapping_of(row)
     }
 
     pub(crate) async fn get_mapping(&self, account_id: &str, uuid: &str) -> ApiResult<EventSourceMapping> {
@@ -323,15 +324,14 @@ impl EventSources {
     pub(crate) async fn delete_mapping(&self, account_id: &str, uuid: &str) -> ApiResult<EventSourceMapping> {
         const SQL: &str = "update event_source_mappings set state = 'Deleting', \
              state_transition_reason = case when event_source_arn like 'arn:aws:kinesis:%' then $3 else $4 end, \
-             updated_at = $5 where uuid = $1 and account_id = $2";
-        let changed = on_pool!(&self.store, pool => sqlx::query(SQL)
+             updated_at = $5 where uuid = $1 and account_id = $2 \
+             returning uuid, account_id, function_name, qualifier, event_source_arn, state, enabled, \
+             state_transition_reason, last_processing_result, document, last_modified, created_at";
+        let row = on_pool!(&self.store, pool => sqlx::query_as::<_, Row>(SQL)
             .bind(uuid).bind(account_id).bind(validate::USER_ACTION).bind(validate::USER_INITIATED).bind(now_ms())
-            .execute(pool).await.map(|r| r.rows_affected()))
+            .fetch_optional(pool).await)
         .map_err(db("delete event source mapping"))?;
-        if changed == 0 {
-            return Err(not_found());
-        }
-        self.get_mapping(account_id, uuid).await
+        self.mapping_of(row.ok_or_else(not_found)?)
     }
 
     pub(crate) async fn acquire_lease(&self, key: &str, owner: &str, ttl_ms: i64) -> ApiResult<bool> {
