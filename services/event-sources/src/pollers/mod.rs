@@ -134,7 +134,7 @@ impl Manager {
                 tracing::warn!("event source mappings unreadable, pollers keep their leases meanwhile: {err:#}");
                 let keys: Vec<String> = self.slots.keys().cloned().collect();
                 for uuid in keys {
-                    self.keep_lease(&uuid).await;
+                    self.keep_lease(&uuid, false).await;
                 }
                 return;
             }
@@ -166,7 +166,7 @@ impl Manager {
                 tracing::info!(mapping = %uuid, "configuration changed, restarting the poller");
                 p.stop.cancel();
             }
-            if !self.keep_lease(&uuid).await {
+            if !self.keep_lease(&uuid, false).await {
                 return;
             }
             let running = self.slots.get(&uuid).is_some_and(|s| s.poller.is_some());
@@ -182,10 +182,12 @@ impl Manager {
         if let Some(p) = &slot.poller {
             // Settle only once this replica's poller has returned; hold the lease meanwhile.
             p.stop.cancel();
-            self.keep_lease(&uuid).await;
+            self.keep_lease(&uuid, false).await;
             return;
         }
-        if !self.keep_lease(&uuid).await {
+        // A lease renewed just now: settling on one remembered from up to RENEW_EVERY ago could
+        // report a state another replica's poller contradicts.
+        if !self.keep_lease(&uuid, true).await {
             return;
         }
         match self.client.settle_mapping_state(&uuid, &state, target).await {
@@ -209,13 +211,13 @@ impl Manager {
         }
     }
 
-    /// Takes or renews the mapping's lease when due; whether this replica holds it. A poller
-    /// running without the lease is told to stop.
-    async fn keep_lease(&mut self, uuid: &str) -> bool {
+    /// Takes or renews the mapping's lease when due (`fresh`: now); whether this replica holds it.
+    /// A poller running without the lease is told to stop.
+    async fn keep_lease(&mut self, uuid: &str, fresh: bool) -> bool {
         let Some(slot) = self.slots.get_mut(uuid) else { return false };
         let now = Instant::now();
         let held = match slot.lease {
-            Some(renewed) if now.duration_since(renewed) < RENEW_EVERY => true,
+            Some(renewed) if !fresh && now.duration_since(renewed) < RENEW_EVERY => true,
             None if now < slot.next_try => false,
             previous => match self.client.acquire_lease(&lease_key(uuid), &self.owner, LEASE_TTL).await {
                 Ok(true) => {
@@ -234,7 +236,7 @@ impl Manager {
                     tracing::warn!(mapping = %uuid, "renewing the mapping's lease failed: {err:#}");
                     // Still ours until it may have expired (with a margin for clocks and delays).
                     match previous {
-                        Some(renewed) if now.duration_since(renewed) < LEASE_TTL - RENEW_EVERY => true,
+                        Some(renewed) if !fresh && now.duration_since(renewed) < LEASE_TTL - RENEW_EVERY => true,
                         _ => {
                             slot.lease = None;
                             slot.next_try = now + RETRY_HELD_LEASE;
@@ -275,7 +277,7 @@ impl Manager {
         if let Some(p) = &slot.poller {
             p.stop.cancel();
             if !p.task.is_finished() {
-                self.keep_lease(uuid).await;
+                self.keep_lease(uuid, false).await;
                 return;
             }
         }
