@@ -52,7 +52,7 @@ async fn pages_and_filters(env: &TestEnv) {
     let queue = |i: usize| format!("arn:aws:sqs:{}:{}:q{i}", env.region, t.account_id);
     let mut by_function: [Vec<String>; 3] = Default::default();
     let mut by_queue: Vec<Vec<String>> = vec![Vec::new(); 4];
-    for i in 0..4 {
+    for (i, of_queue) in by_queue.iter_mut().enumerate() {
         for (slot, name) in ["a", "a:1", "b"].iter().enumerate() {
             let m = client
                 .create_event_source_mapping()
@@ -64,7 +64,7 @@ async fn pages_and_filters(env: &TestEnv) {
                 .expect("create");
             let uuid = m.uuid().expect("UUID").to_owned();
             by_function[slot].push(uuid.clone());
-            by_queue[i].push(uuid);
+            of_queue.push(uuid);
         }
     }
     let everything: BTreeSet<String> = by_function.iter().flatten().cloned().collect();
