@@ -55,7 +55,7 @@ impl EventSources {
     }
 
     /// Runs operation `op` on its JSON request; the reply is JSON. Each module answers the
-    /// operations it owns (`rules`, `mappings`, `invoke_config`).
+    /// operations it owns (`rules`, `mappings`, `invoke_config`, the Kinesis poller's `FunctionRole`).
     pub async fn dispatch(&self, op: &str, json: &[u8]) -> ApiResult<Vec<u8>> {
         if let Some(reply) = rules::dispatch(self, op, json).await {
             return reply;
@@ -64,6 +64,9 @@ impl EventSources {
             return reply;
         }
         if let Some(reply) = invoke_config::dispatch(self, op, json).await {
+            return reply;
+        }
+        if let Some(reply) = pollers::kinesis::role::dispatch(self, op, json).await {
             return reply;
         }
         Err(ApiError::Internal(anyhow::anyhow!("event sources: unknown operation {op}")))

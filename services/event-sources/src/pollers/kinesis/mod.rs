@@ -12,7 +12,7 @@
 
 mod destination;
 mod event;
-pub mod role;
+pub(crate) mod role;
 mod shard;
 
 use std::collections::{HashMap, HashSet};

@@ -12,7 +12,7 @@ use crate::{EventSources, EventSourcesClient};
 const OP: &str = "FunctionRole";
 
 /// Answers `FunctionRole`; `None` for any other operation (`EventSources::dispatch` routes here).
-pub async fn dispatch(local: &EventSources, op: &str, json: &[u8]) -> Option<ApiResult<Vec<u8>>> {
+pub(crate) async fn dispatch(local: &EventSources, op: &str, json: &[u8]) -> Option<ApiResult<Vec<u8>>> {
     if op != OP {
         return None;
     }
