@@ -21,11 +21,20 @@ crate::engine_tests!(
     deleting_a_function_keeps_its_mappings,
 );
 
+/// In a cluster the manager runs in the async-queue processes and the API reaches the mappings over
+/// gRPC (errors keep their types there).
 mod cluster {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqs_mapping_lifecycle() {
         let Some(env) = lamina_tests::TestEnv::start(lamina_tests::Backend::Cluster).await else { return };
         super::sqs_mapping_lifecycle(&env).await;
+        env.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn transitions_wait_for_the_lease_holder() {
+        let Some(env) = lamina_tests::TestEnv::start(lamina_tests::Backend::Cluster).await else { return };
+        super::transitions_wait_for_the_lease_holder(&env).await;
         env.stop().await;
     }
 }

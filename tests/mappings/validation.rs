@@ -12,6 +12,15 @@ use crate::{StatusProbe, function, require_local_servers};
 
 crate::engine_tests!(sqs_rules, kinesis_rules, mq_rules, function_and_conflict_rules, unknown_mappings);
 
+mod cluster {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn function_and_conflict_rules() {
+        let Some(env) = lamina_tests::TestEnv::start(lamina_tests::Backend::Cluster).await else { return };
+        super::function_and_conflict_rules(&env).await;
+        env.stop().await;
+    }
+}
+
 fn ipv(message: &str) -> (String, String) {
     ("InvalidParameterValueException".to_owned(), message.to_owned())
 }
