@@ -34,7 +34,9 @@ use serde_json::{Value, json};
 
 use crate::EventSourcesClient;
 use crate::aws::QueueArn;
-use crate::invoke_config::{ConfigKey, DEFAULT_EVENT_AGE_SECS, DEFAULT_RETRY_ATTEMPTS, Destination, InvokeConfig, LATEST};
+use crate::invoke_config::{
+    ConfigKey, DEFAULT_EVENT_AGE_SECS, DEFAULT_RETRY_ATTEMPTS, Destination, InvokeConfig, LATEST,
+};
 
 /// How long a function's async settings and dead-letter queue are reused without asking again.
 pub const SETTINGS_TTL: Duration = Duration::from_secs(5);
@@ -247,7 +249,8 @@ impl Inner {
                 c
             }
         };
-        let retries = config.as_ref().map_or(DEFAULT_RETRY_ATTEMPTS, InvokeConfig::retry_attempts).min(self.queue_retries);
+        let retries =
+            config.as_ref().map_or(DEFAULT_RETRY_ATTEMPTS, InvokeConfig::retry_attempts).min(self.queue_retries);
         let age_secs = config.as_ref().map_or(DEFAULT_EVENT_AGE_SECS, InvokeConfig::event_age_secs);
         let max_age = Duration::from_secs(u64::try_from(age_secs).unwrap_or(0)).min(self.queue_max_age);
         Ok(Settings { config, retries, max_age })
@@ -298,7 +301,10 @@ impl Inner {
         let version = match &failure {
             Failure::RetriesExhausted(ran) => Some(ran.executed_version.clone()),
             Failure::EventAgeExceeded { .. } => {
-                match self.metadata.resolve_version(&event.account_id, &event.function_name, event.qualifier.as_deref()).await
+                match self
+                    .metadata
+                    .resolve_version(&event.account_id, &event.function_name, event.qualifier.as_deref())
+                    .await
                 {
                     Ok(resolved) => resolved.map(|r| r.row.version),
                     Err(e) => {
@@ -369,7 +375,13 @@ impl Inner {
 
     /// A delivery to `arn`; `None` (logged and counted) when the ARN is nothing Lamina delivers
     /// to (the API refuses such settings; this covers rows written before a rule changed).
-    fn delivery(&self, kind: Kind, arn: &str, body: String, dead_letter: Option<DeadLetterAttributes>) -> Option<Delivery> {
+    fn delivery(
+        &self,
+        kind: Kind,
+        arn: &str,
+        body: String,
+        dead_letter: Option<DeadLetterAttributes>,
+    ) -> Option<Delivery> {
         match Destination::parse(arn) {
             Ok(target) => Some(Delivery { kind, target, arn: arn.to_owned(), body, dead_letter }),
             Err(_) => {
@@ -390,7 +402,8 @@ impl Inner {
             match self.deliver(event, &d).await {
                 Ok(()) => {}
                 Err(DeliveryError::Abandon(why)) => {
-                    metrics::counter!(DELIVERY_FAILURES, "kind" => d.kind.label(), "outcome" => "abandoned").increment(1);
+                    metrics::counter!(DELIVERY_FAILURES, "kind" => d.kind.label(), "outcome" => "abandoned")
+                        .increment(1);
                     tracing::warn!(request_id = %event.request_id, arn = %d.arn, "async invocation record not deliverable: {why}");
                 }
                 Err(DeliveryError::Retry(why)) => {
@@ -435,7 +448,8 @@ impl Inner {
         let mut send = client.send_message().queue_url(&url).message_body(&d.body);
         if let Some(a) = &d.dead_letter {
             let string = |v: &str| MessageAttributeValue::builder().data_type("String").string_value(v).build();
-            let number = MessageAttributeValue::builder().data_type("Number").string_value(a.error_code.to_string()).build();
+            let number =
+                MessageAttributeValue::builder().data_type("Number").string_value(a.error_code.to_string()).build();
             let attributes = [
                 ("RequestID", string(&a.request_id)),
                 ("ErrorCode", number),

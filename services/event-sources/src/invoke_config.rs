@@ -197,7 +197,8 @@ async fn get(local: &EventSources, json: &[u8]) -> ApiResult<Vec<u8>> {
 
 async fn delete(local: &EventSources, json: &[u8]) -> ApiResult<Vec<u8>> {
     let k: ConfigKey = crate::decode("DeleteFunctionEventInvokeConfig", json)?;
-    let sql = "delete from function_event_invoke_configs where account_id = $1 and function_name = $2 and qualifier = $3";
+    let sql =
+        "delete from function_event_invoke_configs where account_id = $1 and function_name = $2 and qualifier = $3";
     let n = on_pool!(&local.store, pool => sqlx::query(sql)
         .bind(&k.account_id).bind(&k.function_name).bind(&k.qualifier)
         .execute(pool).await.map(|r| r.rows_affected()))
@@ -263,10 +264,7 @@ mod tests {
             })
         );
         assert!(matches!(Destination::parse("arn:aws:sqs:us-east-1:123456789012:q"), Ok(Destination::Queue(_))));
-        assert_eq!(
-            Destination::parse("arn:aws:sns:us-east-1:123456789012:t"),
-            Err(Unsupported::Service("sns".into()))
-        );
+        assert_eq!(Destination::parse("arn:aws:sns:us-east-1:123456789012:t"), Err(Unsupported::Service("sns".into())));
         assert_eq!(Destination::parse("arn:aws:lambda:us-east-1:123456789012:layer:x"), Err(Unsupported::Invalid));
         assert_eq!(Destination::parse("arn:aws:kinesis:us-east-1:123456789012:stream/s"), Err(Unsupported::Invalid));
     }

@@ -253,6 +253,9 @@ impl Metadata {
                 .bind(account_id).bind(name).bind(alias).execute(&mut *tx).await.context("delete alias")?.rows_affected();
             sqlx::query("delete from policies where account_id = $1 and function_name = $2 and qualifier = $3")
                 .bind(account_id).bind(name).bind(alias).execute(&mut *tx).await.context("delete alias policy")?;
+            // Event-sources' table (migration 0009): an alias created again starts without settings.
+            sqlx::query("delete from function_event_invoke_configs where account_id = $1 and function_name = $2 and qualifier = $3")
+                .bind(account_id).bind(name).bind(alias).execute(&mut *tx).await.context("delete alias invoke config")?;
             n
         });
         Ok(n > 0)

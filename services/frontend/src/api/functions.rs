@@ -43,9 +43,8 @@ pub struct DeadLetterConfigIn {
     target_arn: Option<String>,
 }
 
-static TARGET_ARN_RE: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
-    Regex::new(r"^(?:(arn:(aws[a-zA-Z-]*)?:[a-z0-9-.]+:.*)|())$").expect("static regex")
-});
+static TARGET_ARN_RE: std::sync::LazyLock<Regex> =
+    std::sync::LazyLock::new(|| Regex::new(r"^(?:(arn:(aws[a-zA-Z-]*)?:[a-z0-9-.]+:.*)|())$").expect("static regex"));
 
 /// `DeadLetterConfig.TargetArn`'s model constraint.
 fn check_dead_letter(dlq: Option<&DeadLetterConfigIn>, v: &mut Violations) {
