@@ -5,6 +5,12 @@
 //! that events could be put on. Targets are Lamina function ARNs, each with an optional constant
 //! `Input`. Every query is scoped to the caller's account; names are unique per account.
 //!
+//! When a rule fires: a rate rule at once when it gets its first target (the guide: "the first
+//! execution is immediate"; with `put-rule` then `put-targets` that is the second call), then every
+//! period; a cron rule on the minutes it names. A changed expression starts over; a rule enabled
+//! again resumes at its next tick after now. A tick missed while no scheduler ran is fired once,
+//! late (see `claims.rs`).
+//!
 //! Quotas as AWS's defaults: 300 rules per account (per event bus on AWS), 5 targets per rule.
 
 mod claims;

@@ -295,13 +295,14 @@ impl EventSources {
             let found: Option<Timing> = sqlx::query_as(locked(sql, lock))
                 .bind(account).bind(&rule)
                 .fetch_optional(&mut *tx).await.context("read rule")?;
-            if found.is_none() {
+            let Some(found) = found else {
                 return Err(not_found(&rule));
-            }
+            };
             let sql = "select target_id from event_rule_targets where account_id = $1 and rule_name = $2";
             let mut ids: Vec<String> = sqlx::query_scalar(sql)
                 .bind(account).bind(&rule)
                 .fetch_all(&mut *tx).await.context("read targets")?;
+            let had_targets = !ids.is_empty();
             ids.extend(accepted.iter().map(|(id, _, _)| id.clone()));
             ids.sort_unstable();
             ids.dedup();
@@ -315,6 +316,14 @@ impl EventSources {
                 sqlx::query(sql)
                     .bind(account).bind(&rule).bind(id).bind(arn).bind(input).bind(now)
                     .execute(&mut *tx).await.context("store target")?;
+            }
+            // A rate rule's first firing is immediate (the guide), and with the CLI's put-rule
+            // then put-targets that means once it has somewhere to go: its period starts now.
+            let rate = found.schedule_expression.as_deref().map(Schedule::parse);
+            if !had_targets && !accepted.is_empty() && matches!(rate, Some(Ok(Schedule::Rate { .. }))) {
+                sqlx::query("update event_rules set next_fire_at = $3 where account_id = $1 and name = $2")
+                    .bind(account).bind(&rule).bind(now)
+                    .execute(&mut *tx).await.context("start rate schedule")?;
             }
         });
         Ok(TargetsResponse { failed_entry_count: failed.len() as i64, failed_entries: failed })
