@@ -29,6 +29,11 @@ pub struct Creds {
 }
 
 impl Creds {
+    /// Keys given as they are (the test servers of the `drain` benchmark accept any).
+    pub fn new(access_key_id: &str, secret_access_key: &str) -> Self {
+        Self { access_key_id: access_key_id.to_owned(), secret_access_key: secret_access_key.to_owned() }
+    }
+
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
         let get = |key: &str| {
@@ -54,7 +59,7 @@ pub struct Client {
     base: String,
     host: String,
     creds: Creds,
-    /// SigV4 service name: `lambda`, or `s3` for the S3 API.
+    /// SigV4 service name: `lambda`, `s3` for the S3 API, `kinesis` or `sqs` for the servers of `drain`.
     service: &'static str,
     http: HyperClient<HttpConnector, Full<Bytes>>,
 }
@@ -72,6 +77,30 @@ impl Client {
     /// The same keys against the S3 API at `endpoint` (path-style, `x-amz-content-sha256` signed).
     pub fn s3(&self, endpoint: &str) -> anyhow::Result<Self> {
         Ok(Self { service: "s3", ..Self::new(endpoint, self.creds.clone())? })
+    }
+
+    /// A client of an AWS JSON-protocol service (Kinesis, SQS) at `endpoint`, signing for `service`.
+    pub fn aws_json(endpoint: &str, creds: Creds, service: &'static str) -> anyhow::Result<Self> {
+        Ok(Self { service, ..Self::new(endpoint, creds)? })
+    }
+
+    /// One JSON-protocol operation (`X-Amz-Target: target`), signed now: the reply's JSON (`null`
+    /// for an empty body), or the service's error.
+    pub async fn json_op(
+        &self,
+        target: &str,
+        content_type: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let body = body.to_string();
+        let signed =
+            self.sign(Method::POST, "/", body.as_bytes(), &[("content-type", content_type), ("x-amz-target", target)])?;
+        let (status, reply) = self.send(&signed).await?;
+        anyhow::ensure!(status < 300, "{target}: HTTP {status}: {}", String::from_utf8_lossy(&reply));
+        if reply.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&reply).with_context(|| format!("{target}: reply is not JSON"))
     }
 
     fn sign(&self, method: Method, path: &str, body: &[u8], extra: &[(&str, &str)]) -> anyhow::Result<Signed> {
@@ -164,7 +193,8 @@ impl Client {
         Ok((status, id))
     }
 
-    async fn call(&self, method: Method, path: &str, body: &[u8]) -> anyhow::Result<Bytes> {
+    /// One request to the Lamina API, signed now: the body of a 2xx answer, else an error.
+    pub async fn call(&self, method: Method, path: &str, body: &[u8]) -> anyhow::Result<Bytes> {
         let signed = self.sign(method, path, body, &[("content-type", "application/json")])?;
         let (status, body) = self.send(&signed).await?;
         anyhow::ensure!(status < 300, "{path}: HTTP {status}: {}", String::from_utf8_lossy(&body));

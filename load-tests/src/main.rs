@@ -4,6 +4,7 @@
 mod client;
 mod crash;
 mod direct;
+mod drain;
 mod procs;
 mod queue;
 mod s3;
@@ -161,6 +162,59 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         creates: usize,
     },
+    /// Event-source mappings: a backlog drained from a Kinesis stream (kinesalite) and an SQS queue
+    /// (moto's server) into a no-op function, beside the raw read rate of the same server, then
+    /// record age at a steady rate. The server must reach the same endpoints
+    /// (`AWS_ENDPOINT_URL_KINESIS` / `AWS_ENDPOINT_URL_SQS` in its environment).
+    Drain {
+        /// Kinesis endpoint.
+        #[arg(long, env = "AWS_ENDPOINT_URL_KINESIS", default_value = "http://127.0.0.1:4567")]
+        kinesis_endpoint: String,
+        /// SQS endpoint.
+        #[arg(long, env = "AWS_ENDPOINT_URL_SQS", default_value = "http://127.0.0.1:5000")]
+        sqs_endpoint: String,
+        /// `kinesis`, `sqs` or `both`.
+        #[arg(long, default_value = "both")]
+        source: String,
+        #[arg(long, env = "AWS_ACCESS_KEY_ID", default_value = "test")]
+        aws_access_key_id: String,
+        #[arg(long, env = "AWS_SECRET_ACCESS_KEY", default_value = "test", hide_env_values = true)]
+        aws_secret_access_key: String,
+        /// Records of the Kinesis backlog.
+        #[arg(long, default_value_t = 20000)]
+        records: usize,
+        /// Messages of the SQS backlog (moto's server spends time proportional to the queue's
+        /// depth on every SendMessage and ReceiveMessage, so deep backlogs crawl).
+        #[arg(long, default_value_t = 2000)]
+        sqs_records: usize,
+        #[arg(long, default_value_t = 4)]
+        shards: usize,
+        /// BatchSize of the Kinesis mapping (and Limit of the baseline's GetRecords).
+        #[arg(long, default_value_t = 100)]
+        batch_size: usize,
+        /// BatchSize of the SQS mapping (over 10 needs `--window`).
+        #[arg(long, default_value_t = 10)]
+        sqs_batch_size: usize,
+        /// MaximumBatchingWindowInSeconds of the mappings.
+        #[arg(long, default_value_t = 0)]
+        window: u32,
+        /// Concurrent consumers of the SQS baseline.
+        #[arg(long, default_value_t = 5)]
+        sqs_consumers: usize,
+        #[arg(long, default_value_t = 100)]
+        record_bytes: usize,
+        /// Records/s of the steady phase (default: half the drain rate measured just before).
+        #[arg(long)]
+        steady_rate: Option<f64>,
+        #[arg(long, default_value_t = 20)]
+        steady_seconds: u64,
+        /// Seconds a mapping may take to drain what was put.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Pid of the server: also report its CPU time per drained record.
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
     /// Cold starts: Invoke to handler start, against starting the interpreter alone.
     Cold {
         #[arg(long, default_value = "python3.11")]
@@ -208,6 +262,50 @@ async fn main() -> anyhow::Result<()> {
                 creates,
             };
             s3::run(&client, &run).await
+        }
+        Command::Drain {
+            kinesis_endpoint,
+            sqs_endpoint,
+            source,
+            aws_access_key_id,
+            aws_secret_access_key,
+            records,
+            sqs_records,
+            shards,
+            batch_size,
+            sqs_batch_size,
+            window,
+            sqs_consumers,
+            record_bytes,
+            steady_rate,
+            steady_seconds,
+            timeout,
+            server_pid,
+        } => {
+            let (kinesis, sqs) = match source.as_str() {
+                "kinesis" => (true, false),
+                "sqs" => (false, true),
+                "both" => (true, true),
+                other => anyhow::bail!("--source {other}: kinesis, sqs or both"),
+            };
+            let run = drain::DrainRun {
+                kinesis: kinesis.then_some(kinesis_endpoint),
+                sqs: sqs.then_some(sqs_endpoint),
+                aws: Creds::new(&aws_access_key_id, &aws_secret_access_key),
+                records,
+                sqs_records,
+                shards,
+                batch_size,
+                sqs_batch_size,
+                window_s: window,
+                sqs_consumers,
+                record_bytes,
+                steady_rate,
+                steady_seconds,
+                timeout: Duration::from_secs(timeout),
+                server_pid,
+            };
+            drain::run(&client, &run).await
         }
         Command::EnqueueRedis { .. } | Command::Crash { .. } => unreachable!("handled before reading credentials"),
     }
