@@ -8,7 +8,7 @@
 //! backlog), as Lambda adds pollers to a busy queue. A large batch is filled by several
 //! `ReceiveMessage` calls in parallel.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -197,6 +197,8 @@ impl Poller {
         };
         let deadline = Instant::now() + self.window;
         let mut bytes: usize = batch.iter().map(|r| r.json.len() + 1).sum();
+        let mut index: HashMap<String, usize> =
+            batch.iter().enumerate().map(|(i, r)| (r.message_id.clone(), i)).collect();
         while batch.len() < self.batch_size && bytes < MAX_PAYLOAD {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
@@ -217,8 +219,18 @@ impl Poller {
                 match got {
                     Ok(got) => {
                         got_any |= !got.is_empty();
-                        bytes += got.iter().map(|r| r.json.len() + 1).sum::<usize>();
-                        batch.extend(got);
+                        for r in got {
+                            bytes += r.json.len() + 1;
+                            // SQS may hand a message to two receives at once (at-least-once); the
+                            // function sees it once, with the newer receipt handle.
+                            match index.get(&r.message_id) {
+                                Some(&i) => batch[i] = r,
+                                None => {
+                                    index.insert(r.message_id.clone(), batch.len());
+                                    batch.push(r);
+                                }
+                            }
+                        }
                     }
                     Err(err) => tracing::warn!(mapping = %self.ctx.mapping.uuid, "{err:#}"),
                 }
