@@ -325,6 +325,27 @@ async fn records_arrive_in_shard_order_with_shards_in_parallel(env: &TestEnv) {
 
     let mapping = s.mapping(&uuid).await;
     assert_eq!(mapping.last_processing_result(), Some("OK"));
+
+    // In process the pollers' metrics are on the server's /metrics (a cluster's are on its
+    // async-queue processes).
+    if env.backend != Backend::Cluster {
+        let text = reqwest::get(format!("{}/metrics", env.admin_endpoint()))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        let records = text
+            .lines()
+            .find_map(|l| l.strip_prefix("lamina_esm_records_total{source=\"kinesis\"} "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        assert!(records.is_some_and(|n| n >= 240.0), "lamina_esm_records_total: {records:?}");
+        let age = format!("mapping=\"{uuid}\"");
+        assert!(
+            text.lines().any(|l| l.starts_with("lamina_esm_iterator_age_ms{") && l.contains(&age)),
+            "the mapping's lamina_esm_iterator_age_ms"
+        );
+    }
 }
 
 /// A record the function always fails on stops its shard (retried, nothing after it delivered)

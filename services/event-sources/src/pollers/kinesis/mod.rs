@@ -10,6 +10,7 @@
 //! (its starting position, `LATEST` as the moment reading started), after every batch that
 //! succeeded or was skipped, and as `SHARD_END` when a closed shard is finished.
 
+mod deliver;
 mod destination;
 mod event;
 pub(crate) mod role;
