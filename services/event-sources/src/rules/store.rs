@@ -362,12 +362,12 @@ impl EventSources {
         v.finish()?;
         validate::default_bus(r.event_bus_name.as_deref(), &self.region, &s.account_id)?;
         let rule = r.rule.clone().unwrap_or_default();
-        let exists: Option<i64> = on_pool!(&self.store, pool => sqlx::query_scalar(
-                "select 1 from event_rules where account_id = $1 and name = $2")
+        let exists: i64 = on_pool!(&self.store, pool => sqlx::query_scalar(
+                "select count(*) from event_rules where account_id = $1 and name = $2")
             .bind(&s.account_id).bind(&rule)
-            .fetch_optional(pool).await)
+            .fetch_one(pool).await)
         .context("read rule")?;
-        if exists.is_none() {
+        if exists == 0 {
             return Err(not_found(&rule));
         }
         let sql = "select target_id, arn, input from event_rule_targets where account_id = $1 and rule_name = $2 \
