@@ -42,6 +42,8 @@ sqlite_tests!(
     reported_item_failures_are_retried_from_the_first,
     starting_positions,
     a_split_shard_is_finished_before_its_children,
+    merged_shards_are_finished_before_their_child,
+    disabling_and_enabling_resume_where_it_stopped,
 );
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/lambda-role";
@@ -527,41 +529,72 @@ async fn starting_positions(env: &TestEnv) {
 /// A shard split while its records are read: the parent's records (up to the split) are all
 /// delivered before any of its children's, and every partition key keeps its order.
 async fn a_split_shard_is_finished_before_its_children(env: &TestEnv) {
-    let s = setup(env, 1).await;
+    resharded(env, Reshard::Split).await;
+}
+
+/// Two shards merged while their records are read: both parents are finished before the child.
+async fn merged_shards_are_finished_before_their_child(env: &TestEnv) {
+    resharded(env, Reshard::Merge).await;
+}
+
+enum Reshard {
+    /// One shard into two.
+    Split,
+    /// Two shards into one.
+    Merge,
+}
+
+/// Puts records on a stream, maps it, reshards it while the function (0.2 s a batch) works
+/// through them, puts more, and checks that no new shard was read before the shards it came from
+/// were finished and that each key's records came once, in order.
+async fn resharded(env: &TestEnv, reshard: Reshard) {
+    let s = setup(env, if matches!(reshard, Reshard::Split) { 1 } else { 2 }).await;
     s.function("recorder", 0.2).await;
-    let before: Vec<(String, String)> =
-        (0..30).map(|i| (format!("key-{}", i % 6), format!("{}:{}", i % 6, i / 6))).collect();
-    let mut puts = s.put(&before).await;
+    let key = |i: usize| (format!("key-{}", i % 6), format!("{}:{}", i % 6, i / 6));
+    let mut puts = s.put(&(0..30).map(key).collect::<Vec<_>>()).await;
     s.map("recorder", |m| m.starting_position(EventSourcePosition::TrimHorizon).batch_size(5)).await;
-    let parent = puts[0].shard.clone();
-    let shards = s.kinesis.list_shards().stream_name(&s.stream).send().await.expect("ListShards");
-    let range = shards.shards()[0].hash_key_range().expect("hash range");
-    let start: u128 = range.starting_hash_key().parse().expect("start");
-    let end: u128 = range.ending_hash_key().parse().expect("end");
-    s.kinesis
-        .split_shard()
-        .stream_name(&s.stream)
-        .shard_to_split(&parent)
-        .new_starting_hash_key((start + (end - start) / 2).to_string())
-        .send()
-        .await
-        .expect("SplitShard");
-    wait_until(Duration::from_secs(30), "the stream ACTIVE after the split", || async {
+    let listed = s.kinesis.list_shards().stream_name(&s.stream).send().await.expect("ListShards");
+    let parents: HashSet<String> = listed.shards().iter().map(|s| s.shard_id().to_owned()).collect();
+    let shards = listed.shards();
+    match reshard {
+        Reshard::Split => {
+            let range = shards[0].hash_key_range().expect("hash range");
+            let start: u128 = range.starting_hash_key().parse().expect("start");
+            let end: u128 = range.ending_hash_key().parse().expect("end");
+            s.kinesis
+                .split_shard()
+                .stream_name(&s.stream)
+                .shard_to_split(shards[0].shard_id())
+                .new_starting_hash_key((start + (end - start) / 2).to_string())
+                .send()
+                .await
+                .expect("SplitShard");
+        }
+        Reshard::Merge => {
+            s.kinesis
+                .merge_shards()
+                .stream_name(&s.stream)
+                .shard_to_merge(shards[0].shard_id())
+                .adjacent_shard_to_merge(shards[1].shard_id())
+                .send()
+                .await
+                .expect("MergeShards");
+        }
+    }
+    wait_until(Duration::from_secs(30), "the stream ACTIVE after resharding", || async {
         let out = s.kinesis.describe_stream_summary().stream_name(&s.stream).send().await.ok()?;
         (out.stream_description_summary()?.stream_status() == &aws_sdk_kinesis::types::StreamStatus::Active)
             .then_some(())
     })
     .await;
-    let after: Vec<(String, String)> =
-        (30..60).map(|i| (format!("key-{}", i % 6), format!("{}:{}", i % 6, i / 6))).collect();
-    let children = s.put(&after).await;
-    assert!(children.iter().all(|p| p.shard != parent), "records after the split go to the children");
+    let children = s.put(&(30..60).map(key).collect::<Vec<_>>()).await;
+    assert!(children.iter().all(|p| !parents.contains(&p.shard)), "records after resharding go to new shards");
     puts.extend(children.iter().cloned());
     let batches = s.await_delivered(env, "recorder", &puts).await;
 
-    let last_parent = batches.iter().filter(|b| b.shard() == parent).map(|b| b.end).fold(0.0, f64::max);
-    let first_child = batches.iter().filter(|b| b.shard() != parent).map(|b| b.start).fold(f64::MAX, f64::min);
-    assert!(last_parent <= first_child, "a child shard was read before its parent was finished: {batches:?}");
+    let last_parent = batches.iter().filter(|b| parents.contains(b.shard())).map(|b| b.end).fold(0.0, f64::max);
+    let first_child = batches.iter().filter(|b| !parents.contains(b.shard())).map(|b| b.start).fold(f64::MAX, f64::min);
+    assert!(last_parent <= first_child, "a new shard was read before its parents were finished: {batches:?}");
     let mut by_key: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for data in delivered(&batches) {
         let (key, n) = data.split_once(':').expect("key:n");
@@ -570,6 +603,32 @@ async fn a_split_shard_is_finished_before_its_children(env: &TestEnv) {
     for (key, ns) in &by_key {
         assert_eq!(ns, &(0..10).collect::<Vec<u32>>(), "key {key}: each record once, in order");
     }
+}
+
+/// Disabling stops delivery; enabling again resumes where it stopped (nothing skipped, nothing
+/// repeated).
+async fn disabling_and_enabling_resume_where_it_stopped(env: &TestEnv) {
+    let s = setup(env, 2).await;
+    s.function("recorder", 0.0).await;
+    let first = s.put(&(0..10).map(|i| (format!("key-{i}"), format!("first-{i}"))).collect::<Vec<_>>()).await;
+    let uuid = s.map("recorder", |m| m.starting_position(EventSourcePosition::TrimHorizon)).await;
+    s.await_delivered(env, "recorder", &first).await;
+    s.lambda.update_event_source_mapping().uuid(&uuid).enabled(false).send().await.expect("disable");
+    wait_until(Duration::from_secs(30), "the mapping Disabled", || async {
+        (s.mapping(&uuid).await.state() == Some("Disabled")).then_some(())
+    })
+    .await;
+    let second = s.put(&(0..10).map(|i| (format!("key-{i}"), format!("second-{i}"))).collect::<Vec<_>>()).await;
+    // Disabled means no poller runs: the records stay in the stream meanwhile.
+    let before = s.batches(env, "recorder").await.len();
+    s.lambda.update_event_source_mapping().uuid(&uuid).enabled(true).send().await.expect("enable");
+    let batches = s.await_delivered(env, "recorder", &second).await;
+    assert!(
+        batches[..before].iter().all(|b| b.data().iter().all(|d| d.starts_with("first-"))),
+        "nothing was delivered while the mapping was disabled"
+    );
+    let got = delivered(&batches);
+    assert_eq!(got.len(), first.len() + second.len(), "each record once: {got:?}");
 }
 
 /// Checkpoints are in the database: after a restart of the server the mapping goes on after the
