@@ -105,7 +105,10 @@ impl Destination {
             "lambda" => {
                 let r = FunctionRef::parse(arn, "destination").map_err(|_| Unsupported::Invalid)?;
                 match (r.region, r.account_id) {
-                    (Some(region), Some(account_id)) if arn.starts_with("arn:") => {
+                    // A full ARN only (`FunctionRef` also takes names and partial ARNs).
+                    (Some(region), Some(account_id))
+                        if arn.starts_with("arn:") && arn.split(':').nth(5) == Some("function") =>
+                    {
                         Ok(Self::Function { region, account_id, name: r.name, qualifier: r.qualifier })
                     }
                     _ => Err(Unsupported::Invalid),
