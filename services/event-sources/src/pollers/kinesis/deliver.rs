@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tracing::{debug, info, warn};
@@ -24,6 +24,9 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 /// Waits after a throttled invocation or a failed database call.
 const TRANSIENT_BASE: Duration = Duration::from_millis(500);
 const TRANSIENT_MAX: Duration = Duration::from_secs(30);
+/// An iterator age (ms) logged as falling behind, at most every [`BEHIND_LOG_EVERY`].
+const BEHIND_MS: i64 = 60_000;
+const BEHIND_LOG_EVERY: Duration = Duration::from_secs(60);
 /// `LastProcessingResult` while a batch fails.
 const FUNCTION_CALL_FAILED: &str = "PROBLEM: Function call failed";
 
@@ -43,6 +46,8 @@ pub(super) struct Deliverer {
     pub poller: Arc<Poller>,
     pub shard_id: String,
     pub event: EventContext,
+    /// When the shard was last logged as falling behind.
+    pub behind_logged: Option<Instant>,
 }
 
 impl Deliverer {
@@ -210,6 +215,10 @@ impl Deliverer {
             let age = now_ms() - last.arrival_ms;
             self.poller.record_age(&self.shard_id, age);
             debug!(records = records.len(), iterator_age_ms = age, "invoking with a batch");
+            if age >= BEHIND_MS && self.behind_logged.is_none_or(|t| t.elapsed() >= BEHIND_LOG_EVERY) {
+                info!(iterator_age_ms = age, "the shard's reading is behind its newest records");
+                self.behind_logged = Some(Instant::now());
+            }
         }
         let payload = match serde_json::to_vec(&event::event(&self.event, records)) {
             Ok(p) => Bytes::from(p),

@@ -1,12 +1,14 @@
-//! The Kinesis poller: one reader per open shard of the mapping's stream, each delivering its
-//! shard's records in order, one batch at a time, with the checkpoint of the last record done kept
-//! in Lamina's database.
+//! The Kinesis poller: one reader per shard of the mapping's stream (`shard`), each delivering
+//! its shard's records in order, one batch at a time (`deliver`), with the checkpoint of the last
+//! record done kept in Lamina's database. A failing batch blocks only its shard; discarded batches
+//! (retry or age limit) are logged, counted and, with `DestinationConfig.OnFailure`, described on an
+//! SQS queue (`destination`).
 //!
 //! Resharding: a shard's children start only once every parent is finished (read to its end and
 //! checkpointed as such), so a partition key's records stay in order across splits and merges.
 //! Shards are re-listed periodically and whenever a shard finishes.
 //!
-//! Checkpoints (one per shard, see [`event::Position`]) are written before a shard's first read
+//! Checkpoints (one per shard, see `event::Position`) are written before a shard's first read
 //! (its starting position, `LATEST` as the moment reading started), after every batch that
 //! succeeded or was skipped, and as `SHARD_END` when a closed shard is finished.
 

@@ -103,7 +103,7 @@ impl Reader {
                 closed: false,
                 pending: VecDeque::new(),
             },
-            deliverer: Deliverer { poller, shard_id, event },
+            deliverer: Deliverer { poller, shard_id, event, behind_logged: None },
         }
     }
 
