@@ -1,10 +1,11 @@
 //! EventBridge-style schedules through the AWS SDK for EventBridge pointed at Lamina: the rule and
 //! target API with its validation errors and tenant isolation (on SQLite, Postgres and the
 //! cluster), the permission a function's policy must grant the rule, the scheduled event's shape,
-//! and firings counted over real minutes (one SQLite run across a scheduler outage; one cluster run
-//! with two scheduler replicas).
+//! firings counted over real minutes (one SQLite run across a scheduler outage; one cluster run
+//! with two scheduler replicas), and the claim protocol raced by replicas on SQLite and Postgres.
 
 mod api;
+mod claims;
 mod firing;
 mod protocol;
 

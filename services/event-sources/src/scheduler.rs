@@ -48,6 +48,13 @@ pub async fn run(
     metrics::describe_counter!(DENIED_TOTAL, "Rule targets not invoked: the function's policy does not allow the rule");
     let scheduler = Scheduler { client, metadata, queue, owner, region };
     tracing::info!(owner = %scheduler.owner, "scheduler started");
+    // Ticks this owner's previous process claimed and did not complete are fired now, not after
+    // their lease (the owner name survives restarts).
+    match scheduler.client.release_rule_claims(&scheduler.owner).await {
+        Ok(0) => {}
+        Ok(freed) => tracing::info!(freed, "took back the rule claims of this scheduler's previous run"),
+        Err(e) => tracing::warn!("release this scheduler's previous rule claims (they expire by themselves): {e:#}"),
+    }
     loop {
         let full = scheduler.round().await;
         if !full {

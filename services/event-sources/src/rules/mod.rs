@@ -191,6 +191,12 @@ pub struct ClaimRequest {
     pub limit: i64,
 }
 
+/// A starting scheduler's release of its previous process's claims.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    pub owner: String,
+}
+
 /// The scheduler's completion of one firing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompleteRequest {
@@ -214,6 +220,10 @@ pub(crate) async fn dispatch(local: &EventSources, op: &str, json: &[u8]) -> Opt
         "ClaimDueRules" => {
             let claim = |r: ClaimRequest| async move { local.claim_due(r.now_ms, &r.owner, r.lease_ms, r.limit).await };
             run(op, json, claim).await
+        }
+        "ReleaseRuleClaims" => {
+            let release = |r: ReleaseRequest| async move { local.release_claims(&r.owner).await };
+            run(op, json, release).await
         }
         "CompleteRuleFiring" => {
             let complete =
@@ -285,6 +295,11 @@ impl EventSourcesClient {
     pub async fn claim_due_rules(&self, now_ms: i64, owner: &str, lease_ms: i64, limit: i64) -> ApiResult<Vec<Firing>> {
         let request = ClaimRequest { now_ms, owner: owner.to_owned(), lease_ms, limit };
         self.call("ClaimDueRules", &request).await
+    }
+
+    /// Frees the claims `owner`'s previous process left (see [`EventSources::release_claims`]).
+    pub async fn release_rule_claims(&self, owner: &str) -> ApiResult<u64> {
+        self.call("ReleaseRuleClaims", &ReleaseRequest { owner: owner.to_owned() }).await
     }
 
     /// Records a fired tick (see [`EventSources::complete_firing`]); `false` when the claim was lost.
