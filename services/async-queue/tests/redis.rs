@@ -594,3 +594,15 @@ async fn a_restarted_worker_takes_over_its_previous_lifes_events_at_once() {
     let delay = runs.all()[0].1 - died_at;
     assert!(delay < Duration::from_millis(2500), "taken over after {delay:?}");
 }
+
+/// A schedule tick fired again after a crash enqueues the same request id: it is stored once.
+#[tokio::test]
+async fn an_event_enqueued_twice_with_one_request_id_is_stored_once() {
+    let Some(env) = Env::start().await else { return };
+    let queue = env.queue(config()).await;
+    let payload = Bytes::from_static(b"{}");
+    queue.enqueue("same-id", "111111111111", "f", None, &payload).await.expect("first enqueue");
+    queue.enqueue("same-id", "111111111111", "f", None, &payload).await.expect("second enqueue is accepted");
+    queue.enqueue("other-id", "111111111111", "f", None, &payload).await.expect("another event");
+    assert_eq!(queue.pending().await.expect("count"), 2, "the repeated request id is stored once");
+}

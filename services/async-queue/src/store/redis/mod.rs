@@ -37,6 +37,10 @@ use crate::{Attempt, Event, Queue, note_dropped};
 
 /// The consumer group every worker reads through.
 const GROUP: &str = "workers";
+/// How long an accepted request id is remembered, so the same event enqueued again is stored once:
+/// longer than a schedule tick's claim (30 s) that a crashed scheduler leaves to expire; short, so
+/// the markers of a busy queue stay few (one small key per event accepted in this window).
+const ACCEPTED_TTL_SECS: u64 = 600;
 /// The one field of a stream entry: the event as JSON, `attempts` counting the attempts made.
 const FIELD: &str = "event";
 /// Longest blocking read: bounds how late a worker sees a retry another worker scheduled, and
@@ -79,6 +83,8 @@ struct Inner {
     streams: String,
     /// `{prefix}:delayed`
     delayed: String,
+    /// `{prefix}:accepted:` + request id: markers of recently accepted events.
+    accepted: String,
     /// `{prefix}:alive:` + consumer name: heartbeat keys.
     alive: String,
     enqueue: Script,
@@ -118,6 +124,7 @@ impl RedisQueue {
                 streams: format!("{prefix}:streams"),
                 delayed: format!("{prefix}:delayed"),
                 alive: format!("{prefix}:alive:"),
+                accepted: format!("{prefix}:accepted:"),
                 enqueue: Script::new(scripts::ENQUEUE),
                 settle: Script::new(scripts::SETTLE),
                 promote: Script::new(scripts::PROMOTE),
@@ -130,7 +137,8 @@ impl RedisQueue {
         })
     }
 
-    /// Appends the event (attempts 0) to its account's stream; returns once Redis has answered.
+    /// Appends the event (attempts 0) to its account's stream, once per request id within
+    /// [`ACCEPTED_TTL_SECS`]; returns once Redis has answered.
     pub(crate) async fn enqueue(&self, event: &Event) -> anyhow::Result<()> {
         let inner = &self.inner;
         let json = serde_json::to_string(event).context("encode event")?;
@@ -139,8 +147,10 @@ impl RedisQueue {
             .enqueue
             .key(format!("{}{}", inner.stream_prefix, event.account_id))
             .key(&inner.streams)
+            .key(format!("{}{}", inner.accepted, event.request_id))
             .arg(GROUP)
             .arg(json)
+            .arg(ACCEPTED_TTL_SECS)
             .invoke_async(&mut conn)
             .await?;
         Ok(())

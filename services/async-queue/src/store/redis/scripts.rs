@@ -2,8 +2,13 @@
 //! a crash can neither lose an event nor publish it twice.
 
 /// Appends an event to its account's stream, creating the stream and its consumer group first
-/// if missing, and lists the stream. KEYS: stream, set of streams. ARGV: group, event JSON.
+/// if missing, and lists the stream; an event whose request id was accepted within the last
+/// ARGV[3] seconds is not appended again (a schedule tick fired again after a crash).
+/// KEYS: stream, set of streams, the request id's marker. ARGV: group, event JSON, marker TTL.
 pub(super) const ENQUEUE: &str = r"
+if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then
+  return ''
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
 end
