@@ -23,6 +23,13 @@ async fn a_failed_batch_is_redelivered() {
     env.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poller_comes_back_when_its_queue_does() {
+    let env = TestEnv::start(lamina_tests::Backend::Sqlite).await.expect("sqlite always available");
+    the_poller_comes_back_when_its_queue_does_on(&env).await;
+    env.stop().await;
+}
+
 /// Logs each event (`RMQEVENT`); fails an invocation holding a first delivery of a `boom-once` body.
 const RECORDER: &str = r#"import base64, json
 
@@ -245,5 +252,41 @@ async fn a_failed_batch_is_redelivered_on(env: &TestEnv) {
     .await;
     assert_eq!(s.disable_and_count(&uuid).await, 0, "the redelivered batch was acked");
     assert_eq!(s.messages(env).await.len(), 4);
+    s.cleanup().await;
+}
+
+/// The broker cancels the poller's consumer when its queue is deleted; the poller reports the problem
+/// and retries with backoff until the queue is back, then consumes it again.
+async fn the_poller_comes_back_when_its_queue_does_on(env: &TestEnv) {
+    let s = setup(env).await;
+    let uuid = s.map(10).await;
+    s.publish("before", BasicProperties::default()).await;
+    wait_until(Duration::from_secs(60), "the first message processed", || async {
+        (s.messages(env).await.len() == 1).then_some(())
+    })
+    .await;
+    s.channel.queue_delete(&s.queue, QueueDeleteOptions::default()).await.expect("delete queue");
+    let result = || async {
+        let got = s.lambda.get_event_source_mapping().uuid(&uuid).send().await.ok()?;
+        got.last_processing_result().map(str::to_owned)
+    };
+    wait_until(Duration::from_secs(30), "a PROBLEM result while the queue is gone", || async {
+        result().await.filter(|r| r.starts_with("PROBLEM: Connection error"))
+    })
+    .await;
+    s.channel
+        .queue_declare(&s.queue, QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("declare again");
+    s.publish("after", BasicProperties::default()).await;
+    let messages = wait_until(Duration::from_secs(60), "the message sent after the queue came back", || async {
+        let got = s.messages(env).await;
+        (got.len() >= 2).then_some(got)
+    })
+    .await;
+    let bodies: Vec<&str> = messages.iter().map(|(b, _)| b.as_str()).collect();
+    assert_eq!(bodies, ["before", "after"]);
+    wait_until(Duration::from_secs(10), "LastProcessingResult OK", || async { result().await.filter(|r| r == "OK") })
+        .await;
     s.cleanup().await;
 }

@@ -32,6 +32,7 @@ sqlite_tests!(
     an_invalid_batch_response_fails_the_whole_batch => an_invalid_batch_response_fails_the_whole_batch_on,
     a_function_error_leaves_the_batch_to_its_visibility_timeout =>
         a_function_error_leaves_the_batch_to_its_visibility_timeout_on,
+    a_stopped_poller_holds_no_message_back => a_stopped_poller_holds_no_message_back_on,
 );
 
 /// Logs each batch (`SQSBATCH`) and record (`SQSRECORD`) with the time it ran; on a message's first
@@ -281,6 +282,16 @@ async fn messages_reach_the_function_as_sent_and_are_deleted(env: &TestEnv) {
     assert!(batches.iter().all(|&n| (1..=25).contains(&n)), "batch sizes {batches:?}");
     assert!(batches.iter().any(|&n| n > 10), "a batch gathered from several receives: {batches:?}");
     assert_eq!(s.last_processing_result(&uuid).await, "OK");
+
+    // Disabling stops the poller in the middle of its 20 s long polls, not after them.
+    let asked = std::time::Instant::now();
+    s.lambda.update_event_source_mapping().uuid(&uuid).enabled(false).send().await.expect("disable");
+    wait_until(Duration::from_secs(30), "the mapping Disabled", || async {
+        let got = s.lambda.get_event_source_mapping().uuid(&uuid).send().await.ok()?;
+        (got.state() == Some("Disabled")).then_some(())
+    })
+    .await;
+    assert!(asked.elapsed() < Duration::from_secs(10), "disabled after {:?}", asked.elapsed());
 }
 
 /// With `ReportBatchItemFailures`, the messages the function names come back (after the visibility
@@ -345,4 +356,46 @@ async fn a_function_error_leaves_the_batch_to_its_visibility_timeout_on(env: &Te
         (s.last_processing_result(&uuid).await == "OK").then_some(())
     })
     .await;
+}
+
+/// A poller stops in the middle of its long polls; a message one of them still takes is made visible
+/// again at once, not after the queue's 120 s visibility timeout, and is processed once the mapping
+/// is enabled again.
+async fn a_stopped_poller_holds_no_message_back_on(env: &TestEnv) {
+    let s = setup(env, 120).await;
+    let uuid = s.map(10, 0, false).await;
+    s.lambda.update_event_source_mapping().uuid(&uuid).enabled(false).send().await.expect("disable");
+    let state = |want: &'static str| {
+        let s = &s;
+        let uuid = uuid.clone();
+        async move {
+            wait_until(Duration::from_secs(30), &format!("the mapping {want}"), || async {
+                let got = s.lambda.get_event_source_mapping().uuid(&uuid).send().await.ok()?;
+                (got.state() == Some(want)).then_some(())
+            })
+            .await
+        }
+    };
+    state("Disabled").await;
+    s.send(&["after-disable"]).await;
+    // Peeks without hiding it (visibility timeout 0 for this receive).
+    wait_until(Duration::from_secs(40), "the message visible", || async {
+        let got = s
+            .sqs
+            .receive_message()
+            .queue_url(&s.url)
+            .visibility_timeout(0)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        got.messages.filter(|m| !m.is_empty()).map(|_| ())
+    })
+    .await;
+    assert!(s.records(env).await.is_empty(), "a disabled mapping invokes nothing");
+    s.lambda.update_event_source_mapping().uuid(&uuid).enabled(true).send().await.expect("enable");
+    state("Enabled").await;
+    let records = s.await_drained(env, 1).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].1["body"], "after-disable");
 }

@@ -1,8 +1,11 @@
 //! The SQS poller: long-polls the mapping's queue, gathers up to `BatchSize` messages within
 //! `MaximumBatchingWindowInSeconds`, invokes the function synchronously with the `aws:sqs` event and
 //! deletes what succeeded (everything on success; with `ReportBatchItemFailures`, everything the
-//! function did not name). Nothing else touches a message: a failed one becomes visible again when
-//! the queue's visibility timeout ends, and the queue's redrive policy (if any) takes it from there.
+//! function did not name). A failed message is left alone: it becomes visible again when the queue's
+//! visibility timeout ends, and the queue's redrive policy (if any) takes it from there. The one
+//! visibility change the poller makes is for messages it received but never handed to the function
+//! because it was told to stop (mapping disabled, updated or deleted, lease lost, shutdown): those
+//! are made visible at once, so the next poller need not wait out the visibility timeout.
 //!
 //! One worker always polls; up to [`MAX_WORKERS`] poll side by side while batches come back full (a
 //! backlog), as Lambda adds pollers to a busy queue. A large batch is filled by several
@@ -13,12 +16,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message, MessageAttributeValue,
+    MessageSystemAttributeName,
+};
 use base64::Engine as _;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -172,13 +179,18 @@ impl Poller {
     }
 
     /// Waits for messages, then gathers more until the batch is full, the window has passed or the
-    /// payload limit is reached. `None` once stopped: messages received but not invoked are left to
-    /// their visibility timeout.
-    async fn gather(&self, backoff: &mut Backoff) -> Option<Vec<Received>> {
+    /// payload limit is reached. `None` once stopped: what was received and not yet invoked, including
+    /// what receives still in flight bring back, is released (made visible again) for the next poller
+    /// rather than left invisible for a whole visibility timeout.
+    async fn gather(self: &Arc<Self>, backoff: &mut Backoff) -> Option<Vec<Received>> {
         let mut batch = loop {
+            let mut receive = self.spawn_receive(self.batch_size.min(MAX_RECEIVE), LONG_POLL_SECS);
             let first = tokio::select! {
-                _ = self.ctx.stop.cancelled() => return None,
-                got = self.receive(self.batch_size.min(MAX_RECEIVE), LONG_POLL_SECS) => got,
+                _ = self.ctx.stop.cancelled() => {
+                    self.release_later(Vec::new(), vec![receive]);
+                    return None;
+                }
+                got = &mut receive => flatten(got),
             };
             match first {
                 Ok(got) if got.is_empty() => continue,
@@ -199,6 +211,9 @@ impl Poller {
         let mut bytes: usize = batch.iter().map(|r| r.json.len() + 1).sum();
         let mut index: HashMap<String, usize> =
             batch.iter().enumerate().map(|(i, r)| (r.message_id.clone(), i)).collect();
+        // Parallel receives only while every call comes back full (a backlog): on a thin queue the
+        // extra calls would come back empty, and cost the server as much as full ones.
+        let mut parallel = if batch.len() >= MAX_RECEIVE { 2 } else { 1 };
         while batch.len() < self.batch_size && bytes < MAX_PAYLOAD {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
@@ -207,18 +222,23 @@ impl Poller {
             let wait = remaining.as_secs().min(LONG_POLL_SECS);
             let missing = self.batch_size - batch.len();
             // Past half the payload limit, one call at a time keeps the overshoot small.
-            let parallel = if bytes > MAX_PAYLOAD / 2 { 1 } else { MAX_PARALLEL_RECEIVES };
-            let calls = missing.div_ceil(MAX_RECEIVE).min(parallel);
-            let receives = (0..calls).map(|i| self.receive((missing - i * MAX_RECEIVE).min(MAX_RECEIVE), wait));
+            let calls = missing.div_ceil(MAX_RECEIVE).min(if bytes > MAX_PAYLOAD / 2 { 1 } else { parallel });
+            let mut receives: Vec<_> =
+                (0..calls).map(|i| self.spawn_receive((missing - i * MAX_RECEIVE).min(MAX_RECEIVE), wait)).collect();
             let round = tokio::select! {
-                _ = self.ctx.stop.cancelled() => return None,
-                round = futures::future::join_all(receives) => round,
+                _ = self.ctx.stop.cancelled() => {
+                    self.release_later(batch, receives);
+                    return None;
+                }
+                round = futures::future::join_all(receives.iter_mut()) => round,
             };
             let mut got_any = false;
+            let mut all_full = true;
             for got in round {
-                match got {
+                match flatten(got) {
                     Ok(got) => {
                         got_any |= !got.is_empty();
+                        all_full &= got.len() >= MAX_RECEIVE;
                         for r in got {
                             bytes += r.json.len() + 1;
                             // SQS may hand a message to two receives at once (at-least-once); the
@@ -232,9 +252,13 @@ impl Poller {
                             }
                         }
                     }
-                    Err(err) => tracing::warn!(mapping = %self.ctx.mapping.uuid, "{err:#}"),
+                    Err(err) => {
+                        all_full = false;
+                        tracing::warn!(mapping = %self.ctx.mapping.uuid, "{err:#}");
+                    }
                 }
             }
+            parallel = if all_full { (parallel * 2).min(MAX_PARALLEL_RECEIVES) } else { (parallel / 2).max(1) };
             // A short poll (less than a second of window left) that found nothing ends the window
             // rather than spinning on an empty queue.
             if !got_any && wait == 0 {
@@ -242,6 +266,58 @@ impl Poller {
             }
         }
         Some(batch)
+    }
+
+    /// A receive in its own task: a poller told to stop can return at once while the receive
+    /// finishes (the server may already have taken messages for it).
+    fn spawn_receive(self: &Arc<Self>, max: usize, wait_secs: u64) -> JoinHandle<anyhow::Result<Vec<Received>>> {
+        let poller = self.clone();
+        tokio::spawn(async move { poller.receive(max, wait_secs).await })
+    }
+
+    /// Makes `batch`, and whatever the receives in flight bring back, visible again, in the
+    /// background: the poller is stopping and will not invoke them.
+    fn release_later(self: &Arc<Self>, batch: Vec<Received>, receives: Vec<JoinHandle<anyhow::Result<Vec<Received>>>>) {
+        let poller = self.clone();
+        tokio::spawn(async move {
+            let mut all = batch;
+            for got in futures::future::join_all(receives).await {
+                if let Ok(got) = flatten(got) {
+                    all.extend(got);
+                }
+            }
+            poller.release(&all).await;
+        });
+    }
+
+    /// `ChangeMessageVisibilityBatch` to 0 for messages never handed to the function.
+    async fn release(&self, messages: &[Received]) {
+        let calls = messages.chunks(MAX_DELETE).map(|chunk| async move {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(&r.receipt_handle)
+                        .visibility_timeout(0)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let sent = self
+                .sqs
+                .change_message_visibility_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            if let Err(err) = sent {
+                // They come back when their visibility timeout ends instead.
+                tracing::info!(mapping = %self.ctx.mapping.uuid, "release messages on stop: {}", DisplayErrorContext(err));
+            }
+        });
+        futures::future::join_all(calls).await;
     }
 
     /// One `ReceiveMessage` call of up to `max` messages, waiting up to `wait_secs` for the first.
@@ -396,6 +472,11 @@ impl Poller {
         });
         futures::future::join_all(calls).await;
     }
+}
+
+/// A spawned receive's outcome (a panicked receive is an error like any other).
+fn flatten(joined: Result<anyhow::Result<Vec<Received>>, tokio::task::JoinError>) -> anyhow::Result<Vec<Received>> {
+    joined.map_err(|e| anyhow::anyhow!("receive task: {e}"))?
 }
 
 fn batch_error(kind: &'static str) {
