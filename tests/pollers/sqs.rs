@@ -291,7 +291,7 @@ async fn messages_reach_the_function_as_sent_and_are_deleted(env: &TestEnv) {
         (got.state() == Some("Disabled")).then_some(())
     })
     .await;
-    assert!(asked.elapsed() < Duration::from_secs(10), "disabled after {:?}", asked.elapsed());
+    assert!(asked.elapsed() < Duration::from_secs(15), "disabled after {:?}, not at once", asked.elapsed());
 }
 
 /// With `ReportBatchItemFailures`, the messages the function names come back (after the visibility
