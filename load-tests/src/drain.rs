@@ -430,7 +430,12 @@ async fn measure(lambda: &Client, run: &DrainRun, source: &Arc<Source>) -> anyho
         source.put_backlog(n, run.record_bytes).await?;
     }
 
-    let function = format!("bench-drain-{}", if kinesis { "kinesis" } else { "sqs" });
+    // A name of its own: the logs of a deleted function of the same name are still served.
+    let function = format!(
+        "bench-drain-{}-{}",
+        if kinesis { "kinesis" } else { "sqs" },
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     crate::ensure_function(lambda, &function, "python3.11", FUNCTION, 128).await?;
     // A warm sandbox before the clock starts, as for the other warm figures.
     lambda.invoke(&function, br#"{"Records": []}"#).await?;
@@ -469,8 +474,7 @@ async fn drain(
 ) -> anyhow::Result<()> {
     watch.until("b", n, run.timeout).await?;
     if let Some(before) = before {
-        // Per record here: "invocation" in the lines below reads "record".
-        before.report_since(n);
+        before.report_per(n, "drained record");
     }
     let seen = watch.count("b");
     let (first, last) = watch.phase("b").fold((u64::MAX, 0), |(f, l), b| (f.min(b.start_ms), l.max(b.end_ms)));

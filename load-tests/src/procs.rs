@@ -77,8 +77,13 @@ impl Snapshot {
     /// many processes of that kind did any work), the whole tree, and this load generator.
     /// A process that ended in between is not counted.
     pub fn report_since(&self, invocations: usize) {
+        self.report_per(invocations, "invocation");
+    }
+
+    /// [`report_since`](Self::report_since) per `count` units of `unit` (e.g. drained records).
+    pub fn report_per(&self, count: usize, unit: &str) {
         let now = Snapshot::take(self.root);
-        let per = |d: Duration| d.as_secs_f64() * 1e6 / invocations.max(1) as f64;
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / count.max(1) as f64;
         let mut groups: BTreeMap<String, (Duration, usize, usize)> = BTreeMap::new();
         let mut total = Duration::ZERO;
         for (pid, (label, cpu)) in &now.per_pid {
@@ -94,11 +99,11 @@ impl Snapshot {
         }
         let cpu_of = |s: &Snapshot| s.per_pid.get(&self.root).map_or(Duration::ZERO, |(_, d)| *d);
         let root_used = cpu_of(&now).saturating_sub(cpu_of(self));
-        println!("Server CPU per invocation: {:.0} us", per(root_used));
+        println!("Server CPU per {unit}: {:.0} us", per(root_used));
         for (label, (used, count, busy)) in &groups {
-            println!("  CPU per invocation, {label}: {:.1} us ({count} processes, {busy} busy)", per(*used));
+            println!("  CPU per {unit}, {label}: {:.1} us ({count} processes, {busy} busy)", per(*used));
         }
-        println!("  CPU per invocation, whole server tree: {:.0} us", per(total));
-        println!("  CPU per invocation, this load generator: {:.0} us", per(now.own.saturating_sub(self.own)));
+        println!("  CPU per {unit}, whole server tree: {:.0} us", per(total));
+        println!("  CPU per {unit}, this load generator: {:.0} us", per(now.own.saturating_sub(self.own)));
     }
 }
