@@ -7,6 +7,8 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use tokio::sync::OnceCell;
 
+pub use crate::arn::QueueArn;
+
 static CONFIG: OnceCell<SdkConfig> = OnceCell::const_new();
 
 /// The shared SDK configuration, loaded once from the environment.
@@ -36,26 +38,6 @@ pub async fn kinesis() -> aws_sdk_kinesis::Client {
     aws_sdk_kinesis::Client::new(sdk_config().await)
 }
 
-/// An SQS queue ARN's parts: `arn:aws:sqs:<region>:<account>:<name>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueArn {
-    pub region: String,
-    pub account: String,
-    pub name: String,
-}
-
-impl QueueArn {
-    /// Parses an SQS queue ARN; `None` when it is not one.
-    pub fn parse(arn: &str) -> Option<Self> {
-        let rest = arn.strip_prefix("arn:")?;
-        let mut parts = rest.splitn(5, ':');
-        let (_partition, service, region, account, name) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        (service == "sqs" && !region.is_empty() && !account.is_empty() && !name.is_empty() && !name.contains(':'))
-            .then(|| Self { region: region.to_owned(), account: account.to_owned(), name: name.to_owned() })
-    }
-}
-
 /// The URL of the queue an ARN names, asked of the SQS endpoint (`GetQueueUrl` with the owner's
 /// account), so it is right whatever URL scheme the server uses.
 pub async fn queue_url(client: &aws_sdk_sqs::Client, arn: &QueueArn) -> anyhow::Result<String> {
@@ -67,18 +49,4 @@ pub async fn queue_url(client: &aws_sdk_sqs::Client, arn: &QueueArn) -> anyhow::
         .await
         .map_err(|e| anyhow::anyhow!("GetQueueUrl {}: {}", arn.name, aws_sdk_sqs::error::DisplayErrorContext(e)))?;
     out.queue_url.ok_or_else(|| anyhow::anyhow!("GetQueueUrl {}: no QueueUrl in the answer", arn.name))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queue_arns() {
-        let arn = QueueArn::parse("arn:aws:sqs:us-east-1:123456789012:orders").expect("an SQS ARN");
-        assert_eq!(arn.name, "orders");
-        assert_eq!(arn.account, "123456789012");
-        assert!(QueueArn::parse("arn:aws:kinesis:us-east-1:123456789012:stream/s").is_none());
-        assert!(QueueArn::parse("arn:aws:sqs:us-east-1:123456789012").is_none());
-    }
 }

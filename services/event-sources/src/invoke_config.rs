@@ -15,7 +15,7 @@ use lamina_common::time::now_ms;
 use lamina_metadata::on_pool;
 use serde::{Deserialize, Serialize};
 
-use crate::aws::QueueArn;
+use crate::arn::QueueArn;
 use crate::{EventSources, EventSourcesClient};
 
 /// The qualifier the unqualified function's settings are kept (and reported) under.

@@ -12,15 +12,21 @@
 //! [`EventSourcesClient`] reaches it in process or over gRPC (the metadata process serves it). The
 //! runtime parts (scheduler, pollers, event runner) run inside the async-queue service.
 
+pub mod arn;
+#[cfg(feature = "runtime")]
 pub mod aws;
+#[cfg(feature = "runtime")]
 pub mod destinations;
 mod grpc;
 pub mod invoke_config;
+#[cfg(feature = "runtime")]
 pub mod invoker;
 pub mod mappings;
+#[cfg(feature = "runtime")]
 pub mod pollers;
 pub mod rules;
 pub mod schedule;
+#[cfg(feature = "runtime")]
 pub mod scheduler;
 
 use bytes::Bytes;
@@ -66,6 +72,7 @@ impl EventSources {
         if let Some(reply) = invoke_config::dispatch(self, op, json).await {
             return reply;
         }
+        #[cfg(feature = "runtime")]
         if let Some(reply) = pollers::kinesis::role::dispatch(self, op, json).await {
             return reply;
         }

@@ -197,3 +197,8 @@ impl EventSourcesClient {
         self.call("SettleMappingState", &(uuid, from, to)).await
     }
 }
+
+/// The lease a replica holds while it polls mapping `uuid`.
+pub fn lease_key(uuid: &str) -> String {
+    format!("mapping:{uuid}")
+}

@@ -163,7 +163,7 @@ async fn checkpoints_live_and_die_with_their_mapping(es: EventSources, md: Metad
     client.put_checkpoint(&m.uuid, "shard-1", "101").await.expect("overwrite");
     assert_eq!(client.get_checkpoint(&m.uuid, "shard-1").await.expect("get").as_deref(), Some("101"));
     assert_eq!(client.get_checkpoint(&m.uuid, "shard-2").await.expect("get").as_deref(), Some("7"));
-    let lease = crate::pollers::lease_key(&m.uuid);
+    let lease = crate::mappings::lease_key(&m.uuid);
     assert!(client.acquire_lease(&lease, "replica-1", Duration::from_secs(30)).await.expect("lease"));
 
     // Deleting takes the checkpoints and leases along.

@@ -29,6 +29,7 @@ use tracing::Instrument as _;
 
 use crate::EventSourcesClient;
 use crate::invoker::Invoker;
+pub use crate::mappings::lease_key;
 use crate::mappings::{EventSourceMapping, MappingRecord, SourceKind};
 
 /// What one source poller is given.
@@ -61,11 +62,6 @@ const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// How long shutdown waits for pollers to return before leaving their leases to expire.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// The lease that gives one replica a mapping.
-pub fn lease_key(uuid: &str) -> String {
-    format!("mapping:{uuid}")
-}
 
 /// Runs the poller manager until `shutdown`.
 pub async fn run_manager(

@@ -63,7 +63,7 @@ fn dead_letter_change(dlq: Option<&DeadLetterConfigIn>) -> ApiResult<Option<Opti
     let Some(dlq) = dlq else { return Ok(None) };
     match dlq.target_arn.as_deref() {
         None | Some("") => Ok(Some(None)),
-        Some(arn) if lamina_event_sources::aws::QueueArn::parse(arn).is_some() => Ok(Some(Some(arn.to_owned()))),
+        Some(arn) if lamina_event_sources::arn::QueueArn::parse(arn).is_some() => Ok(Some(Some(arn.to_owned()))),
         Some(arn) => Err(ApiError::InvalidParameterValue(format!(
             "The provided target arn {arn} is not supported: Lamina delivers dead letters to Amazon SQS queues \
              (arn:aws:sqs:<region>:<account>:<queue>) only."
