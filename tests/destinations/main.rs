@@ -11,24 +11,10 @@ mod records;
 use std::time::Duration;
 
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{FunctionCode, Runtime};
-use lamina_tests::{Tenant, TestEnv, python_zip};
+use lamina_tests::{Tenant, TestEnv};
 use serde_json::Value;
 
-/// A CreateFunction request for a Python function of `body` (handler `lambda_function.handler`).
-pub fn create_python(
-    client: &aws_sdk_lambda::Client,
-    name: &str,
-    body: &str,
-) -> aws_sdk_lambda::operation::create_function::builders::CreateFunctionFluentBuilder {
-    client
-        .create_function()
-        .function_name(name)
-        .runtime(Runtime::from("python3.11"))
-        .role("arn:aws:iam::123456789012:role/lambda-role")
-        .handler("lambda_function.handler")
-        .code(FunctionCode::builder().zip_file(Blob::new(python_zip(body))).build())
-}
+pub use lamina_tests::create_python;
 
 /// Logs `ATTEMPT <request id>` and returns its event.
 pub const ECHO: &str =

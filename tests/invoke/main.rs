@@ -65,10 +65,7 @@ pub fn create(client: &Client, name: &str, runtime: &str, handler: &str, zip: Ve
         .code(FunctionCode::builder().zip_file(Blob::new(zip)).build())
 }
 
-/// A CreateFunction request for `lambda_function.handler` on python3.11 with `source` as the module.
-pub fn create_python(client: &Client, name: &str, source: &str) -> CreateFunctionFluentBuilder {
-    create(client, name, "python3.11", "lambda_function.handler", lamina_tests::python_zip(source))
-}
+pub use lamina_tests::create_python;
 
 /// What an AWS client sees of a completed (HTTP 200) synchronous Invoke.
 #[derive(Debug)]

@@ -7,7 +7,6 @@ mod notifications;
 mod packages;
 mod thumbnail;
 
-use aws_sdk_lambda::types::{FunctionCode, Runtime};
 use aws_sdk_s3::primitives::ByteStream;
 use lamina_tests::{Tenant, TestEnv};
 
@@ -49,20 +48,7 @@ pub fn returning(value: &str) -> Vec<u8> {
     lamina_tests::python_zip(&format!("def handler(event, context):\n    return {value:?}\n"))
 }
 
-/// A CreateFunction request for a Python function whose code is `code`.
-pub fn create_python(
-    client: &aws_sdk_lambda::Client,
-    name: &str,
-    code: FunctionCode,
-) -> aws_sdk_lambda::operation::create_function::builders::CreateFunctionFluentBuilder {
-    client
-        .create_function()
-        .function_name(name)
-        .runtime(Runtime::from("python3.11"))
-        .role("arn:aws:iam::123456789012:role/lambda-role")
-        .handler("lambda_function.handler")
-        .code(code)
-}
+pub use lamina_tests::create_python_code as create_python;
 
 /// The payload a synchronous invocation returned.
 pub async fn invoke(client: &aws_sdk_lambda::Client, name: &str, qualifier: Option<&str>) -> String {

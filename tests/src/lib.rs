@@ -602,6 +602,31 @@ pub fn python_zip(body: &str) -> Vec<u8> {
     zip_of(&[("lambda_function.py", body.as_bytes())])
 }
 
+/// A CreateFunction request for `lambda_function.handler` on python3.11 with `code`, ready to adjust.
+pub fn create_python_code(
+    client: &aws_sdk_lambda::Client,
+    name: &str,
+    code: aws_sdk_lambda::types::FunctionCode,
+) -> aws_sdk_lambda::operation::create_function::builders::CreateFunctionFluentBuilder {
+    client
+        .create_function()
+        .function_name(name)
+        .runtime(aws_sdk_lambda::types::Runtime::from("python3.11"))
+        .role("arn:aws:iam::123456789012:role/lambda-role")
+        .handler("lambda_function.handler")
+        .code(code)
+}
+
+/// [`create_python_code`] with `source` as the whole `lambda_function` module.
+pub fn create_python(
+    client: &aws_sdk_lambda::Client,
+    name: &str,
+    source: &str,
+) -> aws_sdk_lambda::operation::create_function::builders::CreateFunctionFluentBuilder {
+    let zip = aws_sdk_lambda::primitives::Blob::new(python_zip(source));
+    create_python_code(client, name, aws_sdk_lambda::types::FunctionCode::builder().zip_file(zip).build())
+}
+
 /// Polls `check` until it returns `Some`, or panics after `timeout`.
 pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
