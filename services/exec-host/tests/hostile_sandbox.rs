@@ -48,7 +48,16 @@ def handle(ev):
         return {"written_mb": written, "error": error, "tmp_total_mb": st.f_blocks * st.f_frsize // (1024 * 1024)}
     if a == "spin":
         threading.Thread(target=spin, daemon=True).start()
-        subprocess.Popen(["/bin/sleep", ev["marker"]])
+        child = subprocess.Popen(["/bin/sleep", ev["marker"]])
+        # Answer only once the child has exec'd: the sandbox is frozen as soon as it answers, and a
+        # child frozen before its exec would not show the marker yet.
+        for _ in range(500):
+            try:
+                if ev["marker"].encode() in open(f"/proc/{child.pid}/cmdline", "rb").read():
+                    break
+            except OSError:
+                pass
+            time.sleep(0.01)
         return {"count": counter[0]}
     if a == "count":
         return {"count": counter[0]}
