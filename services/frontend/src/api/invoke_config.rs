@@ -183,6 +183,22 @@ fn config_json(region: &str, c: &InvokeConfig) -> Value {
     out
 }
 
+/// Resolves and authorises the function (with the `Qualifier` parameter) a request addresses.
+async fn addressed(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    params: &HashMap<String, String>,
+    operation: &str,
+) -> ApiResult<Target> {
+    resolve(state, principal, name, params.get("Qualifier").map(String::as_str), operation).await
+}
+
+/// The qualified ARN a configuration is reported under.
+fn config_arn(region: &str, key: &ConfigKey) -> String {
+    qualified_arn(region, &key.account_id, &key.function_name, &key.qualifier)
+}
+
 /// Parses and checks a Put or Update request; resolves and authorises its target.
 async fn prepare(
     state: &AppState,
@@ -194,7 +210,7 @@ async fn prepare(
 ) -> ApiResult<(ConfigRequest, Target)> {
     let req: ConfigRequest = parse_body(body)?;
     req.check()?;
-    let target = resolve(state, principal, name, params.get("Qualifier").map(String::as_str), operation).await?;
+    let target = addressed(state, principal, name, params, operation).await?;
     if req.is_empty() {
         return Err(ApiError::InvalidParameterValue(
             "You must specify at least one of error handling or destination setting.".into(),
@@ -243,7 +259,7 @@ pub async fn update(
 ) -> ApiResult<impl IntoResponse> {
     let (req, target) = prepare(&state, &principal, &name, &params, &body, "UpdateFunctionEventInvokeConfig").await?;
     let key = key(&target);
-    let arn = qualified_arn(&state.config.region, &key.account_id, &key.function_name, &key.qualifier);
+    let arn = config_arn(&state.config.region, &key);
     let update = ConfigUpdate {
         key,
         maximum_retry_attempts: req.maximum_retry_attempts,
@@ -261,10 +277,9 @@ pub async fn get(
     Path(name): Path<String>,
     Query(params): Params,
 ) -> ApiResult<impl IntoResponse> {
-    let qualifier = params.get("Qualifier").map(String::as_str);
-    let target = resolve(&state, &principal, &name, qualifier, "GetFunctionEventInvokeConfig").await?;
+    let target = addressed(&state, &principal, &name, &params, "GetFunctionEventInvokeConfig").await?;
     let key = key(&target);
-    let arn = qualified_arn(&state.config.region, &key.account_id, &key.function_name, &key.qualifier);
+    let arn = config_arn(&state.config.region, &key);
     let found = state.event_sources()?.get_invoke_config(&key).await?.ok_or_else(|| no_config(&arn))?;
     Ok(Json(config_json(&state.config.region, &found)))
 }
@@ -276,8 +291,7 @@ pub async fn delete(
     Path(name): Path<String>,
     Query(params): Params,
 ) -> ApiResult<impl IntoResponse> {
-    let qualifier = params.get("Qualifier").map(String::as_str);
-    let target = resolve(&state, &principal, &name, qualifier, "DeleteFunctionEventInvokeConfig").await?;
+    let target = addressed(&state, &principal, &name, &params, "DeleteFunctionEventInvokeConfig").await?;
     if !state.event_sources()?.delete_invoke_config(&key(&target)).await? {
         // AWS names the function as addressed here (unqualified when no qualifier was given).
         return Err(no_config(&target.addressed_arn(&state.config.region)));
