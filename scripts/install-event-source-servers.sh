@@ -23,6 +23,8 @@ umask 022
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 DIR=${1:-${CARGO_TARGET_DIR:-$REPO/target}/event-source-servers}
+# Absolute: node's require() reads a relative path as a package name.
+DIR=$(realpath -m "$DIR")
 PINS=$REPO/scripts/event-source-servers
 PYTHON=${LAMINA_SERVERS_PYTHON:-/usr/bin/python3.11}
 NPM=${LAMINA_SERVERS_NPM:-npm}

@@ -17,7 +17,7 @@ AMQP_PORT=5672
 KINESIS_PORT=${LAMINA_TEST_KINESIS_PORT:-4567}
 SQS_PORT=${LAMINA_TEST_SQS_PORT:-5000}
 RUN_DIR="${TMPDIR:-/tmp}/lamina-test-services"
-TARGET_DIR=${CARGO_TARGET_DIR:-target}
+TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 
 log() { printf '==> %s\n' "$*" >&2; }
 
