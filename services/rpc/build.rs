@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "lamina/queue/v1/async_queue.proto",
     "lamina/metadata/v1/metadata.proto",
     "lamina/events/v1/event_sources.proto",
+    "lamina/observability/v1/observability.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

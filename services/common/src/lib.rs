@@ -6,6 +6,7 @@ pub mod ids;
 pub mod names;
 pub mod policy;
 pub mod session;
+pub mod telemetry;
 pub mod time;
 
 pub use error::{ApiError, ApiResult};

@@ -87,6 +87,8 @@ struct Inner {
     packages_dir: PathBuf,
     pool: Pool,
     logs: LogStore,
+    /// Where function logs leave this host for the log store (distributed: over gRPC).
+    telemetry: std::sync::OnceLock<Arc<dyn lamina_common::telemetry::TelemetrySink>>,
     runtime_dir: PathBuf,
     sandboxes_dir: PathBuf,
     /// The idle reaper.
@@ -245,6 +247,7 @@ impl ExecHost {
                 bytes_per_account: config.log_bytes_per_account,
                 bytes_total: config.log_bytes_total,
             }),
+            telemetry: std::sync::OnceLock::new(),
             runtime_dir,
             sandboxes_dir,
             isolation,
@@ -506,7 +509,7 @@ impl ExecHost {
             log.line(end_ms, line);
         }
         let log_tail = inv.tail_log.then(|| log.tail());
-        self.inner.logs.append(&f.account_id, &f.function_name, log.events);
+        self.keep_log(f, log);
         let outcome = InvokeOutcome {
             payload,
             function_error,
@@ -516,6 +519,32 @@ impl ExecHost {
             max_memory_used_mb: max_mem,
         };
         (outcome, reusable)
+    }
+
+    /// Hands an invocation's log to the telemetry sink (when one is set) and keeps it in this
+    /// host's bounded store.
+    fn keep_log(&self, f: &FunctionSnapshot, log: InvocationLog) {
+        if let Some(sink) = self.inner.telemetry.get() {
+            sink.logs(lamina_common::telemetry::LogBatch {
+                account_id: f.account_id.clone(),
+                log_group: format!("/aws/lambda/{}", f.function_name),
+                log_stream: log.stream.clone(),
+                events: log
+                    .events
+                    .iter()
+                    .map(|e| lamina_common::telemetry::ShippedEvent {
+                        timestamp_ms: e.timestamp_ms,
+                        message: e.message.clone(),
+                    })
+                    .collect(),
+            });
+        }
+        self.inner.logs.append(&f.account_id, &f.function_name, log.events);
+    }
+
+    /// Sends every function log from now on to `sink` too (set once; later calls are ignored).
+    pub fn set_telemetry(&self, sink: Arc<dyn lamina_common::telemetry::TelemetrySink>) {
+        let _ = self.inner.telemetry.set(sink);
     }
 
     /// A `provided*` package without an executable `bootstrap`: fails before any sandbox starts.
@@ -538,7 +567,7 @@ impl ExecHost {
             ),
         );
         let log_tail = inv.tail_log.then(|| log.tail());
-        self.inner.logs.append(&f.account_id, &f.function_name, log.events);
+        self.keep_log(f, log);
         metrics::counter!(m::ERRORS_TOTAL, "account" => f.account_id.clone(), "function" => f.function_name.clone(), "error_type" => "Runtime.InvalidEntrypoint").increment(1);
         let doc = serde_json::json!({"errorType": "Runtime.InvalidEntrypoint", "errorMessage": message});
         InvokeOutcome {

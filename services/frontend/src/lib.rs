@@ -150,6 +150,8 @@ pub struct AppState {
     pub bodies: Arc<tokio::sync::Semaphore>,
     /// Schedules, event-source mappings and async invocation settings (absent: those APIs answer 503).
     pub events: Option<lamina_event_sources::EventSourcesClient>,
+    /// Function logs and metrics (CloudWatch Logs and CloudWatch APIs; absent: they answer 503).
+    pub observability: Option<lamina_observability::ObservabilityClient>,
 }
 
 impl AppState {
@@ -165,6 +167,7 @@ impl AppState {
             revocations: None,
             bodies,
             events: None,
+            observability: None,
         }
     }
 
@@ -178,6 +181,19 @@ impl AppState {
     pub fn event_sources(&self) -> lamina_common::ApiResult<&lamina_event_sources::EventSourcesClient> {
         self.events.as_ref().ok_or_else(|| {
             lamina_common::ApiError::ServiceUnavailable("Event sources are not configured on this server.".into())
+        })
+    }
+
+    /// Serves the CloudWatch Logs and CloudWatch metrics APIs.
+    pub fn with_observability(mut self, client: lamina_observability::ObservabilityClient) -> Self {
+        self.observability = Some(client);
+        self
+    }
+
+    /// The observability client, or 503 when this frontend was started without one.
+    pub fn observability(&self) -> lamina_common::ApiResult<&lamina_observability::ObservabilityClient> {
+        self.observability.as_ref().ok_or_else(|| {
+            lamina_common::ApiError::ServiceUnavailable("Logs and metrics are not configured on this server.".into())
         })
     }
 

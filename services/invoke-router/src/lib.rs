@@ -77,6 +77,8 @@ pub struct InvokeRouter {
     queue: QueueClient,
     /// Mints credentials for function code, when given a session key.
     sessions: Option<std::sync::Arc<credentials::Minter>>,
+    /// Where the `AWS/Lambda` metric samples of invocations go.
+    telemetry: Option<std::sync::Arc<dyn lamina_common::telemetry::TelemetrySink>>,
 }
 
 /// Tries of one invocation on different hosts when a host refuses it before it started.
@@ -100,13 +102,20 @@ pub(crate) async fn within_deadline<T>(what: &str, step: impl Future<Output = an
 impl InvokeRouter {
     /// Wires the router to its peers.
     pub fn new(metadata: MetadataClient, hosts: Hosts, region: String, leases: Leases, queue: QueueClient) -> Self {
-        Self { metadata, hosts, region, leases, queue, sessions: None }
+        Self { metadata, hosts, region, leases, queue, sessions: None, telemetry: None }
     }
 
     /// Gives every invocation temporary credentials for its function's code, minted with the
     /// installation's session key (`lamina_common::session::derive_key` of the master key).
     pub fn with_session_key(mut self, key: [u8; 32]) -> Self {
         self.sessions = Some(std::sync::Arc::new(credentials::Minter::new(key)));
+        self
+    }
+
+    /// Records the `AWS/Lambda` metrics of every invocation (Invocations, Errors, Duration,
+    /// Throttles, ConcurrentExecutions) into `sink`.
+    pub fn with_telemetry(mut self, sink: std::sync::Arc<dyn lamina_common::telemetry::TelemetrySink>) -> Self {
+        self.telemetry = Some(sink);
         self
     }
 

@@ -78,6 +78,40 @@ pub struct ServeArgs {
     /// Seconds before each retry of a failed Event invocation, e.g. `60,120` (the default: two retries).
     #[arg(long, env = "LAMINA_ASYNC_RETRY_DELAYS")]
     pub async_retry_delays: Option<String>,
+    #[command(flatten)]
+    pub logs: LogStoreArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// Whether function telemetry is shipped (`serve`, `invoke-router`, `exec-host`, `cluster`).
+#[derive(Debug, Args, Clone)]
+pub struct TelemetryArgs {
+    /// Ship function logs and `AWS/Lambda` metrics to their stores (`false` only to measure their cost:
+    /// the CloudWatch Logs and CloudWatch APIs then see nothing new).
+    #[arg(long, env = "LAMINA_FUNCTION_TELEMETRY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub function_telemetry: bool,
+}
+
+/// Bounds of the function log store (`serve`, `metadata`, `cluster`).
+#[derive(Debug, Args, Clone)]
+pub struct LogStoreArgs {
+    /// Bytes of function log messages an account may keep; its oldest events go first beyond it.
+    #[arg(long, env = "LAMINA_LOG_BYTES_PER_ACCOUNT", default_value_t = 1 << 30)]
+    pub log_bytes_per_account: u64,
+    /// Days a log group without a retention policy keeps its events (default: until the size cap).
+    #[arg(long, env = "LAMINA_LOG_RETENTION_DAYS")]
+    pub log_retention_days: Option<u32>,
+}
+
+impl LogStoreArgs {
+    /// The limits these flags set.
+    pub fn limits(&self) -> lamina_observability::LogLimits {
+        lamina_observability::LogLimits {
+            bytes_per_account: self.log_bytes_per_account,
+            default_retention_days: self.log_retention_days,
+        }
+    }
 }
 
 /// Code storage's S3-compatible API (`serve`, `cluster`).

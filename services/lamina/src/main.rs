@@ -42,6 +42,8 @@ async fn main() -> anyhow::Result<()> {
                     ..lamina_async_queue::QueueConfig::default()
                 },
                 async_worker: true,
+                function_telemetry: args.telemetry.function_telemetry,
+                log_limits: args.logs.limits(),
             };
             let data_dir = opts.data_dir.clone();
             let region = opts.region.clone();

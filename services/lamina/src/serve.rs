@@ -55,6 +55,11 @@ pub struct ServeOptions {
     pub queue: lamina_async_queue::QueueConfig,
     /// Run the async worker in this process (tests turn it off to prove durability).
     pub async_worker: bool,
+    /// Ship function logs and `AWS/Lambda` metrics to their stores (the CloudWatch Logs and
+    /// CloudWatch APIs read them); off only to measure what they cost.
+    pub function_telemetry: bool,
+    /// Bounds of the function log store.
+    pub log_limits: lamina_observability::LogLimits,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -77,6 +82,8 @@ impl std::fmt::Debug for ServeOptions {
             .field("exec", &self.exec)
             .field("queue", &self.queue)
             .field("async_worker", &self.async_worker)
+            .field("function_telemetry", &self.function_telemetry)
+            .field("log_limits", &self.log_limits)
             .finish()
     }
 }
@@ -101,6 +108,8 @@ impl ServeOptions {
             exec: lamina_exec_host::Config::default(),
             queue: lamina_async_queue::QueueConfig::default(),
             async_worker: true,
+            function_telemetry: true,
+            log_limits: lamina_observability::LogLimits::default(),
         }
     }
 }
@@ -289,6 +298,12 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
     let host = lamina_exec_host::ExecHost::start(exec_config, code.clone().into(), shutdown.child_token())
         .await
         .context("start execution host")?;
+    let observability =
+        lamina_observability::Observability::new(metadata.store().clone(), &opts.region, opts.log_limits);
+    let telemetry = Telemetry::start(&observability, opts.function_telemetry);
+    if let Some(shipper) = &telemetry.shipper {
+        host.set_telemetry(shipper.clone());
+    }
     let queue = lamina_async_queue::Queue::new(metadata.store().clone(), opts.queue.clone());
     let notifications = crate::s3::FunctionEvents::new(metadata.clone().into(), queue.clone().into(), &opts.region);
     let invoker = lamina_invoke_router::InvokeRouter::new(
@@ -299,6 +314,10 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         queue.clone().into(),
     )
     .with_session_key(session_key);
+    let invoker = match &telemetry.shipper {
+        Some(shipper) => invoker.with_telemetry(shipper.clone()),
+        None => invoker,
+    };
     let events = lamina_event_sources::EventSources::new(metadata.store().clone(), &opts.region);
     let sources = if opts.async_worker {
         let parts = crate::event_sources::Parts {
@@ -344,7 +363,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
     );
     let state = lamina_frontend::AppState::new(config, metadata.clone().into(), code.into(), invoker.into())
         .with_session_key(session_key)
-        .with_event_sources(events.into());
+        .with_event_sources(events.into())
+        .with_observability(observability.into());
     let app = lamina_frontend::router(state.clone());
     let admin_app = lamina_frontend::admin_router(state);
     let admin_listener =
@@ -378,10 +398,49 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
             tracing::warn!(running, "invocations still running at the shutdown deadline are stopped");
         }
         host.shutdown().await;
+        telemetry.stop().await;
         served
     });
     tracing::info!(%addr, %admin_addr, %s3_addr, engine = metadata.engine(), "lamina is ready");
     Ok(Running { addr, admin_addr, s3_addr, admin_token, default_credentials, shutdown, metadata, task })
+}
+
+/// Function telemetry of one process: the shipper that takes producers' logs and metric samples to
+/// the stores, and the janitor that keeps the stores bounded.
+pub struct Telemetry {
+    /// `None` when function telemetry is off.
+    pub shipper: Option<Arc<lamina_observability::Shipper>>,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// How often the janitor trims the log and metric stores.
+const JANITOR_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Telemetry {
+    /// Ships to `observability` in process, and runs its janitor (when `enabled`).
+    pub fn start(observability: &lamina_observability::Observability, enabled: bool) -> Self {
+        let stop = CancellationToken::new();
+        if !enabled {
+            return Self { shipper: None, stop, tasks: Vec::new() };
+        }
+        let (shipper, shipping) = lamina_observability::Shipper::start(
+            observability.clone().into(),
+            lamina_observability::ShipperConfig::default(),
+            stop.clone(),
+        );
+        let janitor =
+            tokio::spawn(lamina_observability::janitor(observability.clone(), JANITOR_EVERY, stop.clone()));
+        Self { shipper: Some(shipper), stop, tasks: vec![shipping, janitor] }
+    }
+
+    /// Sends what is pending and stops (after the producers have stopped).
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
 }
 
 /// The address a process on this host connects to for a listener bound to `addr` (a wildcard

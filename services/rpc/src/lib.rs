@@ -43,6 +43,11 @@ pub mod lamina {
             tonic::include_proto!("lamina.events.v1");
         }
     }
+    pub mod observability {
+        pub mod v1 {
+            tonic::include_proto!("lamina.observability.v1");
+        }
+    }
 }
 
 /// Code storage's API.
@@ -51,6 +56,8 @@ pub use lamina::codestorage::v1 as codestorage;
 pub use lamina::common::v1 as common;
 /// Event sources' state (served by the metadata process).
 pub use lamina::events::v1 as events;
+/// Function logs and metrics (served by the metadata process).
+pub use lamina::observability::v1 as observability;
 /// The execution host's API.
 pub use lamina::exechost::v1 as exechost;
 /// The metadata service's API.

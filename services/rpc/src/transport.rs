@@ -69,35 +69,15 @@ where
     Ok(())
 }
 
-/// Serves two gRPC services on one `listener` until `shutdown` (a process that owns the state of both).
-pub async fn serve_two<A, B>(
-    first: A,
-    second: B,
+pub use tonic::service::Routes;
+
+/// Serves several gRPC services on one `listener` until `shutdown` (a process that owns the state
+/// of all of them): `tonic::service::Routes::new(a).add_service(b)...`.
+pub async fn serve_routes(
+    routes: Routes,
     listener: Incoming,
     shutdown: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<()>
-where
-    A: tower::Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
-        + tonic::server::NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    A::Response: axum::response::IntoResponse,
-    A::Future: Send + 'static,
-    B: tower::Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
-        + tonic::server::NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    B::Response: axum::response::IntoResponse,
-    B::Future: Send + 'static,
-{
-    server()
-        .add_service(first)
-        .add_service(second)
-        .serve_with_incoming_shutdown(listener, shutdown.cancelled_owned())
-        .await?;
+) -> anyhow::Result<()> {
+    server().add_routes(routes).serve_with_incoming_shutdown(listener, shutdown.cancelled_owned()).await?;
     Ok(())
 }

@@ -78,6 +78,10 @@ pub struct ClusterArgs {
     /// Seconds a crashed router's concurrency slots stay taken.
     #[arg(long, env = "LAMINA_LEASE_TTL", default_value_t = 10)]
     pub lease_ttl_secs: u64,
+    #[command(flatten)]
+    pub logs: crate::cli::LogStoreArgs,
+    #[command(flatten)]
+    pub telemetry: crate::cli::TelemetryArgs,
 }
 
 /// Set in each child: the cluster's pid, so the child dies with it.
@@ -183,7 +187,14 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
             let metadata_addrs: Vec<String> =
                 (0..args.metadata).map(|_| free_addr().map(|a| a.to_string())).collect::<anyhow::Result<_>>()?;
             for (i, addr) in metadata_addrs.iter().enumerate() {
-                started.push(spawn(format!("metadata-{i}"), "metadata", vec![format!("--grpc-listen={addr}")])?);
+                let mut extra = vec![
+                    format!("--grpc-listen={addr}"),
+                    format!("--log-bytes-per-account={}", args.logs.log_bytes_per_account),
+                ];
+                if let Some(days) = args.logs.log_retention_days {
+                    extra.push(format!("--log-retention-days={days}"));
+                }
+                started.push(spawn(format!("metadata-{i}"), "metadata", extra)?);
             }
             let metadata_flag = format!("--metadata={}", metadata_addrs.join(","));
             let code_grpc = free_addr()?;
@@ -208,6 +219,8 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
                     // Function code reaches the cluster's APIs through its sandbox's proxy.
                     format!("--lambda-endpoint={}", crate::serve::reachable(api)),
                     format!("--s3-endpoint={}", crate::serve::reachable(s3)),
+                    metadata_flag.clone(),
+                    format!("--function-telemetry={}", args.telemetry.function_telemetry),
                 ];
                 extra.extend(args.exec.to_args());
                 if let Some(c) = &args.config {
@@ -222,6 +235,7 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
                     format!("--grpc-listen={addr}"),
                     format!("--async-queue={queue_grpc}"),
                     format!("--lease-ttl-secs={}", args.lease_ttl_secs),
+                    format!("--function-telemetry={}", args.telemetry.function_telemetry),
                     metadata_flag.clone(),
                 ];
                 started.push(spawn(format!("invoke-router-{i}"), "invoke-router", extra)?);

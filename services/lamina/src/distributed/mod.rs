@@ -22,7 +22,7 @@ use lamina_invoke_router::{Hosts, InvokeRouter, RouterClient};
 use lamina_metadata::{Metadata, MetadataClient, SecretCipher};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ExecArgs, HttpArgs, Secret};
+use crate::cli::{ExecArgs, HttpArgs, LogStoreArgs, Secret, TelemetryArgs};
 use crate::serve::Secrets;
 use status::Status;
 
@@ -112,6 +112,8 @@ pub struct MetadataArgs {
     /// gRPC address.
     #[arg(long, env = "LAMINA_GRPC_LISTEN", default_value = "127.0.0.1:7101")]
     pub grpc_listen: SocketAddr,
+    #[command(flatten)]
+    pub logs: LogStoreArgs,
 }
 
 /// `lamina code-storage`.
@@ -168,6 +170,8 @@ pub struct RouterArgs {
     /// Seconds a crashed router's concurrency slots stay taken.
     #[arg(long, env = "LAMINA_LEASE_TTL", default_value_t = 10)]
     pub lease_ttl_secs: u64,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 /// `lamina async-queue`.
@@ -224,6 +228,12 @@ pub struct ExecHostArgs {
     /// `host:port` of code storage's S3 API as this host reaches it (`AWS_ENDPOINT_URL_S3`).
     #[arg(long, env = "LAMINA_SANDBOX_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
+    /// gRPC addresses of the metadata services (comma-separated), which keep function logs; without
+    /// it logs stay on this host (Lamina's `/_lamina/v1/functions/{name}/logs` only).
+    #[arg(long, env = "LAMINA_METADATA", value_delimiter = ',')]
+    pub metadata: Vec<String>,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 /// How often an execution host reports itself, and how long a silent host stays registered.
@@ -271,7 +281,8 @@ pub async fn run_frontend(args: FrontendArgs, stop: impl Future<Output = ()>) ->
     let state = lamina_frontend::AppState::new(config, metadata, code, invoker)
         .with_session_key(lamina_common::session::derive_key(&secrets.master))
         .with_revocations(subscription, invalidator)
-        .with_event_sources(lamina_event_sources::EventSourcesClient::connect(&args.metadata)?);
+        .with_event_sources(lamina_event_sources::EventSourcesClient::connect(&args.metadata)?)
+        .with_observability(lamina_observability::ObservabilityClient::connect(&args.metadata)?);
     let listener = listen(args.listen, args.reuse_port)?;
     let addr = listener.local_addr()?;
     let admin_listener = listen(args.http.admin_listen, args.reuse_port)?;
@@ -344,17 +355,41 @@ pub async fn run_metadata(args: MetadataArgs, stop: impl Future<Output = ()>) ->
     let engine = metadata.engine();
     // Event sources' state lives in the same database: this process serves it too.
     let events = lamina_event_sources::EventSources::new(metadata.store().clone(), &args.common.region);
-    let server = tokio::spawn(lamina_rpc::transport::serve_two(
-        lamina_metadata::grpc::service(metadata),
-        lamina_event_sources::service(events),
-        incoming,
-        shutdown.clone(),
-    ));
+    // So do function logs and metrics.
+    let observability =
+        lamina_observability::Observability::new(metadata.store().clone(), &args.common.region, args.logs.limits());
+    let janitor =
+        tokio::spawn(lamina_observability::janitor(observability.clone(), JANITOR_EVERY, shutdown.child_token()));
+    let routes = lamina_rpc::transport::Routes::new(lamina_metadata::grpc::service(metadata))
+        .add_service(lamina_event_sources::service(events))
+        .add_service(lamina_observability::service(observability));
+    let server = tokio::spawn(lamina_rpc::transport::serve_routes(routes, incoming, shutdown.clone()));
     status.ready(move || serde_json::json!({ "engine": engine }));
     tracing::info!(%addr, engine, "metadata is ready");
     stop.await;
     shutdown.cancel();
+    let _ = janitor.await;
     server.await.context("join gRPC server")?
+}
+
+/// How often the metadata process trims the log and metric stores.
+const JANITOR_EVERY: Duration = Duration::from_secs(60);
+
+/// Ships function telemetry to the observability service at `metadata` (when `enabled` and known).
+fn shipper(
+    metadata: &[String],
+    telemetry: &TelemetryArgs,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<(Arc<lamina_observability::Shipper>, tokio::task::JoinHandle<()>)>> {
+    if !telemetry.function_telemetry || metadata.is_empty() {
+        return Ok(None);
+    }
+    let client = lamina_observability::ObservabilityClient::connect(metadata)?;
+    Ok(Some(lamina_observability::Shipper::start(
+        client,
+        lamina_observability::ShipperConfig::default(),
+        stop.clone(),
+    )))
 }
 
 /// `lamina code-storage`: packages by digest over gRPC, and (with `--s3-listen`) the S3 API.
@@ -471,6 +506,12 @@ pub async fn run_router(args: RouterArgs, stop: impl Future<Output = ()>) -> any
     )?;
     let router = InvokeRouter::new(metadata, Hosts::fleet(registry), args.common.region.clone(), leases, queue)
         .with_session_key(lamina_common::session::derive_key(&secrets.master));
+    let shipping_stop = CancellationToken::new();
+    let shipping = shipper(&args.metadata, &args.telemetry, &shipping_stop)?;
+    let router = match &shipping {
+        Some((shipper, _)) => router.with_telemetry(shipper.clone()),
+        None => router,
+    };
     follow_metadata_writes(router.metadata().clone(), &args.redis).await?;
     let (incoming, addr) = lamina_rpc::transport::bind(args.grpc_listen).await?;
     let shutdown = CancellationToken::new();
@@ -479,7 +520,12 @@ pub async fn run_router(args: RouterArgs, stop: impl Future<Output = ()>) -> any
     status.ready(|| serde_json::json!({}));
     stop.await;
     shutdown.cancel();
-    server.await.context("join gRPC server")?
+    let served = server.await.context("join gRPC server")?;
+    shipping_stop.cancel();
+    if let Some((_, task)) = shipping {
+        let _ = task.await;
+    }
+    served
 }
 
 /// Drops cached metadata reads whenever a frontend announces a write.
@@ -572,6 +618,12 @@ pub async fn run_exec_host(args: ExecHostArgs, stop: impl Future<Output = ()>) -
     let code = CodeClient::connect(&args.code_storage, ZipLimits::default())?;
     let host_stop = CancellationToken::new();
     let host = ExecHost::start(config, code, host_stop.clone()).await.context("start execution host")?;
+    let shipping_stop = CancellationToken::new();
+    let shipping = shipper(&args.metadata, &args.telemetry, &shipping_stop)?;
+    match &shipping {
+        Some((shipper, _)) => host.set_telemetry(shipper.clone()),
+        None => tracing::warn!("no --metadata: function logs stay on this host"),
+    }
     let (incoming, addr) = lamina_rpc::transport::bind(args.grpc_listen).await?;
     let id = args.host_id.clone().unwrap_or_else(|| format!("host-{}", lamina_common::ids::random_uuid().simple()));
     let advertise = args.advertise.clone().unwrap_or_else(|| addr.to_string());
@@ -609,6 +661,10 @@ pub async fn run_exec_host(args: ExecHostArgs, stop: impl Future<Output = ()>) -
     host_stop.cancel();
     let _ = heartbeats.await;
     host.shutdown().await;
+    shipping_stop.cancel();
+    if let Some((_, task)) = shipping {
+        let _ = task.await;
+    }
     served
 }
 

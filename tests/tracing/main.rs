@@ -1,0 +1,1 @@
+//! OpenTelemetry traces across the services, read by an in-test OTLP receiver.
