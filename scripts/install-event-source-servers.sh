@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the self-hosted servers that the event-source tests and benchmarks run in place of AWS:
+# Installs the self-hosted servers that the event-source tests and benchmarks run in place of AWS
+# (and, in the same virtualenv, the AWS CLI v1 the observability tests drive):
 # kinesalite (Kinesis, npm) and moto's server (SQS, PyPI), at the versions pinned in
 # scripts/event-source-servers/ (package-lock.json with integrity hashes, requirements.txt with
 # wheel hashes).

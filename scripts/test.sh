@@ -180,6 +180,10 @@ export AWS_SECRET_ACCESS_KEY=test
 export AWS_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 export LAMINA_AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f"
+# A Python with boto3 and the AWS CLI v1 (`$LAMINA_TEST_AWS_PYTHON -m awscli ...`), pinned in
+# scripts/event-source-servers/requirements.txt: the observability tests drive `aws logs` and
+# `aws cloudwatch` with it.
+export LAMINA_TEST_AWS_PYTHON="$SERVERS_DIR/venv/bin/python"
 # A profile or session token of the developer's would otherwise win over the keys above, or be sent
 # beside them.
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE
