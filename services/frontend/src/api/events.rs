@@ -16,19 +16,30 @@ use lamina_common::{ApiError, ApiResult};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{AppState, Principal};
+use super::{cloudwatch, cwlogs};
+use crate::{AppState, Principal, RequestId};
 
 /// The JSON protocol's content type.
 const JSON_1_1: &str = "application/x-amz-json-1.1";
 
-/// `POST /`: dispatches on `X-Amz-Target`.
+/// `POST /`: dispatches on the `X-Amz-Target` prefix to EventBridge, CloudWatch Logs or CloudWatch
+/// (JSON 1.0); a form body without a target is CloudWatch's query protocol.
 pub async fn dispatch(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Extension(request_id): Extension<RequestId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    match target.split_once('.') {
+        Some((cwlogs::TARGET_PREFIX, op)) => return cwlogs::dispatch(&state, &principal, op, &body).await,
+        Some((cloudwatch::TARGET_PREFIX, op)) => return cloudwatch::json(&state, &principal, op, &body).await,
+        None if target.is_empty() && cloudwatch::is_query(&headers) => {
+            return cloudwatch::query(&state, &principal, &request_id, &body).await;
+        }
+        _ => {}
+    }
     let Some(op) = target.strip_prefix("AWSEvents.") else {
         if target.is_empty() {
             // Not a JSON-protocol request at all: the Lambda API's answer for a path it lacks.

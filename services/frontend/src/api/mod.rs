@@ -2,7 +2,9 @@
 
 mod account;
 mod aliases;
+mod cloudwatch;
 mod concurrency;
+mod cwlogs;
 mod events;
 mod functions;
 #[doc(hidden)]
@@ -23,6 +25,7 @@ use lamina_common::names::{FunctionRef, function_arn, qualified_arn};
 use lamina_common::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;
 
+pub(crate) use self::cloudwatch::{CBOR_PATH_PREFIX as CLOUDWATCH_CBOR_PATH, is_query as is_cloudwatch_query};
 use crate::auth::resource_policy::authorize_foreign;
 use crate::{AppState, Principal};
 
@@ -67,8 +70,10 @@ pub fn routes() -> Router<AppState> {
         "/2015-03-31/event-source-mappings/{uuid}",
         get(mappings::get).put(mappings::update).delete(mappings::delete),
     );
-    // The JSON-protocol APIs (`X-Amz-Target`): EventBridge schedules today.
+    // The JSON-protocol APIs (`X-Amz-Target`: EventBridge, CloudWatch Logs, CloudWatch) and
+    // CloudWatch's query protocol (a form body).
     r = r.route("/", post(events::dispatch));
+    r = r.route("/service/GraniteServiceVersion20100801/operation/{op}", post(cloudwatch::cbor));
     r
 }
 

@@ -187,9 +187,14 @@ async fn identify(state: &AppState, parts: &http::request::Parts) -> Result<Call
     Ok(Caller { claim, when, account_id, secret, verified })
 }
 
-/// The SigV4 service name a request must be signed for: the JSON-protocol APIs served on the same
-/// endpoint (`POST /` with `X-Amz-Target`) are signed for their own service, everything else for `lambda`.
+/// The SigV4 service name a request must be signed for: the other APIs served on the same endpoint
+/// are signed for their own service (`POST /` with `X-Amz-Target`; CloudWatch also as RPC v2 CBOR
+/// under `/service/GraniteServiceVersion20100801/` and as a query form on `POST /`), everything
+/// else for `lambda`.
 pub fn signing_service(parts: &http::request::Parts) -> &'static str {
+    if parts.uri.path().starts_with(crate::api::CLOUDWATCH_CBOR_PATH) {
+        return "monitoring";
+    }
     if parts.uri.path() != "/" {
         return "lambda";
     }
@@ -198,6 +203,7 @@ pub fn signing_service(parts: &http::request::Parts) -> &'static str {
         Some("AWSEvents") => "events",
         Some("Logs_20140328") => "logs",
         Some("GraniteServiceVersion20100801") => "monitoring",
+        None if target.is_empty() && crate::api::is_cloudwatch_query(&parts.headers) => "monitoring",
         _ => "lambda",
     }
 }
