@@ -60,12 +60,13 @@ impl ObservabilityClient {
         }
     }
 
-    /// Stores a shipper's batch.
-    pub async fn ingest(&self, batch: Ingest) -> ApiResult<()> {
+    /// Stores a shipper's batch (by reference too: a shipper keeps its batch for a retry).
+    pub async fn ingest(&self, batch: impl std::borrow::Borrow<Ingest>) -> ApiResult<()> {
         match self {
             Self::Local(local) => local.ingest(batch).await,
             Self::Grpc(replicas) => {
-                let json = serde_json::to_vec(&batch).map_err(|e| internal("ingest", e))?;
+                let batch: &Ingest = std::borrow::Borrow::borrow(&batch);
+                let json = serde_json::to_vec(batch).map_err(|e| internal("ingest", e))?;
                 let request = IngestRequest { json: Bytes::from(json) };
                 replicas
                     .call(|mut c| {

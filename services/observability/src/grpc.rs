@@ -37,7 +37,8 @@ impl Api for Server {
     }
 
     async fn ingest(&self, request: Request<IngestRequest>) -> Result<Response<IngestReply>, Status> {
-        let batch = serde_json::from_slice(&request.into_inner().json).map_err(|e| malformed("ingest", e))?;
+        let batch: crate::Ingest =
+            serde_json::from_slice(&request.into_inner().json).map_err(|e| malformed("ingest", e))?;
         self.local.ingest(batch).await.map_err(to_status)?;
         Ok(Response::new(IngestReply {}))
     }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use client::ObservabilityClient;
 pub use grpc::{serve, service};
-pub use shipper::{Shipper, ShipperConfig};
+pub use shipper::{Shipper, ShipperConfig, ShipperStats};
 
 /// Bounds of the log store.
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +82,8 @@ impl Observability {
     }
 
     /// Stores what a shipper sent.
-    pub async fn ingest(&self, batch: Ingest) -> ApiResult<()> {
+    pub async fn ingest(&self, batch: impl std::borrow::Borrow<Ingest>) -> ApiResult<()> {
+        let batch: &Ingest = std::borrow::Borrow::borrow(&batch);
         if !batch.logs.is_empty() {
             logs::ingest(self, &batch.logs).await?;
         }
