@@ -9,6 +9,7 @@ mod procs;
 mod queue;
 mod s3;
 mod stats;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -215,6 +216,31 @@ enum Command {
         #[arg(long)]
         server_pid: Option<u32>,
     },
+    /// What function telemetry costs: warm no-op invokes against two `lamina serve` processes this
+    /// run starts, one with `--function-telemetry=true` and one with `false`, in alternating
+    /// rounds, beside the same runtime driven directly.
+    Telemetry {
+        /// The `lamina` binary (default: beside this one).
+        #[arg(long)]
+        lamina: Option<PathBuf>,
+        /// Directory for both servers' data (`telemetry-on/`, `telemetry-off/` are emptied first).
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "python3.11")]
+        runtime: String,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Invocations per server and round.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        #[arg(long, default_value_t = 6)]
+        rounds: usize,
+        #[arg(long, default_value_t = 128)]
+        memory: u32,
+        /// More `lamina serve` flags for both servers, e.g. `--server-arg=--cpu-quota=false`.
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_args: Vec<String>,
+    },
     /// Cold starts: Invoke to handler start, against starting the interpreter alone.
     Cold {
         #[arg(long, default_value = "python3.11")]
@@ -236,6 +262,17 @@ async fn main() -> anyhow::Result<()> {
     // Starts its own server, whose credentials do not exist yet.
     if let Command::Crash { .. } = &cli.command {
         return crash(cli.command).await;
+    }
+    if let Command::Telemetry { lamina, data_dir, runtime, concurrency, requests, rounds, memory, server_args } =
+        cli.command
+    {
+        let lamina = match lamina {
+            Some(path) => path,
+            None => std::env::current_exe()?.with_file_name("lamina"),
+        };
+        let run =
+            telemetry::TelemetryRun { lamina, data_dir, runtime, concurrency, requests, rounds, memory, server_args };
+        return telemetry::run(run).await;
     }
     let creds = Creds::from_file(&cli.credentials)?;
     let client = Client::new(&cli.endpoint, creds)?;
@@ -307,7 +344,9 @@ async fn main() -> anyhow::Result<()> {
             };
             drain::run(&client, &run).await
         }
-        Command::EnqueueRedis { .. } | Command::Crash { .. } => unreachable!("handled before reading credentials"),
+        Command::EnqueueRedis { .. } | Command::Crash { .. } | Command::Telemetry { .. } => {
+            unreachable!("handled before reading credentials")
+        }
     }
 }
 

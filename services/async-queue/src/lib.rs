@@ -14,6 +14,7 @@
 
 mod client;
 mod grpc;
+pub mod metrics;
 mod store;
 
 use std::future::Future;
@@ -212,7 +213,7 @@ impl Queue {
                 ApiError::ServiceUnavailable("The event queue is unavailable. Retry the request.".into())
             })?,
         }
-        metrics::counter!("lamina_async_events_accepted_total").increment(1);
+        ::metrics::counter!(crate::metrics::EVENTS_ACCEPTED_TOTAL).increment(1);
         Ok(())
     }
 
@@ -259,7 +260,7 @@ impl Queue {
 /// Counts and logs an event that will not run again without having succeeded.
 fn note_dropped(event: &Event, outcome: Attempt, step: Option<Duration>) {
     if step.is_none() && !matches!(outcome, Attempt::Succeeded | Attempt::Delivered) {
-        metrics::counter!("lamina_async_events_dropped_total").increment(1);
+        ::metrics::counter!(crate::metrics::EVENTS_DROPPED_TOTAL).increment(1);
         tracing::info!(request_id = %event.request_id, ?outcome, "async event discarded after its last attempt");
     }
 }

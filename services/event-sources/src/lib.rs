@@ -23,6 +23,8 @@ pub mod invoke_config;
 pub mod invoker;
 pub mod mappings;
 #[cfg(feature = "runtime")]
+pub mod metrics;
+#[cfg(feature = "runtime")]
 pub mod pollers;
 pub mod rules;
 pub mod schedule;

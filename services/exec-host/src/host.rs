@@ -592,6 +592,11 @@ impl ExecHost {
         }
     }
 
+    /// Sandboxes per runtime now (`/metrics` samples it).
+    pub(crate) fn pool_by_runtime(&self) -> std::collections::HashMap<String, crate::pool::RuntimeUsage> {
+        self.inner.pool.by_runtime()
+    }
+
     /// JSON for `GET /health`: isolation features, cgroup version, sandboxes, memory.
     pub fn health(&self) -> serde_json::Value {
         let inner = &self.inner;

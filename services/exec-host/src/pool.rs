@@ -24,6 +24,7 @@ struct Live {
     uid: u32,
     sandbox: Option<Arc<Sandbox>>,
     account_id: String,
+    runtime: String,
     /// Running an invocation (or starting for one): counted in its account's share.
     busy: bool,
 }
@@ -77,6 +78,17 @@ impl State {
             }
         }
     }
+}
+
+/// Sandboxes of one runtime at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RuntimeUsage {
+    /// Alive: starting, busy or idle.
+    pub(crate) live: usize,
+    /// Waiting for an invocation (warm).
+    pub(crate) idle: usize,
+    /// Function versions with at least one idle sandbox.
+    pub(crate) warm_functions: usize,
 }
 
 /// Tracks every live sandbox of the host.
@@ -153,7 +165,8 @@ impl Pool {
         st.next_id += 1;
         let id = st.next_id;
         st.used_mb += memory_mb;
-        st.live.insert(id, Live { memory_mb, uid, sandbox: None, account_id: key.account_id.clone(), busy: false });
+        let runtime = key.runtime.clone();
+        st.live.insert(id, Live { memory_mb, uid, sandbox: None, account_id: key.account_id.clone(), runtime, busy: false });
         st.mark_busy(id);
         Ok((Acquired::Cold { id, uid }, evicted))
     }
@@ -242,6 +255,24 @@ impl Pool {
         self.budget_mb
     }
 
+    /// Sandboxes of each runtime that has any now (`/metrics`).
+    pub(crate) fn by_runtime(&self) -> HashMap<String, RuntimeUsage> {
+        let st = self.state();
+        let mut out: HashMap<String, RuntimeUsage> = HashMap::new();
+        for l in st.live.values() {
+            out.entry(l.runtime.clone()).or_default().live += 1;
+        }
+        let mut warm: HashSet<&SandboxKey> = HashSet::new();
+        for i in &st.idle {
+            let usage = out.entry(i.sandbox.key.runtime.clone()).or_default();
+            usage.idle += 1;
+            if warm.insert(&i.sandbox.key) {
+                usage.warm_functions += 1;
+            }
+        }
+        out
+    }
+
     /// Keys with at least one idle sandbox (what a router prefers to send here).
     pub(crate) fn idle_keys(&self) -> Vec<SandboxKey> {
         let mut keys: Vec<SandboxKey> = self.state().idle.iter().map(|i| i.sandbox.key.clone()).collect();
@@ -260,6 +291,7 @@ mod tests {
             function_name: "f".into(),
             version: "$LATEST".into(),
             revision_id: "r".into(),
+            runtime: "python3.11".into(),
         }
     }
 
@@ -283,5 +315,19 @@ mod tests {
         // One sandbox is always allowed, however small the share.
         assert!(cold_id(pool.acquire(&key("c"), 128, 1)).is_some());
         assert!(cold_id(pool.acquire(&key("c"), 128, 1)).is_none());
+    }
+
+    #[test]
+    fn sandboxes_are_counted_per_runtime() {
+        let pool = Pool::new(1024, 8);
+        let node = SandboxKey { runtime: "nodejs20.x".into(), ..key("a") };
+        let a = cold_id(pool.acquire(&key("a"), 128, 100)).expect("room");
+        cold_id(pool.acquire(&key("b"), 128, 100)).expect("room");
+        cold_id(pool.acquire(&node, 128, 100)).expect("room");
+        let usage = pool.by_runtime();
+        assert_eq!(usage["python3.11"], RuntimeUsage { live: 2, idle: 0, warm_functions: 0 });
+        assert_eq!(usage["nodejs20.x"].live, 1);
+        pool.forget(a);
+        assert_eq!(pool.by_runtime()["python3.11"].live, 1);
     }
 }

@@ -30,6 +30,8 @@ pub(crate) struct SandboxKey {
     pub(crate) function_name: String,
     pub(crate) version: String,
     pub(crate) revision_id: String,
+    /// Not part of the identity (a revision has one runtime): carried for per-runtime metrics.
+    pub(crate) runtime: String,
 }
 
 impl SandboxKey {
@@ -43,6 +45,7 @@ impl SandboxKey {
             function_name: f.function_name.clone(),
             version: f.version.clone(),
             revision_id: f.revision_id.clone(),
+            runtime: f.runtime.clone(),
         }
     }
 }

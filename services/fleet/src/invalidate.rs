@@ -53,14 +53,14 @@ fn channel(prefix: &str) -> String {
 /// Publishes invalidations. Cheap to clone.
 #[derive(Clone)]
 pub struct Invalidator {
-    conn: ConnectionManager,
+    conn: crate::metrics::Timed<ConnectionManager>,
     channel: Arc<str>,
 }
 
 impl Invalidator {
     /// Publishes on `prefix`'s channel through `conn`.
     pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
-        Self { conn, channel: channel(prefix).into() }
+        Self { conn: crate::metrics::Timed::new(conn, "invalidations"), channel: channel(prefix).into() }
     }
 
     /// Tells every subscriber to drop `key` of `topic`.

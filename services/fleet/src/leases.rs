@@ -106,7 +106,7 @@ pub struct MemoryLeases {
 /// Slots in Redis sorted sets.
 #[derive(Clone)]
 pub struct RedisLeases {
-    conn: ConnectionManager,
+    conn: crate::metrics::Timed<ConnectionManager>,
     prefix: Arc<str>,
     ttl: Duration,
 }
@@ -121,7 +121,7 @@ impl Leases {
     pub fn redis(conn: ConnectionManager, config: LeaseConfig) -> Self {
         // A zero TTL would expire every lease at once; whole milliseconds are what Redis stores.
         let ttl = config.ttl.max(Duration::from_millis(3));
-        Self::Redis(RedisLeases { conn, prefix: normalize_prefix(&config.prefix).into(), ttl })
+        Self::Redis(RedisLeases { conn: crate::metrics::Timed::new(conn, "leases"), prefix: normalize_prefix(&config.prefix).into(), ttl })
     }
 
     /// Takes a slot under `key` if fewer than `limit` are held, or returns `None` when full.

@@ -7,6 +7,7 @@
 mod connection;
 pub mod invalidate;
 pub mod leases;
+pub mod metrics;
 pub mod registry;
 
 pub use connection::connect;

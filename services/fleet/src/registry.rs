@@ -59,7 +59,7 @@ pub struct HostInfo {
 /// The host registry in Redis. Cheap to clone.
 #[derive(Clone)]
 pub struct HostRegistry {
-    conn: ConnectionManager,
+    conn: crate::metrics::Timed<ConnectionManager>,
     prefix: Arc<str>,
     ttl: Duration,
 }
@@ -67,6 +67,7 @@ pub struct HostRegistry {
 impl HostRegistry {
     /// A registry under `prefix` whose entries expire `ttl` after their last heartbeat.
     pub fn new(conn: ConnectionManager, prefix: &str, ttl: Duration) -> Self {
+        let conn = crate::metrics::Timed::new(conn, "registry");
         Self { conn, prefix: normalize_prefix(prefix).into(), ttl: ttl.max(Duration::from_millis(1)) }
     }
 

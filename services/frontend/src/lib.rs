@@ -6,7 +6,10 @@ mod api;
 pub mod auth;
 mod body;
 mod code_url;
+mod http_metrics;
+pub mod metrics;
 mod metrics_labels;
+mod prometheus;
 mod request_id;
 mod server;
 
@@ -24,6 +27,7 @@ use lamina_metadata::MetadataClient;
 pub use api::fuzzing;
 pub use auth::Principal;
 pub use code_url::CodeLocations;
+pub use prometheus::{SamplerGuard, on_scrape, prometheus, render as render_metrics};
 pub use request_id::RequestId;
 pub use server::{HttpLimits, serve};
 
@@ -67,19 +71,6 @@ impl Default for Config {
     }
 }
 
-/// The process-wide Prometheus recorder (installed once, shared by every server in the process).
-pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
-    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        let recorder = metrics_labels::Bounded::new(recorder, metrics_labels::DEFAULT_FUNCTION_SERIES);
-        // A recorder installed earlier (by an embedding program) keeps working; ours then only renders.
-        let _ = metrics::set_global_recorder(recorder);
-        handle
-    })
-}
-
 async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse as _;
     let execution = match state.invoker.health().await {
@@ -109,7 +100,7 @@ async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> 
 }
 
 async fn metrics_text() -> String {
-    prometheus().render()
+    prometheus::render().await
 }
 
 /// Invalidation topic of metadata writes: every process drops its cached reads.
@@ -239,6 +230,7 @@ pub fn router(state: AppState) -> Router {
         .merge(lambda)
         .fallback(api::unknown_operation)
         .layer(from_fn_with_state(state.clone(), announce_writes))
+        .layer(axum::middleware::from_fn(http_metrics::record))
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }
@@ -254,6 +246,7 @@ pub fn admin_router(state: AppState) -> Router {
         .nest("/_lamina/admin", admin)
         .fallback(api::unknown_operation)
         .layer(from_fn_with_state(state.clone(), announce_writes))
+        .layer(axum::middleware::from_fn(http_metrics::record))
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }

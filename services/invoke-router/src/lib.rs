@@ -23,8 +23,14 @@ pub use hosts::Hosts;
 
 /// Metric names of this service.
 pub mod metrics_names {
-    /// Invocations refused for concurrency.
+    /// Counter: invocations refused for concurrency, labels `account` (absent when a host
+    /// refused) and `reason`.
     pub const THROTTLES: &str = "lamina_throttles_total";
+
+    /// Registers descriptions of the metrics above with the installed recorder.
+    pub fn describe() {
+        metrics::describe_counter!(THROTTLES, "Invocations refused for concurrency, by account and reason");
+    }
 }
 
 /// How the caller wants the function run.
@@ -267,7 +273,8 @@ impl InvokeRouter {
     /// Takes a slot from the function's reservation, or from the account's unreserved pool.
     async fn acquire(&self, target: &InvokeTarget) -> ApiResult<Lease> {
         let throttled = |reason: &'static str| {
-            metrics::counter!(metrics_names::THROTTLES, "reason" => reason).increment(1);
+            let account = target.row.account_id.clone();
+            metrics::counter!(metrics_names::THROTTLES, "account" => account, "reason" => reason).increment(1);
             ApiError::TooManyRequests { message: "Rate Exceeded.".into(), reason }
         };
         let account_id = &target.row.account_id;

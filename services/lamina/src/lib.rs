@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config_file;
 pub mod distributed;
 pub mod event_sources;
+pub mod prometheus;
 pub mod s3;
 pub mod serve;
 

@@ -268,8 +268,7 @@ fn random_token() -> String {
 
 /// Starts Lamina in this process and returns once it accepts requests.
 pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
-    lamina_frontend::prometheus();
-    lamina_exec_host::metrics::describe();
+    crate::prometheus::install(crate::prometheus::Process::Serve);
     let secrets = Secrets::load(&opts.data_dir, opts.master_key.as_deref(), opts.admin_token.as_deref())?;
     let admin_token = secrets.admin_token.clone();
     let database_url =
@@ -305,6 +304,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         host.set_telemetry(shipper.clone());
     }
     let queue = lamina_async_queue::Queue::new(metadata.store().clone(), opts.queue.clone());
+    let samplers = scrape_samplers(&host, &queue);
     let notifications = crate::s3::FunctionEvents::new(metadata.clone().into(), queue.clone().into(), &opts.region);
     let invoker = lamina_invoke_router::InvokeRouter::new(
         metadata.clone().into(),
@@ -399,10 +399,30 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
         }
         host.shutdown().await;
         telemetry.stop().await;
+        drop(samplers);
         served
     });
     tracing::info!(%addr, %admin_addr, %s3_addr, engine = metadata.engine(), "lamina is ready");
     Ok(Running { addr, admin_addr, s3_addr, admin_token, default_credentials, shutdown, metadata, task })
+}
+
+/// What `/metrics` reads afresh when scraped: the host's sandbox pools and the queue's backlog.
+fn scrape_samplers(
+    host: &lamina_exec_host::ExecHost,
+    queue: &lamina_async_queue::Queue,
+) -> [lamina_frontend::SamplerGuard; 2] {
+    let host = host.clone();
+    let queue = queue.clone();
+    [
+        lamina_frontend::on_scrape(move || {
+            lamina_exec_host::metrics::sample(&host);
+            std::future::ready(())
+        }),
+        lamina_frontend::on_scrape(move || {
+            let queue = queue.clone();
+            async move { queue.sample_metrics().await }
+        }),
+    ]
 }
 
 /// Function telemetry of one process: the shipper that takes producers' logs and metric samples to

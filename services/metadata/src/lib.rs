@@ -8,6 +8,7 @@ mod convert;
 pub mod crypto;
 pub mod functions;
 pub mod grpc;
+pub mod metrics;
 pub mod policies;
 mod read_cache;
 mod sealed_env;

@@ -2,6 +2,7 @@
 //! and the domain types the services use in process.
 
 pub mod replicas;
+pub mod server_metrics;
 pub mod status;
 pub mod transport;
 

@@ -65,7 +65,11 @@ where
     S::Response: axum::response::IntoResponse,
     S::Future: Send + 'static,
 {
-    server().add_service(service).serve_with_incoming_shutdown(listener, shutdown.cancelled_owned()).await?;
+    server()
+        .layer(crate::server_metrics::GrpcMetricsLayer)
+        .add_service(service)
+        .serve_with_incoming_shutdown(listener, shutdown.cancelled_owned())
+        .await?;
     Ok(())
 }
 
@@ -78,6 +82,10 @@ pub async fn serve_routes(
     listener: Incoming,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
-    server().add_routes(routes).serve_with_incoming_shutdown(listener, shutdown.cancelled_owned()).await?;
+    server()
+        .layer(crate::server_metrics::GrpcMetricsLayer)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(listener, shutdown.cancelled_owned())
+        .await?;
     Ok(())
 }

@@ -45,6 +45,12 @@ impl SqlQueue {
         )
     }
 
+    /// Events not yet finished, and the accept time (epoch ms) of the oldest (`/metrics`).
+    pub(crate) async fn backlog(&self) -> anyhow::Result<(i64, Option<i64>)> {
+        let sql = "select count(*), min(created_at) from async_events";
+        Ok(on_pool!(&self.store, pool => sqlx::query_as::<_, (i64, Option<i64>)>(sql).fetch_one(pool).await)?)
+    }
+
     /// Leases up to `limit` due events to `owner`: first the oldest due event of each account,
     /// accounts taken in turn from the one after `cursor` (the account served last), then the
     /// oldest due events overall. A flood from one account therefore does not delay another

@@ -212,7 +212,7 @@ impl Poller {
     async fn process(&self, channel: &Channel, batch: &[(Delivery, Vec<u8>)]) -> anyhow::Result<Next> {
         let Some(last) = batch.last().map(|(d, _)| d.delivery_tag) else { return Ok(Next::Consume) };
         let payload = self.event(batch);
-        metrics::counter!("lamina_esm_records_total", "source" => "rabbitmq").increment(batch.len() as u64);
+        metrics::counter!(crate::metrics::RECORDS_TOTAL, "source" => "rabbitmq").increment(batch.len() as u64);
         let outcome = self.ctx.invoker.invoke(&self.ctx.account_id, &self.ctx.mapping.function_arn, payload).await;
         let uuid = &self.ctx.mapping.uuid;
         let (next, kind) = match outcome {
@@ -237,7 +237,7 @@ impl Poller {
                 (Next::Backoff, "failed")
             }
         };
-        metrics::counter!("lamina_esm_batch_errors_total", "source" => "rabbitmq", "kind" => kind).increment(1);
+        metrics::counter!(crate::metrics::BATCH_ERRORS_TOTAL, "source" => "rabbitmq", "kind" => kind).increment(1);
         self.results.set(RESULT_FUNCTION_FAILED).await;
         channel
             .basic_nack(last, BasicNackOptions { multiple: true, requeue: true })

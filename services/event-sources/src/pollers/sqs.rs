@@ -380,7 +380,7 @@ impl Poller {
             payload.extend_from_slice(&r.json);
         }
         payload.extend_from_slice(b"]}");
-        metrics::counter!("lamina_esm_records_total", "source" => "sqs").increment(part.len() as u64);
+        metrics::counter!(crate::metrics::RECORDS_TOTAL, "source" => "sqs").increment(part.len() as u64);
         let outcome =
             self.ctx.invoker.invoke(&self.ctx.account_id, &self.ctx.mapping.function_arn, Bytes::from(payload)).await;
         let uuid = &self.ctx.mapping.uuid;
@@ -480,7 +480,7 @@ fn flatten(joined: Result<anyhow::Result<Vec<Received>>, tokio::task::JoinError>
 }
 
 fn batch_error(kind: &'static str) {
-    metrics::counter!("lamina_esm_batch_errors_total", "source" => "sqs", "kind" => kind).increment(1);
+    metrics::counter!(crate::metrics::BATCH_ERRORS_TOTAL, "source" => "sqs", "kind" => kind).increment(1);
 }
 
 /// The ids the function reported failed (`{"batchItemFailures":[{"itemIdentifier":"<messageId>"}]}`);

@@ -253,7 +253,7 @@ async fn metadata(common: &CommonArgs, backend: &BackendArgs) -> anyhow::Result<
 
 /// `lamina frontend`: the HTTP API over metadata, code storage and the routers.
 pub async fn run_frontend(args: FrontendArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-    lamina_frontend::prometheus();
+    crate::prometheus::install(crate::prometheus::Process::Frontend);
     let common = &args.common;
     let secrets = Secrets::load(
         &common.data_dir,
@@ -346,6 +346,7 @@ fn listen(addr: SocketAddr, reuse_port: bool) -> anyhow::Result<tokio::net::TcpL
 
 /// `lamina metadata`: accounts, functions, aliases and policies over gRPC, on Postgres.
 pub async fn run_metadata(args: MetadataArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    crate::prometheus::install(crate::prometheus::Process::Metadata);
     let metadata = metadata(&args.common, &args.backend).await?;
     // Another replica's writes make this one's cached reads stale too.
     follow_metadata_writes(metadata.clone().into(), &args.backend.redis).await?;
@@ -394,6 +395,7 @@ fn shipper(
 
 /// `lamina code-storage`: packages by digest over gRPC, and (with `--s3-listen`) the S3 API.
 pub async fn run_code_storage(args: CodeStorageArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    crate::prometheus::install(crate::prometheus::Process::CodeStorage);
     let mut storage = CodeStorage::open(args.common.data_dir.join("blobs"), ZipLimits::default())?;
     let s3 = match args.s3_listen {
         Some(addr) => {
@@ -491,6 +493,7 @@ async fn follow_invalidations(
 
 /// `lamina invoke-router`: places invocations on the registered execution hosts.
 pub async fn run_router(args: RouterArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    crate::prometheus::install(crate::prometheus::Process::InvokeRouter);
     let metadata = MetadataClient::connect(&args.metadata)?;
     let redis = lamina_fleet::connect(args.redis.redis_url.expose()).await?;
     let registry = HostRegistry::new(redis.clone(), &args.redis.redis_prefix, HOST_TTL);
@@ -544,6 +547,7 @@ async fn follow_metadata_writes(metadata: MetadataClient, redis: &RedisArgs) -> 
 
 /// `lamina async-queue`: durable Event invocations on Redis, run through the routers.
 pub async fn run_queue(args: QueueArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    crate::prometheus::install(crate::prometheus::Process::AsyncQueue);
     let config = lamina_async_queue::QueueConfig {
         // A restarted queue process takes over the events its previous life was running at once.
         state_dir: Some(args.common.data_dir.clone()),
@@ -556,6 +560,11 @@ pub async fn run_queue(args: QueueArgs, stop: impl Future<Output = ()>) -> anyho
     let queue =
         lamina_async_queue::Queue::redis(args.redis.redis_url.expose(), &args.redis.redis_prefix, config).await?;
     let router = RouterClient::connect(&args.routers)?;
+    let sampled = queue.clone();
+    let _backlog = lamina_frontend::on_scrape(move || {
+        let queue = sampled.clone();
+        async move { queue.sample_metrics().await }
+    });
     let (incoming, addr) = lamina_rpc::transport::bind(args.grpc_listen).await?;
     let shutdown = CancellationToken::new();
     let status = Status::serve("async-queue", args.common.http_listen, addr, shutdown.clone()).await?;
@@ -604,7 +613,7 @@ pub async fn run_queue(args: QueueArgs, stop: impl Future<Output = ()>) -> anyho
 
 /// `lamina exec-host`: sandboxes, registered in Redis with heartbeats.
 pub async fn run_exec_host(args: ExecHostArgs, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-    lamina_exec_host::metrics::describe();
+    crate::prometheus::install(crate::prometheus::Process::ExecHost);
     let mut config = args.exec.config(args.config.as_deref())?;
     config.data_dir = args.common.data_dir.join("exec-host");
     config.region = args.common.region.clone();
@@ -618,6 +627,11 @@ pub async fn run_exec_host(args: ExecHostArgs, stop: impl Future<Output = ()>) -
     let code = CodeClient::connect(&args.code_storage, ZipLimits::default())?;
     let host_stop = CancellationToken::new();
     let host = ExecHost::start(config, code, host_stop.clone()).await.context("start execution host")?;
+    let sampled = host.clone();
+    let _pools = lamina_frontend::on_scrape(move || {
+        lamina_exec_host::metrics::sample(&sampled);
+        std::future::ready(())
+    });
     let shipping_stop = CancellationToken::new();
     let shipping = shipper(&args.metadata, &args.telemetry, &shipping_stop)?;
     match &shipping {

@@ -46,7 +46,7 @@ impl Status {
         let status = Status { health: Arc::new(Mutex::new(health)), detail: Arc::default() };
         let app = axum::Router::new()
             .route("/health", get(health_of))
-            .route("/metrics", get(|| async { lamina_frontend::prometheus().render() }))
+            .route("/metrics", get(lamina_frontend::render_metrics))
             .with_state(status.clone());
         let listener = lamina_rpc::transport::listener(addr).with_context(|| format!("bind {addr}"))?;
         tracing::info!(service, http = %listener.local_addr()?, %grpc, "serving health and metrics");

@@ -18,12 +18,16 @@ pub enum Store {
 /// Runs the same body against whichever pool the store holds.
 #[macro_export]
 macro_rules! on_pool {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            $crate::store::Store::Sqlite($pool) => $body,
-            $crate::store::Store::Postgres($pool) => $body,
-        }
-    };
+    ($store:expr, $pool:ident => $body:expr) => {{
+        // Every query's latency, in one place (`lamina_db_query_duration_seconds`).
+        let started = ::std::time::Instant::now();
+        let (engine, out) = match $store {
+            $crate::store::Store::Sqlite($pool) => ("sqlite", $body),
+            $crate::store::Store::Postgres($pool) => ("postgres", $body),
+        };
+        $crate::metrics::record(engine, "query", started);
+        out
+    }};
 }
 
 /// Row-lock clauses to append to a `select` inside [`in_tx!`]: Postgres takes row locks, while on
@@ -60,17 +64,21 @@ macro_rules! in_tx {
     ($store:expr, $tx:ident, $locks:ident => $body:block) => {
         match $store {
             $crate::store::Store::Sqlite(pool) => {
+                let started = ::std::time::Instant::now();
                 let $locks = $crate::store::RowLocks::SQLITE;
                 let mut $tx = pool.begin_with("begin immediate").await.context("begin transaction")?;
                 let out = $body;
                 $tx.commit().await.context("commit transaction")?;
+                $crate::metrics::record("sqlite", "transaction", started);
                 out
             }
             $crate::store::Store::Postgres(pool) => {
+                let started = ::std::time::Instant::now();
                 let $locks = $crate::store::RowLocks::POSTGRES;
                 let mut $tx = pool.begin().await.context("begin transaction")?;
                 let out = $body;
                 $tx.commit().await.context("commit transaction")?;
+                $crate::metrics::record("postgres", "transaction", started);
                 out
             }
         }

@@ -73,8 +73,8 @@ pub(crate) struct RedisQueue {
 struct Inner {
     /// For the dedicated connection each worker's blocking reads use.
     client: Client,
-    /// Everything else.
-    conn: ConnectionManager,
+    /// Everything else (its round trips timed as `queue`).
+    conn: lamina_fleet::metrics::Timed<ConnectionManager>,
     /// `{prefix}:events`: the one stream of earlier versions, still read until it is empty.
     events: String,
     /// `{prefix}:events:` + account id: each account's stream.
@@ -118,7 +118,7 @@ impl RedisQueue {
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
-                conn,
+                conn: lamina_fleet::metrics::Timed::new(conn, "queue"),
                 events,
                 stream_prefix: format!("{prefix}:events:"),
                 streams: format!("{prefix}:streams"),
@@ -161,6 +161,20 @@ impl RedisQueue {
         let inner = &self.inner;
         let mut conn = inner.conn.clone();
         Ok(inner.pending.key(&inner.streams).key(&inner.events).key(&inner.delayed).invoke_async(&mut conn).await?)
+    }
+
+    /// Events not yet finished, and the accept time (epoch ms) of the oldest at the head of a
+    /// stream or among the next delayed retries (`/metrics`; see [`scripts::BACKLOG`]).
+    pub(crate) async fn backlog(&self) -> anyhow::Result<(i64, Option<i64>)> {
+        let inner = &self.inner;
+        let mut conn = inner.conn.clone();
+        let (n, oldest): (i64, i64) = Script::new(scripts::BACKLOG)
+            .key(&inner.streams)
+            .key(&inner.events)
+            .key(&inner.delayed)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((n, (oldest > 0).then_some(oldest)))
     }
 
     /// The worker loop: one consumer of the group, running at most `parallelism` events.
@@ -609,7 +623,7 @@ impl RedisQueue {
 
 /// Creates the stream and the consumer group unless the group exists. From "0": events
 /// enqueued before the group existed are delivered too.
-async fn create_group(conn: &mut ConnectionManager, events: &str) -> anyhow::Result<()> {
+async fn create_group(conn: &mut (impl ::redis::aio::ConnectionLike + Send + Sync), events: &str) -> anyhow::Result<()> {
     let created: ::redis::RedisResult<()> = conn.xgroup_create_mkstream(events, GROUP, "0").await;
     match created {
         Ok(()) => Ok(()),

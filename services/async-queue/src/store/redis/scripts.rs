@@ -145,3 +145,36 @@ for _, s in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return n
 ";
+
+/// Counts the events (as [`PENDING`]) and finds the earliest accept time (`created_at`, epoch ms;
+/// 0 when empty) among the first entry of every stream and the next 100 delayed retries: the
+/// oldest unfinished event in all but rare cases (a retry moved back to its stream behind newer
+/// events), without reading whole streams. KEYS: set of streams, the shared stream, delayed.
+pub(super) const BACKLOG: &str = r"
+local n = redis.call('XLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3])
+local oldest = 0
+local function consider(json)
+  local ok, ev = pcall(cjson.decode, json)
+  if ok and type(ev) == 'table' and type(ev['created_at']) == 'number' then
+    if oldest == 0 or ev['created_at'] < oldest then oldest = ev['created_at'] end
+  end
+end
+local function head(stream)
+  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+  if first then
+    local fields = first[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'event' then consider(fields[i + 1]) end
+    end
+  end
+end
+head(KEYS[2])
+for _, s in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if s ~= KEYS[2] then
+    n = n + redis.call('XLEN', s)
+    head(s)
+  end
+end
+for _, m in ipairs(redis.call('ZRANGE', KEYS[3], 0, 99)) do consider(m) end
+return {n, oldest}
+";

@@ -120,7 +120,7 @@ pub(crate) async fn send(destination: &str, discarded: &Discarded<'_>, stop: &to
             _ = stop.cancelled() => break,
         }
     }
-    metrics::counter!("lamina_esm_destination_failures_total", "source" => "kinesis").increment(1);
+    metrics::counter!(crate::metrics::DESTINATION_FAILURES_TOTAL, "source" => "kinesis").increment(1);
     error!(destination, record = %body, "the on-failure record could not be sent ({last_error}); it is dropped");
 }
 
