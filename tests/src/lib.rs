@@ -99,6 +99,8 @@ pub struct ClusterOptions {
     /// Base URL (`postgres://user@host:port`) of the Postgres server the test database is created
     /// on (default: [`postgres_base`]), e.g. a server private to the test.
     pub postgres_base: Option<String>,
+    /// More environment of `lamina cluster` (its children inherit it), e.g. `OTEL_*`.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ClusterOptions {
@@ -111,6 +113,7 @@ impl Default for ClusterOptions {
             lease_ttl_secs: 3,
             extra_args: Vec::new(),
             postgres_base: None,
+            env: Vec::new(),
         }
     }
 }
@@ -238,6 +241,7 @@ async fn start_cluster(
         .args(&layout.extra_args)
         .env("LAMINA_ADMIN_TOKEN", &admin_token)
         .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .envs(layout.env.iter().map(|(k, v)| (k, v)))
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true)

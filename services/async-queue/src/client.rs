@@ -4,8 +4,8 @@ use bytes::Bytes;
 use lamina_common::ApiResult;
 use lamina_rpc::queue::EnqueueRequest;
 use lamina_rpc::queue::async_queue_client::AsyncQueueClient;
+use lamina_rpc::transport::TracedChannel as Channel;
 use lamina_rpc::{from_status, transport};
-use tonic::transport::Channel;
 
 use crate::Queue;
 
@@ -25,7 +25,7 @@ impl From<Queue> for QueueClient {
 impl QueueClient {
     /// A client of the async-queue service at `addr`.
     pub fn connect(addr: &str) -> anyhow::Result<Self> {
-        let client = AsyncQueueClient::new(transport::channel(addr)?)
+        let client = AsyncQueueClient::new(transport::traced_channel(addr)?)
             .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(transport::MAX_MESSAGE_BYTES);
         Ok(Self::Grpc(client))

@@ -108,6 +108,11 @@ pub struct Event {
     pub attempts: i64,
     /// Accepted at, epoch milliseconds.
     pub created_at: i64,
+    /// W3C `traceparent` of the span that accepted the event: its runs join that trace. Absent
+    /// when traces are off, and on events stored before it existed.
+    #[sqlx(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_parent: Option<String>,
 }
 
 /// How one attempt ended, as the runner reports it.
@@ -186,6 +191,7 @@ impl Queue {
     }
 
     /// Stores an event; returns once it is durable.
+    #[tracing::instrument(name = "queue.enqueue", skip_all, fields(request_id = %request_id, account_id = %account_id, function = %function_name))]
     pub async fn enqueue(
         &self,
         request_id: &str,
@@ -204,6 +210,7 @@ impl Queue {
             payload,
             attempts: 0,
             created_at: now_ms(),
+            trace_parent: lamina_rpc::trace::traceparent(),
         };
         match &self.backend {
             Backend::Sql(sql) => sql.enqueue(&event).await.context("enqueue event")?,
@@ -250,6 +257,20 @@ impl Queue {
         F: Fn(Event) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Attempt> + Send + 'static,
     {
+        // Each run is a span of the trace that accepted the event (request ids in the logs too).
+        let run = move |event: Event| {
+            let span = tracing::info_span!(
+                "queue.run",
+                request_id = %event.request_id,
+                account_id = %event.account_id,
+                function = %event.function_name,
+                attempt = event.attempts,
+            );
+            if let Some(parent) = &event.trace_parent {
+                lamina_rpc::trace::set_parent(&span, parent);
+            }
+            tracing::Instrument::instrument(run(event), span)
+        };
         match self.backend.clone() {
             Backend::Sql(sql) => sql.work(self, run, shutdown).await,
             Backend::Redis(redis) => redis.work(self, run, shutdown).await,

@@ -7,11 +7,11 @@ use bytes::Bytes;
 use lamina_common::{ApiError, ApiResult};
 use lamina_rpc::codestorage::code_storage_client::CodeStorageClient;
 use lamina_rpc::codestorage::{Chunk, DeleteRequest, FetchRequest, ReadObjectRequest, SettleRequest};
+use lamina_rpc::transport::TracedChannel as Channel;
 use lamina_rpc::{from_status, transport};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt as _;
 use tokio_stream::StreamExt as _;
-use tonic::transport::Channel;
 
 use crate::grpc::CHUNK_BYTES;
 use crate::s3::ReadError;
@@ -35,7 +35,7 @@ impl From<CodeStorage> for CodeClient {
 impl CodeClient {
     /// A client of the code-storage service at `addr`.
     pub fn connect(addr: &str, limits: ZipLimits) -> anyhow::Result<Self> {
-        let client = CodeStorageClient::new(transport::channel(addr)?)
+        let client = CodeStorageClient::new(transport::traced_channel(addr)?)
             .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(transport::MAX_MESSAGE_BYTES);
         Ok(Self::Grpc { client, limits })

@@ -9,8 +9,8 @@ use lamina_rpc::exechost::exec_host_server::{ExecHost as Api, ExecHostServer};
 use lamina_rpc::exechost::{InvokeReply, InvokeRequest, LogEventsReply, LogEventsRequest};
 use lamina_rpc::status::{never_connected, service_error, service_status};
 use lamina_rpc::transport;
+use lamina_rpc::transport::TracedChannel as Channel;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::{ExecError, ExecHost, Invocation, InvokeOutcome, LogEvent};
@@ -145,7 +145,8 @@ impl Api for Server {
         };
         // The run finishes (freeing its sandbox) even if the router's call is dropped.
         let host = self.host.clone();
-        let out = tokio::spawn(async move { host.invoke(invocation).await })
+        let run = async move { host.invoke(invocation).await };
+        let out = tokio::spawn(tracing::Instrument::in_current_span(run))
             .await
             .map_err(|e| Status::internal(format!("invocation task: {e}")))?
             .map_err(exec_status)?;
@@ -195,7 +196,7 @@ pub enum HostClient {
 impl HostClient {
     /// A client of the host `id` serving gRPC at `addr`.
     pub fn connect(id: &str, addr: &str) -> anyhow::Result<Self> {
-        let client = ExecHostClient::new(transport::channel(addr)?)
+        let client = ExecHostClient::new(transport::traced_channel(addr)?)
             .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(transport::MAX_MESSAGE_BYTES);
         Ok(Self::Grpc { id: id.to_owned(), client })

@@ -288,7 +288,7 @@ impl ExecHost {
     }
 
     /// Runs one invocation to completion (function errors are `Ok` with `function_error`).
-    #[tracing::instrument(skip_all, fields(request_id = %inv.request_id, account_id = %inv.function.account_id, function = %inv.function.function_name, qualifier = %inv.function.version))]
+    #[tracing::instrument(name = "exec_host.invoke", skip_all, fields(request_id = %inv.request_id, account_id = %inv.function.account_id, function = %inv.function.function_name, qualifier = %inv.function.version, cold_start = tracing::field::Empty))]
     pub async fn invoke(&self, inv: Invocation) -> Result<InvokeOutcome, ExecError> {
         let inner = &self.inner;
         // Counted before the check: `drain` either waits for this invocation or it was refused.
@@ -400,6 +400,7 @@ impl ExecHost {
                 }
             }
         };
+        tracing::Span::current().record("cold_start", cold);
         let outcome = self.run_in(&sandbox, &inv, cold).await;
         if cold && let Some(s) = &inner.spares {
             // Replaces the spare this cold start used, now that the runtime has started.
@@ -431,17 +432,29 @@ impl ExecHost {
         let start_ms = chrono::Utc::now().timestamp_millis();
         let deadline_ms = start_ms + timeout.as_millis() as i64;
         let (placeholder, _) = tokio::sync::oneshot::channel();
+        // The runtime's part of the trace; the X-Ray header it hands the function names this span
+        // as the parent of the function's own spans.
+        let runtime_span = if lamina_rpc::trace::enabled() {
+            tracing::info_span!("runtime", request_id = %inv.request_id, function_error = tracing::field::Empty)
+        } else {
+            tracing::Span::none()
+        };
+        let trace_id = runtime_span.in_scope(lamina_rpc::trace::xray_header).unwrap_or_else(|| inv.trace_id.clone());
         let pending = Pending {
             request_id: inv.request_id.clone(),
             deadline_ms,
             invoked_arn: inv.invoked_arn.clone(),
-            trace_id: inv.trace_id.clone(),
+            trace_id,
             client_context: inv.client_context.clone(),
             cognito_identity: inv.cognito_identity.clone(),
             payload: inv.payload.clone(),
             done: placeholder,
         };
-        let end = sb.run(pending, tokio::time::Instant::from_std(start + timeout)).await;
+        let end = tracing::Instrument::instrument(
+            sb.run(pending, tokio::time::Instant::from_std(start + timeout)),
+            runtime_span.clone(),
+        )
+        .await;
         let end_t = Instant::now();
         let id = &inv.request_id;
         let mut extra: Vec<String> = Vec::new();
@@ -481,6 +494,7 @@ impl ExecHost {
                 (Bytes::from(doc.to_string()), true, false, true)
             }
         };
+        runtime_span.record("function_error", function_error);
         let captured = sb.finish_logs();
         let init_duration = cold.then(|| sb.api.first_next().unwrap_or(end_t).saturating_duration_since(sb.spawned_at));
         let run_start = sb.api.delivered().filter(|d| *d >= start).unwrap_or(start);

@@ -10,9 +10,9 @@ use lamina_rpc::router::invoke_reply::Outcome;
 use lamina_rpc::router::invoke_router_client::InvokeRouterClient;
 use lamina_rpc::router::invoke_router_server::{InvokeRouter as Api, InvokeRouterServer};
 use lamina_rpc::router::{self as proto, InvokeReply, LogEventsReply, LogEventsRequest};
+use lamina_rpc::transport::TracedChannel as Channel;
 use lamina_rpc::{from_status, to_status, transport};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::{InvocationType, InvokeOutcome, InvokeRequest, InvokeRouter, Invoked, attempt_of, event_request};
@@ -150,7 +150,7 @@ impl RouterClient {
     /// A client of the routers at `addrs` (round-robin; the next one when a router cannot be reached).
     pub fn connect(addrs: &[String]) -> anyhow::Result<Self> {
         let replicas = Replicas::connect(addrs, |a| {
-            Ok(InvokeRouterClient::new(transport::channel(a)?)
+            Ok(InvokeRouterClient::new(transport::traced_channel(a)?)
                 .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(transport::MAX_MESSAGE_BYTES))
         })?;

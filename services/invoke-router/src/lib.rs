@@ -207,6 +207,7 @@ impl InvokeRouter {
     }
 
     /// Runs (or, for DryRun, only checks) one invocation.
+    #[tracing::instrument(name = "router.invoke", skip_all, fields(request_id = %req.request_id, account_id = %req.account_id, function = %req.function_name, invocation_type = ?req.invocation_type))]
     pub async fn invoke(&self, req: InvokeRequest) -> ApiResult<InvokeOutcome> {
         let target = self.resolve(&req).await?;
         match req.invocation_type {
@@ -419,8 +420,12 @@ fn unix_now() -> i64 {
     i64::try_from(now.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// An X-Ray-shaped trace id for the Runtime API.
+/// An X-Ray-shaped trace id for the Runtime API: the current span's when traces are exported (a
+/// function's own spans then join the invocation's trace), else a random one.
 fn trace_id() -> String {
+    if let Some(header) = lamina_rpc::trace::xray_header() {
+        return header;
+    }
     let id = lamina_common::ids::random_uuid().simple().to_string();
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     format!("Root=1-{secs:08x}-{};Parent={};Sampled=0", &id[..24], &id[..16])

@@ -13,6 +13,10 @@ use serde_json::{Value, json};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Service log lines on stderr: `text`, or `json` (one object per line with the enclosing
+    /// spans' fields, request ids among them). `lamina cluster`'s children inherit the variable.
+    #[arg(long, global = true, env = "LAMINA_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,5 +7,6 @@ pub mod event_sources;
 pub mod prometheus;
 pub mod s3;
 pub mod serve;
+pub mod telemetry;
 
 pub use serve::{Running, ServeOptions};

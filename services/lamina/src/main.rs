@@ -8,16 +8,20 @@ use lamina::serve::{ServeOptions, start};
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     lamina::distributed::cluster::die_with_cluster()?;
-    if !matches!(cli.command, Command::Account(_)) {
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .with_writer(std::io::stderr)
-            .init();
+    let telemetry = if matches!(cli.command, Command::Account(_)) {
+        None
+    } else {
+        Some(lamina::telemetry::init(cli.log_format, lamina::telemetry::service_name(&cli.command))?)
+    };
+    let result = run(cli.command).await;
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown().await;
     }
-    match cli.command {
+    result
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve(args) => {
             let opts = ServeOptions {
                 data_dir: args.data_dir,

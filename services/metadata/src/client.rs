@@ -13,8 +13,8 @@ use lamina_common::policy::Statement;
 use lamina_rpc::metadata::metadata_client::MetadataClient as Api;
 use lamina_rpc::metadata::{self as proto, Empty};
 use lamina_rpc::replicas::Replicas;
+use lamina_rpc::transport::TracedChannel as Channel;
 use lamina_rpc::{from_status, transport};
-use tonic::transport::Channel;
 use tonic::{Response, Status};
 
 use crate::accounts::NewKey;
@@ -111,7 +111,7 @@ impl MetadataClient {
     /// A client of the metadata services at `addrs` (calls go round-robin).
     pub fn connect(addrs: &[String]) -> anyhow::Result<Self> {
         let replicas = Replicas::connect(addrs, |a| {
-            Ok(Api::new(transport::channel(a)?)
+            Ok(Api::new(transport::traced_channel(a)?)
                 .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(transport::MAX_MESSAGE_BYTES))
         })?;

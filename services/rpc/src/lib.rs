@@ -4,6 +4,7 @@
 pub mod replicas;
 pub mod server_metrics;
 pub mod status;
+pub mod trace;
 pub mod transport;
 
 /// Generated code, nested as the proto packages are (`lamina.<service>.v1`).

@@ -24,9 +24,21 @@ pub fn channel(addr: &str) -> anyhow::Result<Channel> {
     Ok(endpoint.connect_lazy())
 }
 
+/// A channel whose calls carry the caller's trace context (see [`crate::trace`]).
+pub type TracedChannel = tonic::service::interceptor::InterceptedService<Channel, crate::trace::Inject>;
+
+/// [`channel`], its calls carrying the caller's trace context: the one for calls on an
+/// invocation's path, so the callee's spans join the caller's trace.
+pub fn traced_channel(addr: &str) -> anyhow::Result<TracedChannel> {
+    Ok(tonic::service::interceptor::InterceptedService::new(channel(addr)?, crate::trace::Inject))
+}
+
 /// A tonic server builder with Lamina's settings.
 pub fn server() -> tonic::transport::Server {
-    tonic::transport::Server::builder().tcp_nodelay(true).http2_keepalive_interval(Some(Duration::from_secs(10)))
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .trace_fn(crate::trace::server_span)
 }
 
 /// Binds `addr` (port 0 picks one) for a gRPC server; returns the listener and its address.

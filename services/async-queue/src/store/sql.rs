@@ -29,11 +29,12 @@ impl SqlQueue {
     /// fired again after a crash carries the request ids of the first try).
     pub(crate) async fn enqueue(&self, event: &Event) -> anyhow::Result<()> {
         let sql = "insert into async_events (request_id, account_id, function_name, qualifier, payload, attempts, \
-                   next_attempt_at, lease_until, created_at, updated_at) values ($1, $2, $3, $4, $5, 0, $6, 0, $6, $6) \
+                   next_attempt_at, lease_until, created_at, updated_at, trace_parent) \
+                   values ($1, $2, $3, $4, $5, 0, $6, 0, $6, $6, $7) \
                    on conflict (request_id) do nothing";
         on_pool!(&self.store, pool => sqlx::query(sql)
             .bind(&event.request_id).bind(&event.account_id).bind(&event.function_name).bind(&event.qualifier)
-            .bind(&event.payload).bind(event.created_at)
+            .bind(&event.payload).bind(event.created_at).bind(&event.trace_parent)
             .execute(pool).await.map(|_| ()))?;
         self.wake.notify_one();
         Ok(())
@@ -79,7 +80,7 @@ impl SqlQueue {
                    update async_events set lease_until = $2, lease_owner = $4, attempts = attempts + 1, updated_at = $1 \
                    where request_id in (select request_id from candidates order by turn, wrap, account, at limit $3) \
                    and lease_until < $1 \
-                   returning request_id, account_id, function_name, qualifier, payload, attempts, created_at";
+                   returning request_id, account_id, function_name, qualifier, payload, attempts, created_at, trace_parent";
         on_pool!(&self.store, pool => sqlx::query_as::<_, Event>(sql)
             .bind(now).bind(lease).bind(limit as i64).bind(owner).bind(cursor).fetch_all(pool).await)
         .context("claim events")

@@ -85,6 +85,17 @@ pub(crate) fn check_payload(body: &Bytes, kind: InvocationType) -> ApiResult<()>
     Ok(())
 }
 
+/// The invocation's span under the request's (names and ids only: never the payload).
+fn invoke_span(req: &InvokeRequest) -> tracing::Span {
+    tracing::info_span!(
+        "Invoke",
+        request_id = %req.request_id,
+        account_id = %req.account_id,
+        function = %req.function_name,
+        invocation_type = ?req.invocation_type,
+    )
+}
+
 /// `POST /2015-03-31/functions/{name}/invocations`
 pub async fn invoke(
     State(state): State<AppState>,
@@ -112,7 +123,8 @@ pub async fn invoke(
         client_context,
         tail_log,
     };
-    match state.invoker.invoke(req).await? {
+    let span = invoke_span(&req);
+    match tracing::Instrument::instrument(state.invoker.invoke(req), span).await? {
         InvokeOutcome::Checked => Ok(StatusCode::NO_CONTENT.into_response()),
         InvokeOutcome::Queued => Ok(StatusCode::ACCEPTED.into_response()),
         InvokeOutcome::Ran(ran) => {
@@ -155,6 +167,7 @@ pub async fn invoke_async(
         client_context: None,
         tail_log: false,
     };
-    state.invoker.invoke(req).await?;
+    let span = invoke_span(&req);
+    tracing::Instrument::instrument(state.invoker.invoke(req), span).await?;
     Ok((StatusCode::ACCEPTED, [("content-type", "application/json")], "{\"Status\": 202}").into_response())
 }
