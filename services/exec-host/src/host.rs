@@ -538,22 +538,25 @@ impl ExecHost {
     /// Hands an invocation's log to the telemetry sink (when one is set) and keeps it in this
     /// host's bounded store.
     fn keep_log(&self, f: &FunctionSnapshot, log: InvocationLog) {
+        let InvocationLog { stream, events } = log;
         if let Some(sink) = self.inner.telemetry.get() {
+            // The one copy of the text: the shipper owns its batch until it is stored, while this
+            // host's store keeps the events for `log_events` (Lamina's own logs path).
+            let shipped = events
+                .iter()
+                .map(|e| lamina_common::telemetry::ShippedEvent {
+                    timestamp_ms: e.timestamp_ms,
+                    message: e.message.clone(),
+                })
+                .collect();
             sink.logs(lamina_common::telemetry::LogBatch {
                 account_id: f.account_id.clone(),
                 log_group: format!("/aws/lambda/{}", f.function_name),
-                log_stream: log.stream.clone(),
-                events: log
-                    .events
-                    .iter()
-                    .map(|e| lamina_common::telemetry::ShippedEvent {
-                        timestamp_ms: e.timestamp_ms,
-                        message: e.message.clone(),
-                    })
-                    .collect(),
+                log_stream: stream,
+                events: shipped,
             });
         }
-        self.inner.logs.append(&f.account_id, &f.function_name, log.events);
+        self.inner.logs.append(&f.account_id, &f.function_name, events);
     }
 
     /// Sends every function log from now on to `sink` too (set once; later calls are ignored).

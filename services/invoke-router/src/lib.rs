@@ -5,6 +5,7 @@ mod credentials;
 mod detach;
 pub mod grpc;
 mod hosts;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -83,8 +84,8 @@ pub struct InvokeRouter {
     queue: QueueClient,
     /// Mints credentials for function code, when given a session key.
     sessions: Option<std::sync::Arc<credentials::Minter>>,
-    /// Where the `AWS/Lambda` metric samples of invocations go.
-    telemetry: Option<std::sync::Arc<dyn lamina_common::telemetry::TelemetrySink>>,
+    /// Where the `AWS/Lambda` metric samples of invocations go (with this router's runs in flight).
+    telemetry: Option<usage::Usage>,
 }
 
 /// Tries of one invocation on different hosts when a host refuses it before it started.
@@ -121,7 +122,7 @@ impl InvokeRouter {
     /// Records the `AWS/Lambda` metrics of every invocation (Invocations, Errors, Duration,
     /// Throttles, ConcurrentExecutions) into `sink`.
     pub fn with_telemetry(mut self, sink: std::sync::Arc<dyn lamina_common::telemetry::TelemetrySink>) -> Self {
-        self.telemetry = Some(sink);
+        self.telemetry = Some(usage::Usage::new(sink));
         self
     }
 
@@ -232,7 +233,17 @@ impl InvokeRouter {
             }
             InvocationType::RequestResponse => {}
         }
-        let lease = self.acquire(&target).await?;
+        let invoked = self.telemetry.as_ref().map(|_| usage::Invoked::of(&req));
+        let lease = match self.acquire(&target).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                if let (Some(usage), Some(invoked), ApiError::TooManyRequests { .. }) = (&self.telemetry, &invoked, &e)
+                {
+                    usage.throttled(invoked, &target.row.version);
+                }
+                return Err(e);
+            }
+        };
         let row = target.row;
         let invoked_arn = self.invoked_arn(&req);
         let executed_version = row.version.clone();
@@ -252,10 +263,16 @@ impl InvokeRouter {
             account_share_percent: target.host_share_percent.and_then(|p| u32::try_from(p).ok()),
             credentials,
         };
+        // Counted in flight until the run ends, however it ends.
+        let run =
+            self.telemetry.as_ref().zip(invoked).map(|(usage, invoked)| usage.start(invoked, executed_version.clone()));
         // The run finishes (and frees its slot and sandbox) even if the caller goes away.
         let hosts = self.hosts.clone();
         let result = detach::RunToCompletion::new(async move {
             let result = run_placed(&hosts, invocation).await;
+            if let Some(run) = run {
+                run.finished(&result);
+            }
             if let Err(e) = within_deadline("release a lease", lease.release()).await {
                 tracing::warn!("releasing a concurrency lease failed (it expires by itself): {e:#}");
             }

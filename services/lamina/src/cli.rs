@@ -88,7 +88,7 @@ pub struct ServeArgs {
     pub telemetry: TelemetryArgs,
 }
 
-/// Whether function telemetry is shipped (`serve`, `invoke-router`, `exec-host`, `cluster`).
+/// Whether function telemetry is shipped (`serve`, `invoke-router`, `exec-host`, `async-queue`, `cluster`).
 #[derive(Debug, Args, Clone)]
 pub struct TelemetryArgs {
     /// Ship function logs and `AWS/Lambda` metrics to their stores (`false` only to measure their cost:

@@ -3,9 +3,11 @@
 //! `lamina async-queue` run them.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use lamina_async_queue::QueueClient;
+use lamina_common::telemetry::TelemetrySink;
 use lamina_event_sources::EventSourcesClient;
 use lamina_event_sources::destinations::EventRunner;
 use lamina_event_sources::invoker::Invoker;
@@ -23,6 +25,9 @@ pub struct Parts {
     pub region: String,
     /// This replica's lease-owner name (see [`owner`]).
     pub owner: String,
+    /// Where pollers record the `AWS/Lambda` metrics of mappings (IteratorAge), when function
+    /// telemetry is on.
+    pub telemetry: Option<Arc<dyn TelemetrySink>>,
 }
 
 /// The running scheduler and poller manager, and the runner the queue worker calls.
@@ -64,6 +69,7 @@ pub fn start(parts: Parts, stop: CancellationToken) -> Running {
         Invoker::new(parts.router),
         parts.owner,
         parts.region,
+        parts.telemetry,
         stop,
     ));
     Running { runner, tasks: vec![scheduler, pollers] }

@@ -327,6 +327,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Running> {
             queue: queue.clone().into(),
             region: opts.region.clone(),
             owner: crate::event_sources::owner(&opts.data_dir, "serve")?,
+            telemetry: telemetry.shipper.clone().map(|s| -> Arc<dyn lamina_common::telemetry::TelemetrySink> { s }),
         };
         Some(crate::event_sources::start(parts, shutdown.child_token()))
     } else {

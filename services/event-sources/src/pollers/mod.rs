@@ -20,12 +20,15 @@ pub mod rabbitmq;
 pub mod sqs;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
+
+use lamina_common::telemetry::TelemetrySink;
 
 use crate::EventSourcesClient;
 use crate::invoker::Invoker;
@@ -43,6 +46,8 @@ pub struct PollContext {
     pub invoker: Invoker,
     /// The region ARNs and event records name.
     pub region: String,
+    /// Where the mapping's `AWS/Lambda` metric samples go (IteratorAge), when function telemetry is on.
+    pub telemetry: Option<Arc<dyn TelemetrySink>>,
     /// Cancelled when the poller must stop: the mapping was disabled, updated or deleted, this
     /// replica lost the mapping's lease, or the process is shutting down. A poller finishes (or
     /// abandons) its batch, without checkpointing past what succeeded, and returns.
@@ -69,9 +74,11 @@ pub async fn run_manager(
     invoker: Invoker,
     owner: String,
     region: String,
+    telemetry: Option<Arc<dyn TelemetrySink>>,
     shutdown: CancellationToken,
 ) {
-    let mut manager = Manager { client, invoker, owner, region, shutdown: shutdown.clone(), slots: HashMap::new() };
+    let mut manager =
+        Manager { client, invoker, owner, region, telemetry, shutdown: shutdown.clone(), slots: HashMap::new() };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -88,6 +95,7 @@ struct Manager {
     invoker: Invoker,
     owner: String,
     region: String,
+    telemetry: Option<Arc<dyn TelemetrySink>>,
     shutdown: CancellationToken,
     slots: HashMap<String, Slot>,
 }
@@ -258,6 +266,7 @@ impl Manager {
             client: self.client.clone(),
             invoker: self.invoker.clone(),
             region: self.region.clone(),
+            telemetry: self.telemetry.clone(),
             stop: stop.clone(),
         };
         let span = tracing::info_span!("poller", mapping = %uuid, account_id = %record.account_id);

@@ -248,6 +248,7 @@ pub async fn run(args: ClusterArgs, stop: impl Future<Output = ()>) -> anyhow::R
                     format!("--grpc-listen={grpc}"),
                     format!("--routers={}", router_addrs.join(",")),
                     metadata_flag.clone(),
+                    format!("--function-telemetry={}", args.telemetry.function_telemetry),
                 ];
                 if let Some(d) = &args.async_retry_delays {
                     queue_extra.push(format!("--async-retry-delays={d}"));

@@ -195,6 +195,9 @@ pub struct QueueArgs {
     /// (no destinations, schedules or pollers).
     #[arg(long, env = "LAMINA_METADATA", value_delimiter = ',')]
     pub metadata: Vec<String>,
+    /// Pollers' `AWS/Lambda` metrics (IteratorAge), shipped to the metadata services.
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 /// `lamina exec-host`.
@@ -570,6 +573,8 @@ pub async fn run_queue(args: QueueArgs, stop: impl Future<Output = ()>) -> anyho
     let status = Status::serve("async-queue", args.common.http_listen, addr, shutdown.clone()).await?;
     let server = tokio::spawn(lamina_async_queue::serve(queue.clone(), incoming, shutdown.clone()));
     let worker_stop = CancellationToken::new();
+    let shipping_stop = CancellationToken::new();
+    let shipping = shipper(&args.metadata, &args.telemetry, &shipping_stop)?;
     let (worker, sources) = if args.metadata.is_empty() {
         tracing::warn!("no --metadata: Event invocations run without destinations; no schedules or pollers");
         let run = move |event| {
@@ -589,6 +594,9 @@ pub async fn run_queue(args: QueueArgs, stop: impl Future<Output = ()>) -> anyho
                 queue: queue.clone().into(),
                 region: args.common.region.clone(),
                 owner,
+                telemetry: shipping
+                    .as_ref()
+                    .map(|(s, _)| -> Arc<dyn lamina_common::telemetry::TelemetrySink> { s.clone() }),
             },
             worker_stop.clone(),
         );
@@ -607,6 +615,10 @@ pub async fn run_queue(args: QueueArgs, stop: impl Future<Output = ()>) -> anyho
     worker.await.context("join worker")?;
     if let Some(sources) = sources {
         sources.join().await;
+    }
+    shipping_stop.cancel();
+    if let Some((_, task)) = shipping {
+        let _ = task.await;
     }
     served
 }

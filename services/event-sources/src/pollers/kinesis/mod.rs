@@ -27,6 +27,9 @@ use aws_sdk_kinesis::error::DisplayErrorContext;
 use tokio::task::JoinSet;
 use tracing::{Instrument as _, debug, info, warn};
 
+use lamina_common::names::FunctionRef;
+use lamina_common::telemetry::{Metric, MetricKey, MetricSample};
+
 use self::event::{Position, StreamArn};
 use self::shard::ShardExit;
 use super::PollContext;
@@ -56,6 +59,7 @@ pub async fn run(ctx: PollContext) -> anyhow::Result<()> {
     async move {
         let stream = StreamArn::parse(&arn).with_context(|| format!("{arn:?} is not a Kinesis stream ARN"))?;
         let poller = Arc::new(Poller {
+            age_metric: ctx.telemetry.as_ref().and_then(|_| iterator_age_key(&ctx)),
             settings: Settings::of(&ctx.mapping),
             kinesis: crate::aws::kinesis().await,
             stream,
@@ -121,6 +125,25 @@ pub(crate) struct Poller {
     result: Mutex<String>,
     /// The latest iterator age per shard (ms), whose maximum is the mapping's gauge.
     ages: Mutex<HashMap<String, i64>>,
+    /// The key of the mapping's `IteratorAge` samples, when function telemetry is on.
+    age_metric: Option<MetricKey>,
+}
+
+/// The `IteratorAge` key of the mapping's function, as the mapping names it (`Resource` carries
+/// its qualifier); `None` when the name does not parse (its invocations fail anyway).
+fn iterator_age_key(ctx: &PollContext) -> Option<MetricKey> {
+    let r = FunctionRef::parse(&ctx.mapping.function_arn, "FunctionName").ok()?;
+    let resource = match &r.qualifier {
+        Some(q) => format!("{}:{q}", r.name),
+        None => r.name.clone(),
+    };
+    Some(MetricKey {
+        account_id: r.account_id.unwrap_or_else(|| ctx.account_id.clone()),
+        function_name: r.name,
+        resource,
+        executed_version: String::new(),
+        metric: Metric::IteratorAge,
+    })
 }
 
 /// A listed shard.
@@ -341,8 +364,12 @@ impl Poller {
         }
     }
 
-    /// Records a shard's iterator age and sets the mapping's gauge to the largest.
+    /// Records a shard's iterator age (a batch is being invoked): the function's `IteratorAge`
+    /// sample, and the mapping's gauge set to the largest over its shards.
     pub(crate) fn record_age(&self, shard: &str, age_ms: i64) {
+        if let (Some(sink), Some(key)) = (&self.ctx.telemetry, &self.age_metric) {
+            sink.metric(MetricSample { key: key.clone(), timestamp_ms: now_ms(), value: age_ms.max(0) as f64 });
+        }
         let Ok(mut ages) = self.ages.lock() else { return };
         ages.insert(shard.to_owned(), age_ms.max(0));
         let max = ages.values().copied().max().unwrap_or(0);
