@@ -96,6 +96,13 @@ async fn tail_follow_sees_new_events_once(env: &TestEnv) {
     create_python(&lambda, "tailed", PRINTER).send().await.expect("create");
     let (first, _) = invoke(&lambda, "tailed", r#"{"tag": "one", "n": 2}"#).await;
 
+    // The CLI fails on a group that does not exist (yet): a user tails one that does.
+    let client = super::logs(env, &t);
+    lamina_tests::wait_until(Duration::from_secs(5), "the log group", || async {
+        let groups = client.describe_log_groups().log_group_name_prefix("/aws/lambda/tailed").send().await.ok()?;
+        (!groups.log_groups().is_empty()).then_some(())
+    })
+    .await;
     // `--since 10m` (the default).
     let mut follow = Follow::new("/aws/lambda/tailed", now_ms() - 10 * 60 * 1000);
     follow.until_shown(env, &t, &format!("REPORT RequestId: {first}")).await;
