@@ -115,7 +115,8 @@ async fn announce_writes(
 ) -> axum::response::Response {
     let writes = !matches!(*request.method(), http::Method::GET | http::Method::HEAD)
         && !request.uri().path().ends_with("/invocations")
-        && !request.uri().path().ends_with("/invoke-async/");
+        && !request.uri().path().ends_with("/invoke-async/")
+        && !reads_telemetry(&request);
     let response = next.run(request).await;
     if writes
         && response.status().is_success()
@@ -125,6 +126,23 @@ async fn announce_writes(
         tracing::warn!("announcing a metadata write failed (other processes see it within 1 s): {e:#}");
     }
     response
+}
+
+/// A CloudWatch Logs or CloudWatch call: they never touch metadata (every `aws logs tail` poll is a
+/// POST, and announcing it would empty every frontend's metadata cache).
+fn reads_telemetry(request: &axum::extract::Request) -> bool {
+    let path = request.uri().path();
+    if path.starts_with("/service/") {
+        return true;
+    }
+    if path != "/" {
+        return false;
+    }
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let target = header("x-amz-target");
+    target.starts_with("Logs_20140328.")
+        || target.starts_with("GraniteServiceVersion20100801.")
+        || (target.is_empty() && header("content-type").starts_with("application/x-www-form-urlencoded"))
 }
 
 /// Everything a handler may need; cheap to clone.
