@@ -166,7 +166,10 @@ impl Pool {
         let id = st.next_id;
         st.used_mb += memory_mb;
         let runtime = key.runtime.clone();
-        st.live.insert(id, Live { memory_mb, uid, sandbox: None, account_id: key.account_id.clone(), runtime, busy: false });
+        st.live.insert(
+            id,
+            Live { memory_mb, uid, sandbox: None, account_id: key.account_id.clone(), runtime, busy: false },
+        );
         st.mark_busy(id);
         Ok((Acquired::Cold { id, uid }, evicted))
     }

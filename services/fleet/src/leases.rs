@@ -121,7 +121,11 @@ impl Leases {
     pub fn redis(conn: ConnectionManager, config: LeaseConfig) -> Self {
         // A zero TTL would expire every lease at once; whole milliseconds are what Redis stores.
         let ttl = config.ttl.max(Duration::from_millis(3));
-        Self::Redis(RedisLeases { conn: crate::metrics::Timed::new(conn, "leases"), prefix: normalize_prefix(&config.prefix).into(), ttl })
+        Self::Redis(RedisLeases {
+            conn: crate::metrics::Timed::new(conn, "leases"),
+            prefix: normalize_prefix(&config.prefix).into(),
+            ttl,
+        })
     }
 
     /// Takes a slot under `key` if fewer than `limit` are held, or returns `None` when full.

@@ -450,8 +450,7 @@ impl Telemetry {
             lamina_observability::ShipperConfig::default(),
             stop.clone(),
         );
-        let janitor =
-            tokio::spawn(lamina_observability::janitor(observability.clone(), JANITOR_EVERY, stop.clone()));
+        let janitor = tokio::spawn(lamina_observability::janitor(observability.clone(), JANITOR_EVERY, stop.clone()));
         Self { shipper: Some(shipper), stop, tasks: vec![shipping, janitor] }
     }
 

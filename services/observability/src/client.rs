@@ -47,7 +47,8 @@ impl ObservabilityClient {
             Self::Local(local) => local.dispatch(account, op, request).await,
             Self::Grpc(replicas) => {
                 let json = serde_json::to_vec(&request).map_err(|e| internal(op, e))?;
-                let request = CallRequest { op: op.to_owned(), account_id: account.to_owned(), json: Bytes::from(json) };
+                let request =
+                    CallRequest { op: op.to_owned(), account_id: account.to_owned(), json: Bytes::from(json) };
                 let reply = replicas
                     .call(|mut c| {
                         let request = request.clone();

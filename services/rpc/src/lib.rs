@@ -58,12 +58,12 @@ pub use lamina::codestorage::v1 as codestorage;
 pub use lamina::common::v1 as common;
 /// Event sources' state (served by the metadata process).
 pub use lamina::events::v1 as events;
-/// Function logs and metrics (served by the metadata process).
-pub use lamina::observability::v1 as observability;
 /// The execution host's API.
 pub use lamina::exechost::v1 as exechost;
 /// The metadata service's API.
 pub use lamina::metadata::v1 as metadata;
+/// Function logs and metrics (served by the metadata process).
+pub use lamina::observability::v1 as observability;
 /// The async queue's API.
 pub use lamina::queue::v1 as queue;
 /// The invoke router's API.

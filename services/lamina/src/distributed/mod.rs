@@ -389,11 +389,7 @@ fn shipper(
         return Ok(None);
     }
     let client = lamina_observability::ObservabilityClient::connect(metadata)?;
-    Ok(Some(lamina_observability::Shipper::start(
-        client,
-        lamina_observability::ShipperConfig::default(),
-        stop.clone(),
-    )))
+    Ok(Some(lamina_observability::Shipper::start(client, lamina_observability::ShipperConfig::default(), stop.clone())))
 }
 
 /// `lamina code-storage`: packages by digest over gRPC, and (with `--s3-listen`) the S3 API.

@@ -623,7 +623,10 @@ impl RedisQueue {
 
 /// Creates the stream and the consumer group unless the group exists. From "0": events
 /// enqueued before the group existed are delivered too.
-async fn create_group(conn: &mut (impl ::redis::aio::ConnectionLike + Send + Sync), events: &str) -> anyhow::Result<()> {
+async fn create_group(
+    conn: &mut (impl ::redis::aio::ConnectionLike + Send + Sync),
+    events: &str,
+) -> anyhow::Result<()> {
     let created: ::redis::RedisResult<()> = conn.xgroup_create_mkstream(events, GROUP, "0").await;
     match created {
         Ok(()) => Ok(()),
