@@ -4,8 +4,6 @@
 //! under CI when it is unreachable and are skipped otherwise.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lamina_common::ApiError;
 use lamina_common::telemetry::{LogBatch, ShippedEvent};
@@ -13,36 +11,11 @@ use lamina_common::time::now_ms;
 use lamina_metadata::Store;
 use lamina_observability::{Ingest, LogLimits, Observability};
 use serde_json::{Value, json};
-use sqlx::Connection as _;
 
-macro_rules! engine_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let dir = tempfile::tempdir().expect("temp dir");
-                    let url = format!("sqlite://{}", dir.path().join("metadata.db").display());
-                    let store = lamina_metadata::Store::connect(&url).await.expect("open sqlite");
-                    super::$name(store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some((url, _db)) = super::postgres_database().await else { return };
-                    let store = lamina_metadata::Store::connect(&url).await.expect("open postgres");
-                    super::$name(store.clone()).await;
-                    if let lamina_metadata::Store::Postgres(pool) = store {
-                        pool.close().await;
-                    }
-                }
-            )*
-        }
-    };
-}
+#[macro_use]
+mod common;
+
+use common::obs;
 
 engine_tests!(
     get_log_events_orders_and_pages_both_ways,
@@ -58,69 +31,12 @@ engine_tests!(
     requests_are_validated,
 );
 
-fn postgres_base() -> String {
-    std::env::var("LAMINA_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-async fn admin_connection() -> Option<sqlx::PgConnection> {
-    let url = format!("{}/postgres", postgres_base());
-    match tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&url)).await {
-        Ok(Ok(conn)) => Some(conn),
-        outcome => {
-            assert!(std::env::var_os("CI").is_none(), "Postgres is required under CI: {outcome:?}");
-            eprintln!("skipping: Postgres unreachable");
-            None
-        }
-    }
-}
-
-/// A test database, dropped (with its connections) when the test ends, passed or failed.
-struct TestDatabase(String);
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        // Its own thread and runtime: the test's runtime may be unwinding.
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                rt.block_on(drop_postgres_database(&name));
-            }
-        })
-        .join();
-    }
-}
-
-async fn postgres_database() -> Option<(String, TestDatabase)> {
-    let mut conn = admin_connection().await?;
-    // Unique across processes (pid, clock) and across this process's parallel tests (counter).
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let name = format!("lamina_test_{}_{nanos}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-    sqlx::query(sqlx::AssertSqlSafe(format!("create database \"{name}\"")))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    Some((format!("{}/{name}", postgres_base()), TestDatabase(name)))
-}
-
-async fn drop_postgres_database(name: &str) {
-    if let Some(mut conn) = admin_connection().await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists \"{name}\" with (force)")))
-            .execute(&mut conn)
-            .await;
-    }
-}
-
 const A: &str = "111111111111";
 const B: &str = "222222222222";
 const GROUP: &str = "/aws/lambda/orders";
 const S1: &str = "2024/05/01/[$LATEST]00000000000000000000000000000001";
 const S2: &str = "2024/05/01/[$LATEST]00000000000000000000000000000002";
 const S3: &str = "2024/05/02/[7]00000000000000000000000000000003";
-
-fn obs(store: &Store) -> Observability {
-    Observability::new(store.clone(), "us-east-1", LogLimits::default())
-}
 
 fn batch(account: &str, group: &str, stream: &str, events: &[(i64, &str)]) -> LogBatch {
     LogBatch {

@@ -7,46 +7,19 @@
 //! `postgres://postgres@127.0.0.1:5432`); they fail under CI when it is unreachable and are
 //! skipped otherwise.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lamina_common::ApiError;
 use lamina_common::telemetry::{Metric, MetricKey, MetricSample, MetricStat};
 use lamina_common::time::now_ms;
 use lamina_metadata::Store;
-use lamina_observability::{Ingest, LogLimits, Observability};
+use lamina_observability::{Ingest, Observability};
 use serde_json::{Value, json};
-use sqlx::Connection as _;
 
-macro_rules! engine_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let dir = tempfile::tempdir().expect("temp dir");
-                    let url = format!("sqlite://{}", dir.path().join("metadata.db").display());
-                    let store = lamina_metadata::Store::connect(&url).await.expect("open sqlite");
-                    super::$name(store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some((url, db)) = super::postgres_database().await else { return };
-                    let store = lamina_metadata::Store::connect(&url).await.expect("open postgres");
-                    super::$name(store.clone()).await;
-                    if let lamina_metadata::Store::Postgres(pool) = store {
-                        pool.close().await;
-                    }
-                    super::drop_postgres_database(&db).await;
-                }
-            )*
-        }
-    };
-}
+#[macro_use]
+mod common;
+
+use common::obs;
 
 engine_tests!(
     sums_are_exact_over_repeated_and_concurrent_ingests,
@@ -59,48 +32,8 @@ engine_tests!(
     prune_deletes_minutes_older_than_15_days,
 );
 
-fn postgres_base() -> String {
-    std::env::var("LAMINA_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-async fn admin_connection() -> Option<sqlx::PgConnection> {
-    let url = format!("{}/postgres", postgres_base());
-    match tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&url)).await {
-        Ok(Ok(conn)) => Some(conn),
-        outcome => {
-            assert!(std::env::var_os("CI").is_none(), "Postgres is required under CI: {outcome:?}");
-            eprintln!("skipping: Postgres unreachable");
-            None
-        }
-    }
-}
-
-async fn postgres_database() -> Option<(String, String)> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let mut conn = admin_connection().await?;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
-    let name = format!("lamina_test_metrics_{}_{nanos}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-    sqlx::query(sqlx::AssertSqlSafe(format!("create database \"{name}\"")))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    Some((format!("{}/{name}", postgres_base()), name))
-}
-
-async fn drop_postgres_database(name: &str) {
-    if let Some(mut conn) = admin_connection().await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists \"{name}\" with (force)")))
-            .execute(&mut conn)
-            .await;
-    }
-}
-
 const ACCOUNT: &str = "111122223333";
 const OTHER: &str = "444455556666";
-
-fn obs(store: &Store) -> Observability {
-    Observability::new(store.clone(), "us-east-1", LogLimits::default())
-}
 
 /// The top of the hour four hours ago: recent enough for minute rounding and ListMetrics, older than
 /// `RecentlyActive`'s three hours.
