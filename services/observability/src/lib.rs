@@ -18,6 +18,7 @@ mod grpc;
 pub mod logs;
 pub mod metrics;
 mod shipper;
+mod sql;
 
 use lamina_common::telemetry::{LogBatch, MetricStat};
 use lamina_common::{ApiError, ApiResult};

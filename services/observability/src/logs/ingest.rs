@@ -11,12 +11,7 @@ use lamina_common::time::now_ms;
 
 use super::{event_size, in_tx};
 use crate::Observability;
-
-/// Rows per statement: well under both engines' bound-parameter limits (SQLite 32766, Postgres
-/// 65535) at 6 parameters an event.
-const EVENT_ROWS: usize = 1000;
-const STREAM_ROWS: usize = 500;
-const GROUP_ROWS: usize = 500;
+use crate::sql::{marker, pieces, value_rows};
 
 /// A stream's share of the batch.
 #[derive(Default)]
@@ -33,29 +28,6 @@ struct EventRow<'a> {
     timestamp: i64,
     message: Cow<'a, str>,
     bytes: i64,
-}
-
-/// `(..), (..)`: `rows` copies of `template` where each `?` becomes the next `$n` from `first`.
-pub(crate) fn value_rows(template: &str, rows: usize, first: usize) -> String {
-    let mut out = String::with_capacity(rows * (template.len() + 16));
-    let mut n = first;
-    for r in 0..rows {
-        if r > 0 {
-            out.push_str(", ");
-        }
-        out.push('(');
-        for c in template.chars() {
-            if c == '?' {
-                out.push('$');
-                out.push_str(&n.to_string());
-                n += 1;
-            } else {
-                out.push(c);
-            }
-        }
-        out.push(')');
-    }
-    out
 }
 
 /// Postgres text cannot hold NUL; both engines store the same replacement so they answer alike.
@@ -104,14 +76,15 @@ pub(crate) async fn ingest(obs: &Observability, batches: &[LogBatch]) -> ApiResu
     let groups: Vec<_> = groups.into_iter().collect();
     let streams: Vec<_> = streams.into_iter().collect();
     let now = now_ms();
+    let marker = marker(&obs.store);
 
     in_tx!(&obs.store, tx, _lock => {
-        for chunk in groups.chunks(GROUP_ROWS) {
+        for chunk in pieces(&groups) {
             let sql = format!(
                 "insert into log_groups (account_id, name, creation_time, stored_bytes, created_at, updated_at) \
                  values {} on conflict (account_id, name) do update set \
                  stored_bytes = log_groups.stored_bytes + excluded.stored_bytes, updated_at = excluded.updated_at",
-                value_rows("?, ?, $1, ?, $1, $1", chunk.len(), 2)
+                value_rows("?, ?, $1, ?, $1, $1", chunk.len(), 2, marker)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
             for ((account, group), bytes) in chunk {
@@ -119,7 +92,7 @@ pub(crate) async fn ingest(obs: &Observability, batches: &[LogBatch]) -> ApiResu
             }
             q.execute(&mut *tx).await.context("upsert log groups")?;
         }
-        for chunk in streams.chunks(STREAM_ROWS) {
+        for chunk in pieces(&streams) {
             let sql = format!(
                 "insert into log_streams (account_id, log_group, name, creation_time, first_event_timestamp, \
                  last_event_timestamp, last_ingestion_time, stored_bytes, created_at, updated_at) \
@@ -132,7 +105,7 @@ pub(crate) async fn ingest(obs: &Observability, batches: &[LogBatch]) -> ApiResu
                    then excluded.last_event_timestamp else log_streams.last_event_timestamp end, \
                  last_ingestion_time = excluded.last_ingestion_time, \
                  stored_bytes = log_streams.stored_bytes + excluded.stored_bytes, updated_at = excluded.updated_at",
-                value_rows("?, ?, ?, $1, ?, ?, $1, ?, $1, $1", chunk.len(), 2)
+                value_rows("?, ?, ?, $1, ?, ?, $1, ?, $1, $1", chunk.len(), 2, marker)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
             for ((account, group, stream), d) in chunk {
@@ -140,11 +113,11 @@ pub(crate) async fn ingest(obs: &Observability, batches: &[LogBatch]) -> ApiResu
             }
             q.execute(&mut *tx).await.context("upsert log streams")?;
         }
-        for chunk in events.chunks(EVENT_ROWS) {
+        for chunk in pieces(&events) {
             let sql = format!(
                 "insert into log_events (account_id, log_group, log_stream, event_timestamp, ingestion_time, message, bytes) \
                  values {}",
-                value_rows("?, ?, ?, ?, $1, ?, ?", chunk.len(), 2)
+                value_rows("?, ?, ?, ?, $1, ?, ?", chunk.len(), 2, marker)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
             for e in chunk {
@@ -159,12 +132,6 @@ pub(crate) async fn ingest(obs: &Observability, batches: &[LogBatch]) -> ApiResu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn value_rows_number_parameters_in_order() {
-        assert_eq!(value_rows("?, $1, ?", 2, 2), "($2, $1, $3), ($4, $1, $5)");
-        assert_eq!(value_rows("?", 1, 1), "($1)");
-    }
 
     #[test]
     fn nul_bytes_are_replaced() {

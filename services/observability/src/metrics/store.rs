@@ -10,32 +10,7 @@ use lamina_common::telemetry::{Metric, MetricKey, MetricStat};
 use lamina_metadata::{Store, on_pool};
 
 use super::selection::{KeyRow, Selection};
-
-/// Most rows per SQLite insert statement (10 parameters each: well below SQLite's 32,766).
-const MAX_ROWS_PER_STATEMENT: usize = 256;
-
-/// Splits `len` rows into statements of power-of-two sizes (largest first): preparing a statement
-/// of hundreds of rows takes SQLite tens of milliseconds, so each connection prepares the at most
-/// nine sizes once and keeps them in its statement cache.
-fn statement_sizes(mut len: usize) -> Vec<usize> {
-    let mut sizes = Vec::new();
-    while len > 0 {
-        let size = if len >= MAX_ROWS_PER_STATEMENT { MAX_ROWS_PER_STATEMENT } else { 1 << len.ilog2() };
-        sizes.push(size);
-        len -= size;
-    }
-    sizes
-}
-
-/// `items` cut into consecutive pieces of [`statement_sizes`].
-fn pieces<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
-    let mut rest = items;
-    statement_sizes(items.len()).into_iter().map(move |size| {
-        let (piece, tail) = rest.split_at(size);
-        rest = tail;
-        piece
-    })
-}
+use crate::sql::{pieces, value_rows};
 
 const STAT_COLUMNS: &str = "account_id, function_name, resource, executed_version, metric, minute, \
      sample_count, sum_value, min_value, max_value";
@@ -64,28 +39,10 @@ const PG_KEYS: &str = "insert into function_metric_keys (account_id, function_na
      select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) ";
 
 /// SQLite: `insert into <table> (<columns>) values (?1, .., ?n), (..) <merge>` for `rows` rows of
-/// `columns` parameters. Numbered `?NNN` parameters: SQLite looks `$NNN` ones up by name, linearly
-/// (quadratic in the statement's parameters).
+/// `columns` parameters.
 fn sqlite_insert(table: &str, columns: &str, rows: usize, merge: &str) -> String {
-    let width = columns.split(',').count();
-    let mut sql = format!("insert into {table} ({columns}) values ");
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for col in 0..width {
-            if col > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('?');
-            sql.push_str(&(row * width + col + 1).to_string());
-        }
-        sql.push(')');
-    }
-    sql.push(' ');
-    sql.push_str(merge);
-    sql
+    let template = vec!["?"; columns.split(',').count()].join(", ");
+    format!("insert into {table} ({columns}) values {} {merge}", value_rows(&template, rows, 1, '?'))
 }
 
 /// Adds `stats` to the stored minutes (counts and sums add up, minima and maxima widen), all in
@@ -283,16 +240,6 @@ pub(crate) async fn prune(store: &Store, before: i64) -> anyhow::Result<u64> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn statements_have_power_of_two_sizes() {
-        assert_eq!(super::statement_sizes(0), Vec::<usize>::new());
-        assert_eq!(super::statement_sizes(1), vec![1]);
-        assert_eq!(super::statement_sizes(700), vec![256, 256, 128, 32, 16, 8, 4]);
-        let items: Vec<usize> = (0..13).collect();
-        let pieces: Vec<&[usize]> = super::pieces(&items).collect();
-        assert_eq!(pieces, vec![&items[0..8], &items[8..12], &items[12..13]]);
-    }
-
     #[test]
     fn sqlite_inserts_number_every_parameter() {
         assert_eq!(
