@@ -37,10 +37,10 @@ use lamina_metadata::Store;
 use lamina_rpc::events::CallRequest;
 use lamina_rpc::events::event_sources_client::EventSourcesClient as GrpcClient;
 use lamina_rpc::replicas::Replicas;
+use lamina_rpc::transport::TracedChannel;
 use lamina_rpc::{from_status, transport};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::Channel;
 
 pub use grpc::{serve, service};
 
@@ -96,7 +96,7 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> ApiResult<Vec<u8>> {
 #[derive(Clone)]
 pub enum EventSourcesClient {
     Local(EventSources),
-    Grpc(std::sync::Arc<Replicas<GrpcClient<Channel>>>),
+    Grpc(std::sync::Arc<Replicas<GrpcClient<TracedChannel>>>),
 }
 
 impl From<EventSources> for EventSourcesClient {
@@ -110,7 +110,7 @@ impl EventSourcesClient {
     /// calls go round-robin).
     pub fn connect(addrs: &[String]) -> anyhow::Result<Self> {
         let replicas = Replicas::connect(addrs, |a| {
-            Ok(GrpcClient::new(transport::channel(a)?)
+            Ok(GrpcClient::new(transport::traced_channel(a)?)
                 .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(transport::MAX_MESSAGE_BYTES))
         })?;

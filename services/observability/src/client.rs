@@ -7,8 +7,8 @@ use lamina_common::{ApiError, ApiResult};
 use lamina_rpc::observability::observability_client::ObservabilityClient as GrpcClient;
 use lamina_rpc::observability::{CallRequest, IngestRequest};
 use lamina_rpc::replicas::Replicas;
+use lamina_rpc::transport::TracedChannel;
 use lamina_rpc::{from_status, transport};
-use tonic::transport::Channel;
 
 use crate::{Ingest, Observability};
 
@@ -16,7 +16,7 @@ use crate::{Ingest, Observability};
 #[derive(Clone)]
 pub enum ObservabilityClient {
     Local(Observability),
-    Grpc(Arc<Replicas<GrpcClient<Channel>>>),
+    Grpc(Arc<Replicas<GrpcClient<TracedChannel>>>),
 }
 
 impl From<Observability> for ObservabilityClient {
@@ -34,7 +34,7 @@ impl ObservabilityClient {
     /// calls go round-robin).
     pub fn connect(addrs: &[String]) -> anyhow::Result<Self> {
         let replicas = Replicas::connect(addrs, |a| {
-            Ok(GrpcClient::new(transport::channel(a)?)
+            Ok(GrpcClient::new(transport::traced_channel(a)?)
                 .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(transport::MAX_MESSAGE_BYTES))
         })?;
