@@ -104,7 +104,7 @@ impl Pool {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().expect("pool state poisoned")
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Takes an idle sandbox of `key`, or reserves room for a new one (evicting idle sandboxes
